@@ -1,0 +1,75 @@
+# Developer entry points for keyward. `make help` lists them.
+#
+# When DATABASE_URL is not set, `run` and `test` start the local dev cluster
+# (scripts/dev-db.sh, data in .data/) and use its URL.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+
+CARGO ?= cargo
+DEV_DB := scripts/dev-db.sh
+
+# Cargo profile for `make run`: release (default) or debug/dev, or any custom
+# profile name. e.g. `make run PROFILE=debug` skips the slower release build.
+PROFILE ?= release
+ifeq ($(PROFILE),release)
+  PROFILE_FLAG := --release
+else ifneq ($(filter $(PROFILE),debug dev),)
+  PROFILE_FLAG :=
+else
+  PROFILE_FLAG := --profile $(PROFILE)
+endif
+
+# Extra arguments for the test runner, e.g. `make test TEST_ARGS=tenants`.
+TEST_ARGS ?=
+
+# Shell snippet: use the dev cluster unless DATABASE_URL is already set.
+USE_DEV_DB = if [ -z "$${DATABASE_URL:-}" ]; then \
+	  $(DEV_DB) start; \
+	  DATABASE_URL="$$($(DEV_DB) url)"; \
+	  export DATABASE_URL; \
+	fi
+
+.PHONY: help run test db-stop fmt lint openapi
+
+help:
+	@echo "make run      start the dev database if needed, then serve (PROFILE=$(PROFILE))"
+	@echo "make test     start the dev database if needed, then run the tests"
+	@echo "make db-stop  stop the dev database (data kept in .data/)"
+	@echo "make fmt      format the code"
+	@echo "make lint     rustfmt check + clippy with warnings as errors"
+	@echo "make openapi  regenerate openapi/openapi.json"
+
+run:
+	@$(USE_DEV_DB); \
+	echo "==> DATABASE_URL=$$DATABASE_URL"; \
+	echo "==> first admin token (in another terminal, once the server has applied the migrations):"; \
+	echo "    DATABASE_URL=$$DATABASE_URL $(CARGO) run $(PROFILE_FLAG) -- admin create-service-token --platform --name bootstrap --permissions tenants:admin,keys:read,keys:write,keys:verify,audit:read"; \
+	exec $(CARGO) run $(PROFILE_FLAG) -- serve
+
+# #[sqlx::test] creates a database per test, so DATABASE_URL must name a role
+# allowed to CREATE DATABASE (the dev cluster's "keyward" superuser is).
+test:
+	@$(USE_DEV_DB); \
+	echo "==> DATABASE_URL=$$DATABASE_URL"; \
+	if $(CARGO) nextest --version >/dev/null 2>&1; then \
+	  exec $(CARGO) nextest run $(TEST_ARGS); \
+	else \
+	  exec $(CARGO) test $(TEST_ARGS); \
+	fi
+
+db-stop:
+	@$(DEV_DB) stop
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+openapi:
+	@mkdir -p openapi
+	$(CARGO) run --quiet -- openapi > openapi/openapi.json.tmp || { rm -f openapi/openapi.json.tmp; exit 1; }
+	mv openapi/openapi.json.tmp openapi/openapi.json
+	@echo "wrote openapi/openapi.json"

@@ -1,0 +1,487 @@
+//! API keys and service tokens: what they hold, their lifecycle states and the rules on the
+//! settings a caller may give them.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+
+use super::authz::Permission;
+use super::ids::{KeyId, KeyKind, TenantId};
+use super::scope::{parse_scopes, Scope, MAX_SCOPES_PER_KEY};
+use super::token::TokenPrefix;
+use super::validation::{check_text, ValidationErrors};
+
+pub const MAX_NAME_LEN: usize = 200;
+pub const MAX_OWNER_ID_LEN: usize = 256;
+pub const MAX_METADATA_BYTES: usize = 4096;
+pub const MAX_TTL_SECONDS: i64 = 10 * 366 * 24 * 3600;
+pub const DEFAULT_GRACE_SECONDS: i64 = 24 * 3600;
+pub const MAX_GRACE_SECONDS: i64 = 90 * 24 * 3600;
+pub const MAX_REASON_LEN: usize = 500;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Environment {
+    Live,
+    Test,
+}
+
+impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Live => "live",
+            Environment::Test => "test",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "live" => Some(Environment::Live),
+            "test" => Some(Environment::Test),
+            _ => None,
+        }
+    }
+
+    pub fn token_prefix(self) -> TokenPrefix {
+        match self {
+            Environment::Live => TokenPrefix::Live,
+            Environment::Test => TokenPrefix::Test,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyStatus {
+    Active,
+    Expired,
+    Revoked,
+    Disabled,
+}
+
+/// A stored key (customer key or service token) without its hash.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Key {
+    pub id: KeyId,
+    /// `None` only for platform-wide service tokens.
+    pub tenant_id: Option<TenantId>,
+    pub kind: KeyKind,
+    pub name: String,
+    pub environment: Environment,
+    pub prefix: String,
+    pub start: String,
+    /// Scopes of a customer key; permissions of a service token.
+    pub scopes: Vec<String>,
+    pub metadata: serde_json::Value,
+    pub owner_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub created_by: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub revoked_reason: Option<String>,
+    pub enabled: bool,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub rotated_from: Option<KeyId>,
+}
+
+impl Key {
+    /// Revoked wins over expired, which wins over disabled.
+    pub fn status(&self, now: DateTime<Utc>) -> KeyStatus {
+        if self.revoked_at.is_some() {
+            KeyStatus::Revoked
+        } else if self.expires_at.is_some_and(|at| at <= now) {
+            KeyStatus::Expired
+        } else if !self.enabled {
+            KeyStatus::Disabled
+        } else {
+            KeyStatus::Active
+        }
+    }
+
+    pub fn granted_scopes(&self) -> Vec<Scope> {
+        self.scopes.iter().filter_map(|s| Scope::parse(s)).collect()
+    }
+
+    pub fn permissions(&self) -> Vec<Permission> {
+        self.scopes
+            .iter()
+            .filter_map(|s| Permission::parse(s))
+            .collect()
+    }
+
+    /// The expiry a rotated-away key gets: now + grace, never later than it already had.
+    pub fn expiry_after_rotation(&self, now: DateTime<Utc>, grace_seconds: i64) -> DateTime<Utc> {
+        let end_of_grace = now + Duration::seconds(grace_seconds);
+        match self.expires_at {
+            Some(current) if current < end_of_grace => current,
+            _ => end_of_grace,
+        }
+    }
+}
+
+/// Distinguishes "field absent" from "field set to null" in PATCH bodies.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// `POST /v1/tenants/{tenant_id}/keys` body before validation.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyDraft {
+    #[schema(example = "checkout backend")]
+    pub name: String,
+    #[serde(default = "default_environment")]
+    pub environment: Environment,
+    #[serde(default)]
+    #[schema(example = json!(["billing:read"]))]
+    pub scopes: Vec<String>,
+    /// A JSON object of at most 4 KiB, returned by verify.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub metadata: Option<serde_json::Value>,
+    /// The tenant's own reference for the end user who holds the key.
+    pub owner_id: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Alternative to `expires_at`: lifetime in seconds from now.
+    pub ttl_seconds: Option<i64>,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+fn default_environment() -> Environment {
+    Environment::Live
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Validated settings of a new customer key.
+#[derive(Debug, Clone)]
+pub struct KeySpec {
+    pub name: String,
+    pub environment: Environment,
+    pub scopes: Vec<Scope>,
+    pub metadata: serde_json::Value,
+    pub owner_id: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub enabled: bool,
+}
+
+impl KeyDraft {
+    pub fn validate(self, now: DateTime<Utc>) -> Result<KeySpec, ValidationErrors> {
+        let mut errors = ValidationErrors::default();
+        check_text(&mut errors, "name", &self.name, MAX_NAME_LEN);
+        let scopes = parse_scopes(&mut errors, "scopes", &self.scopes, MAX_SCOPES_PER_KEY);
+        let metadata = self.metadata.unwrap_or_else(|| serde_json::json!({}));
+        check_metadata(&mut errors, &metadata);
+        if let Some(owner) = &self.owner_id {
+            check_text(&mut errors, "owner_id", owner, MAX_OWNER_ID_LEN);
+        }
+        let expires_at = check_expiry(&mut errors, now, self.expires_at, self.ttl_seconds);
+        errors.finish(KeySpec {
+            name: self.name.trim().to_owned(),
+            environment: self.environment,
+            scopes,
+            metadata,
+            owner_id: self.owner_id,
+            expires_at,
+            enabled: self.enabled,
+        })
+    }
+}
+
+fn check_metadata(errors: &mut ValidationErrors, metadata: &serde_json::Value) {
+    if !metadata.is_object() {
+        errors.add("metadata", "must be a JSON object");
+    } else if metadata.to_string().len() > MAX_METADATA_BYTES {
+        errors.add(
+            "metadata",
+            format!("must be at most {MAX_METADATA_BYTES} bytes as JSON"),
+        );
+    }
+}
+
+fn check_expiry(
+    errors: &mut ValidationErrors,
+    now: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+    ttl_seconds: Option<i64>,
+) -> Option<DateTime<Utc>> {
+    match (expires_at, ttl_seconds) {
+        (Some(_), Some(_)) => {
+            errors.add(
+                "ttl_seconds",
+                "give either expires_at or ttl_seconds, not both",
+            );
+            None
+        }
+        (Some(at), None) if at <= now => {
+            errors.add("expires_at", "must be in the future");
+            None
+        }
+        (Some(at), None) if at > now + Duration::seconds(MAX_TTL_SECONDS) => {
+            errors.add("expires_at", "must be within ten years");
+            None
+        }
+        (Some(at), None) => Some(at),
+        (None, Some(ttl)) if !(1..=MAX_TTL_SECONDS).contains(&ttl) => {
+            errors.add(
+                "ttl_seconds",
+                format!("must be between 1 and {MAX_TTL_SECONDS}"),
+            );
+            None
+        }
+        (None, Some(ttl)) => Some(now + Duration::seconds(ttl)),
+        (None, None) => None,
+    }
+}
+
+/// `PATCH .../keys/{key_id}` body: only the fields given change; `null` clears optional ones.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyPatchDraft {
+    pub name: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub owner_id: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<DateTime<Utc>>)]
+    pub expires_at: Option<Option<DateTime<Utc>>>,
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct KeyPatch {
+    pub name: Option<String>,
+    pub scopes: Option<Vec<Scope>>,
+    pub metadata: Option<serde_json::Value>,
+    pub owner_id: Option<Option<String>>,
+    pub expires_at: Option<Option<DateTime<Utc>>>,
+    pub enabled: Option<bool>,
+}
+
+impl KeyPatchDraft {
+    pub fn validate(self, now: DateTime<Utc>) -> Result<KeyPatch, ValidationErrors> {
+        let mut errors = ValidationErrors::default();
+        if let Some(name) = &self.name {
+            check_text(&mut errors, "name", name, MAX_NAME_LEN);
+        }
+        let scopes = self
+            .scopes
+            .as_ref()
+            .map(|s| parse_scopes(&mut errors, "scopes", s, MAX_SCOPES_PER_KEY));
+        if let Some(metadata) = &self.metadata {
+            check_metadata(&mut errors, metadata);
+        }
+        if let Some(Some(owner)) = &self.owner_id {
+            check_text(&mut errors, "owner_id", owner, MAX_OWNER_ID_LEN);
+        }
+        let expires_at = match self.expires_at {
+            Some(Some(at)) => Some(check_expiry(&mut errors, now, Some(at), None)),
+            other => other,
+        };
+        let nothing = self.name.is_none()
+            && scopes.is_none()
+            && self.metadata.is_none()
+            && self.owner_id.is_none()
+            && expires_at.is_none()
+            && self.enabled.is_none();
+        if nothing {
+            errors.add("", "give at least one field to change");
+        }
+        errors.finish(KeyPatch {
+            name: self.name.map(|n| n.trim().to_owned()),
+            scopes,
+            metadata: self.metadata,
+            owner_id: self.owner_id,
+            expires_at,
+            enabled: self.enabled,
+        })
+    }
+}
+
+/// `POST .../rotate` body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateDraft {
+    /// How long the old key keeps working; default 86400, 0 ends it at once.
+    pub grace_period_seconds: Option<i64>,
+}
+
+impl RotateDraft {
+    pub fn grace_seconds(&self) -> Result<i64, ValidationErrors> {
+        let grace = self.grace_period_seconds.unwrap_or(DEFAULT_GRACE_SECONDS);
+        if (0..=MAX_GRACE_SECONDS).contains(&grace) {
+            Ok(grace)
+        } else {
+            Err(ValidationErrors::single(
+                "grace_period_seconds",
+                format!("must be between 0 and {MAX_GRACE_SECONDS}"),
+            ))
+        }
+    }
+}
+
+/// `POST .../revoke` body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeDraft {
+    pub reason: Option<String>,
+}
+
+impl RevokeDraft {
+    pub fn reason(self) -> Result<Option<String>, ValidationErrors> {
+        let mut errors = ValidationErrors::default();
+        if let Some(reason) = &self.reason {
+            check_text(&mut errors, "reason", reason, MAX_REASON_LEN);
+        }
+        errors.finish(self.reason.map(|r| r.trim().to_owned()))
+    }
+}
+
+/// `POST /v1/service-tokens` and `POST /v1/tenants/{tenant_id}/service-tokens` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceTokenDraft {
+    #[schema(example = "api gateway")]
+    pub name: String,
+    #[schema(example = json!(["keys:verify"]))]
+    pub permissions: Vec<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub ttl_seconds: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServiceTokenSpec {
+    pub name: String,
+    pub permissions: Vec<Permission>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl ServiceTokenDraft {
+    pub fn validate(self, now: DateTime<Utc>) -> Result<ServiceTokenSpec, ValidationErrors> {
+        let mut errors = ValidationErrors::default();
+        check_text(&mut errors, "name", &self.name, MAX_NAME_LEN);
+        let mut permissions = Vec::new();
+        for (i, text) in self.permissions.iter().enumerate() {
+            match Permission::parse(text) {
+                Some(p) if !permissions.contains(&p) => permissions.push(p),
+                Some(_) => {}
+                None => errors.add(
+                    format!("permissions[{i}]"),
+                    "one of keys:verify, keys:read, keys:write, audit:read, tenants:admin",
+                ),
+            }
+        }
+        if self.permissions.is_empty() {
+            errors.add("permissions", "give at least one permission");
+        }
+        let expires_at = check_expiry(&mut errors, now, self.expires_at, self.ttl_seconds);
+        errors.finish(ServiceTokenSpec {
+            name: self.name.trim().to_owned(),
+            permissions,
+            expires_at,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(expires_at: Option<DateTime<Utc>>, revoked: bool, enabled: bool) -> Key {
+        let now = Utc::now();
+        Key {
+            id: KeyId::generate(KeyKind::Customer),
+            tenant_id: Some(TenantId::generate()),
+            kind: KeyKind::Customer,
+            name: "k".into(),
+            environment: Environment::Live,
+            prefix: "sk_live_".into(),
+            start: "abcd".into(),
+            scopes: vec![],
+            metadata: serde_json::json!({}),
+            owner_id: None,
+            created_at: now,
+            created_by: None,
+            expires_at,
+            revoked_at: revoked.then_some(now),
+            revoked_reason: None,
+            enabled,
+            last_used_at: None,
+            rotated_from: None,
+        }
+    }
+
+    #[test]
+    fn status_prefers_revoked_then_expired_then_disabled() {
+        let now = Utc::now();
+        let past = Some(now - Duration::seconds(1));
+        assert_eq!(key(past, true, false).status(now), KeyStatus::Revoked);
+        assert_eq!(key(past, false, false).status(now), KeyStatus::Expired);
+        assert_eq!(key(None, false, false).status(now), KeyStatus::Disabled);
+        assert_eq!(key(None, false, true).status(now), KeyStatus::Active);
+        assert_eq!(key(Some(now), false, true).status(now), KeyStatus::Expired);
+    }
+
+    #[test]
+    fn rotation_never_extends_an_earlier_expiry() {
+        let now = Utc::now();
+        let soon = now + Duration::seconds(60);
+        assert_eq!(
+            key(Some(soon), false, true).expiry_after_rotation(now, 3600),
+            soon
+        );
+        assert_eq!(
+            key(None, false, true).expiry_after_rotation(now, 3600),
+            now + Duration::seconds(3600)
+        );
+        assert_eq!(key(None, false, true).expiry_after_rotation(now, 0), now);
+    }
+
+    #[test]
+    fn draft_reports_every_bad_field() {
+        let draft: KeyDraft = serde_json::from_value(serde_json::json!({
+            "name": "",
+            "scopes": ["ok", "Not OK"],
+            "metadata": [1],
+            "ttl_seconds": 0
+        }))
+        .unwrap();
+        let errors = draft.validate(Utc::now()).unwrap_err();
+        let fields: Vec<_> = errors.0.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["name", "scopes[1]", "metadata", "ttl_seconds"]);
+    }
+
+    #[test]
+    fn patch_tells_null_from_absent() {
+        let patch: KeyPatchDraft =
+            serde_json::from_value(serde_json::json!({"owner_id": null})).unwrap();
+        assert_eq!(patch.owner_id, Some(None));
+        let patch: KeyPatchDraft =
+            serde_json::from_value(serde_json::json!({"name": "x"})).unwrap();
+        assert_eq!(patch.owner_id, None);
+    }
+}
+
+/// Query of `GET .../keys` and `GET .../service-tokens`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct KeyListQuery {
+    pub status: Option<KeyStatus>,
+    pub environment: Option<Environment>,
+    pub owner_id: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// 1 to 100, default 50.
+    pub limit: Option<i64>,
+}

@@ -1,0 +1,13 @@
+//! Plain types and the rules on them: ids, tokens, scopes, keys, tenants, audit events.
+//! Nothing here does I/O or knows about HTTP.
+
+pub mod audit;
+pub mod authz;
+pub mod ids;
+pub mod key;
+pub mod page;
+pub mod scope;
+pub mod tenant;
+pub mod token;
+pub mod validation;
+pub mod verify;

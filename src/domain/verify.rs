@@ -1,0 +1,59 @@
+//! The verdict on a presented key: which code it earns, decided from the stored key, its tenant's
+//! status and the scopes the caller requires.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::key::{Key, KeyStatus};
+use super::scope::{covers_all, Scope};
+use super::tenant::TenantStatus;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum VerifyCode {
+    Valid,
+    Malformed,
+    NotFound,
+    Expired,
+    Revoked,
+    Disabled,
+    TenantSuspended,
+    InsufficientScope,
+}
+
+impl VerifyCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerifyCode::Valid => "VALID",
+            VerifyCode::Malformed => "MALFORMED",
+            VerifyCode::NotFound => "NOT_FOUND",
+            VerifyCode::Expired => "EXPIRED",
+            VerifyCode::Revoked => "REVOKED",
+            VerifyCode::Disabled => "DISABLED",
+            VerifyCode::TenantSuspended => "TENANT_SUSPENDED",
+            VerifyCode::InsufficientScope => "INSUFFICIENT_SCOPE",
+        }
+    }
+}
+
+/// Judges a key that was found. The key's own state comes first, then its tenant's, then scopes.
+pub fn judge(
+    key: &Key,
+    tenant_status: TenantStatus,
+    required: &[Scope],
+    now: DateTime<Utc>,
+) -> VerifyCode {
+    match key.status(now) {
+        KeyStatus::Revoked => VerifyCode::Revoked,
+        KeyStatus::Expired => VerifyCode::Expired,
+        KeyStatus::Disabled => VerifyCode::Disabled,
+        KeyStatus::Active if tenant_status == TenantStatus::Suspended => {
+            VerifyCode::TenantSuspended
+        }
+        KeyStatus::Active if !covers_all(&key.granted_scopes(), required) => {
+            VerifyCode::InsufficientScope
+        }
+        KeyStatus::Active => VerifyCode::Valid,
+    }
+}

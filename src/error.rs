@@ -1,0 +1,216 @@
+//! The HTTP error type and its one mapping to RFC 9457 `application/problem+json`.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::domain::authz::Denied;
+use crate::domain::validation::FieldError;
+use crate::service;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// RFC 9457 problem details.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Problem {
+    /// A URN naming the kind of problem, e.g. `urn:keyward:problem:validation`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Field-level validation errors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FieldError>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Service(#[from] service::Error),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("the request body is larger than 64 KiB")]
+    PayloadTooLarge,
+    #[error("send the body as JSON with `Content-Type: application/json`")]
+    UnsupportedMediaType,
+    #[error("the database is not reachable")]
+    Unavailable,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, slug: &str, detail: impl Into<String>) -> Self {
+        Problem {
+            kind: format!("urn:keyward:problem:{slug}"),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            errors: None,
+        }
+    }
+
+    /// The problem for a bare error status produced outside the handlers (routing, timeouts).
+    pub fn for_status(status: StatusCode) -> Self {
+        let (slug, detail) = match status {
+            StatusCode::NOT_FOUND => ("not-found", "no such resource"),
+            StatusCode::METHOD_NOT_ALLOWED => (
+                "method-not-allowed",
+                "this method is not allowed on this resource",
+            ),
+            StatusCode::REQUEST_TIMEOUT => ("timeout", "the request took too long"),
+            StatusCode::PAYLOAD_TOO_LARGE => (
+                "payload-too-large",
+                "the request body is larger than 64 KiB",
+            ),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                ("unsupported-media-type", "unsupported content type")
+            }
+            s if s.is_server_error() => ("internal", "an internal error occurred"),
+            _ => ("bad-request", "the request could not be processed"),
+        };
+        Problem::new(status, slug, detail)
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, axum::Json(&self)).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"keyward\""),
+            );
+        }
+        response
+    }
+}
+
+impl ApiError {
+    pub fn problem(&self) -> Problem {
+        use service::Error as S;
+        match self {
+            ApiError::Service(S::Validation(errors)) => Problem {
+                errors: Some(errors.0.clone()),
+                ..Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "validation",
+                    "some fields are not valid; see `errors`",
+                )
+            },
+            ApiError::Service(S::Unauthenticated) => Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "send a valid, active service token as `Authorization: Bearer <token>`",
+            ),
+            ApiError::Service(S::Denied(Denied::NotFound)) => {
+                Problem::new(StatusCode::NOT_FOUND, "not-found", "no such resource")
+            }
+            ApiError::Service(S::Denied(denied)) => {
+                Problem::new(StatusCode::FORBIDDEN, "forbidden", denied.to_string())
+            }
+            ApiError::Service(S::NotFound(what)) => Problem::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                format!("{what} not found"),
+            ),
+            ApiError::Service(S::Conflict(detail)) => {
+                Problem::new(StatusCode::CONFLICT, "conflict", detail.clone())
+            }
+            ApiError::Service(S::Database(sqlx::Error::PoolTimedOut)) | ApiError::Unavailable => {
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the database is not reachable; try again shortly",
+                )
+            }
+            ApiError::Service(S::Database(_)) => {
+                Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+            ApiError::BadRequest(detail) => {
+                Problem::new(StatusCode::BAD_REQUEST, "bad-request", detail.clone())
+            }
+            ApiError::PayloadTooLarge => Problem::for_status(StatusCode::PAYLOAD_TOO_LARGE),
+            ApiError::UnsupportedMediaType => Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                self.to_string(),
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Service(service::Error::Database(error)) = &self {
+            tracing::error!(%error, "database error");
+        }
+        self.problem().into_response()
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
+            _ => ApiError::BadRequest(redact_values(&rejection.body_text())),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::BadRequest(redact_values(&rejection.body_text()))
+    }
+}
+
+/// Deserializer messages quote the offending value, which may be a secret sent in the wrong
+/// field. Double-quoted values are dropped, and back-quoted ones unless short (field names).
+pub fn redact_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(open) = rest.find(['"', '`']) {
+        let quote = rest.as_bytes()[open] as char;
+        out.push_str(&rest[..=open]);
+        let after = &rest[open + 1..];
+        let Some(close) = after.find(quote) else {
+            out.push_str("…");
+            return out;
+        };
+        let inner = &after[..close];
+        if quote == '`' && inner.len() <= 32 {
+            out.push_str(inner);
+        } else {
+            out.push('…');
+        }
+        out.push(quote);
+        rest = &after[close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_values_are_redacted_but_field_names_kept() {
+        let message =
+            "invalid type: string \"sk_live_abc\", expected a sequence at line 1 column 9";
+        assert_eq!(
+            redact_values(message),
+            "invalid type: string \"…\", expected a sequence at line 1 column 9"
+        );
+        let message = "unknown field `colour`, expected one of `name`, `scopes`";
+        assert_eq!(redact_values(message), message);
+        let long = format!("unknown variant `{}`, expected `live`", "x".repeat(60));
+        assert_eq!(redact_values(&long), "unknown variant `…`, expected `live`");
+    }
+}

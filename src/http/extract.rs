@@ -1,0 +1,112 @@
+//! Request extractors whose failures are problem+json: JSON bodies, queries, the authenticated
+//! caller and the request's origin for the audit trail.
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts};
+use axum::http::{header, request::Parts};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use std::net::SocketAddr;
+
+use crate::domain::audit::RequestMeta;
+use crate::domain::authz::Caller;
+use crate::error::ApiError;
+use crate::service::{self, auth, Context};
+
+/// `axum::Json` with problem+json rejections.
+#[derive(Debug, FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct Json<T>(pub T);
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// `axum::extract::Query` with problem+json rejections.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Query<T>(pub T);
+
+/// The caller, authenticated by `Authorization: Bearer <service token>`.
+pub struct Authenticated(pub Caller);
+
+impl FromRequestParts<Context> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, ctx: &Context) -> Result<Self, Self::Rejection> {
+        let bearer = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .ok_or(service::Error::Unauthenticated)?;
+        Ok(Authenticated(auth::authenticate(ctx, bearer).await?))
+    }
+}
+
+/// Where the request came from, for audit events.
+pub struct Meta(pub RequestMeta);
+
+const MAX_REQUEST_ID_LEN: usize = 128;
+const MAX_USER_AGENT_LEN: usize = 512;
+
+impl<S: Send + Sync> FromRequestParts<S> for Meta {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let text = |name: &str, max: usize| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty() && v.len() <= max)
+                .map(str::to_owned)
+        };
+        Ok(Meta(RequestMeta {
+            request_id: text("x-request-id", MAX_REQUEST_ID_LEN),
+            ip: parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip()),
+            user_agent: text("user-agent", MAX_USER_AGENT_LEN),
+        }))
+    }
+}
+
+/// A JSON body that may also be left out entirely, meaning `T::default()`.
+pub struct JsonOrEmpty<T>(pub T);
+
+impl<T, S> FromRequest<S> for JsonOrEmpty<T>
+where
+    T: serde::de::DeserializeOwned + Default,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let has_json_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| match rejection.status() {
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+                _ => ApiError::BadRequest("the request body could not be read".into()),
+            })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(JsonOrEmpty(T::default()));
+        }
+        if !has_json_type {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
+        Ok(JsonOrEmpty(value))
+    }
+}

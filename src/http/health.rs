@@ -1,0 +1,44 @@
+//! Liveness and readiness probes.
+
+use axum::extract::State;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::extract::Json;
+use crate::error::{ApiError, Problem};
+use crate::service::Context;
+
+pub fn router() -> OpenApiRouter<Context> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// The process is up and its database answers.
+#[utoipa::path(
+    get, path = "/readyz", tag = "health",
+    responses(
+        (status = 200, body = Health),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn readyz(State(ctx): State<Context>) -> Result<Json<Health>, ApiError> {
+    sqlx::query("SELECT 1")
+        .execute(&ctx.pool)
+        .await
+        .map_err(|_| ApiError::Unavailable)?;
+    Ok(Json(Health { status: "ok" }))
+}

@@ -1,0 +1,20 @@
+//! keyward: multi-tenant API-key management. Issue, rotate, scope, verify and audit API keys.
+
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod repo;
+pub mod service;
+
+/// The OpenAPI document as pretty JSON, exactly as committed in `openapi/openapi.json`.
+pub fn openapi_json() -> String {
+    let mut json = http::openapi().to_pretty_json().unwrap_or_default();
+    json.push('\n');
+    json
+}

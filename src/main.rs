@@ -1,0 +1,183 @@
+//! The `keyward` binary: serve the API, migrate, print the OpenAPI document, administer.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
+
+use keyward::clock::Clock;
+use keyward::config::{DatabaseConfig, ServeConfig};
+use keyward::domain::audit::{Actor, ActorKind, RequestMeta};
+use keyward::domain::authz::TenantScope;
+use keyward::domain::ids::TenantId;
+use keyward::domain::key::ServiceTokenDraft;
+use keyward::{app, db, service};
+
+#[derive(Parser)]
+#[command(name = "keyward", version, about = "Multi-tenant API-key management")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API (applies migrations first unless told not to).
+    Serve(ServeConfig),
+    /// Apply database migrations and exit.
+    Migrate(DatabaseConfig),
+    /// Print the OpenAPI document.
+    Openapi,
+    /// Administrative commands.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create a service token and print it alone on stdout (it is shown only this once).
+    CreateServiceToken {
+        #[command(flatten)]
+        database: DatabaseConfig,
+        /// A platform-wide token.
+        #[arg(long, conflicts_with = "tenant", required_unless_present = "tenant")]
+        platform: bool,
+        /// A token bound to this tenant (UUID).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Comma-separated: keys:verify, keys:read, keys:write, audit:read, tenants:admin.
+        #[arg(long, value_delimiter = ',', required = true)]
+        permissions: Vec<String>,
+        #[arg(long, default_value = "bootstrap")]
+        name: String,
+        /// Lifetime in seconds (default: no expiry).
+        #[arg(long)]
+        ttl_seconds: Option<i64>,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("KEYWARD_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<(), String> {
+    match command {
+        Command::Openapi => {
+            print!("{}", keyward::openapi_json());
+            Ok(())
+        }
+        Command::Migrate(database) => {
+            let pool = connect(&database).await?;
+            db::migrate(&pool)
+                .await
+                .map_err(|e| format!("migration failed: {e}"))?;
+            eprintln!("migrations applied");
+            Ok(())
+        }
+        Command::Serve(config) => serve(config).await,
+        Command::Admin(AdminCommand::CreateServiceToken {
+            database,
+            platform,
+            tenant,
+            permissions,
+            name,
+            ttl_seconds,
+        }) => {
+            let owner = match (platform, tenant) {
+                (true, _) => TenantScope::Platform,
+                (false, Some(text)) => TenantScope::Tenant(
+                    TenantId::parse(&text)
+                        .ok_or_else(|| format!("--tenant {text:?} is not a UUID"))?,
+                ),
+                (false, None) => return Err("give --platform or --tenant <id>".into()),
+            };
+            let pool = connect(&database).await?;
+            db::migrate(&pool)
+                .await
+                .map_err(|e| format!("migration failed: {e}"))?;
+            let ctx = app::context(pool, Clock::system(), std::time::Duration::from_secs(1));
+            let draft = ServiceTokenDraft {
+                name,
+                permissions,
+                expires_at: None,
+                ttl_seconds,
+            };
+            let spec = draft.validate(ctx.clock.now()).map_err(|errors| {
+                errors
+                    .0
+                    .iter()
+                    .map(|e| format!("{}: {}", e.field, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })?;
+            let actor = Actor {
+                kind: ActorKind::System,
+                id: "cli".into(),
+            };
+            let issued = service::keys::issue_service_token(
+                &ctx,
+                &actor,
+                &RequestMeta::default(),
+                owner,
+                spec,
+            )
+            .await
+            .map_err(|e| match e {
+                service::Error::NotFound(what) => format!("{what} not found"),
+                other => other.to_string(),
+            })?;
+            eprintln!(
+                "created service token {} with permissions {} (shown once; store it now)",
+                issued.key.id,
+                issued.key.scopes.join(",")
+            );
+            println!("{}", issued.token.expose());
+            Ok(())
+        }
+    }
+}
+
+async fn connect(database: &DatabaseConfig) -> Result<sqlx::PgPool, String> {
+    db::connect(database)
+        .await
+        .map_err(|e| format!("cannot connect to the database: {e}"))
+}
+
+async fn serve(config: ServeConfig) -> Result<(), String> {
+    let pool = connect(&config.database).await?;
+    if !config.skip_migrations {
+        db::migrate(&pool)
+            .await
+            .map_err(|e| format!("migration failed: {e}"))?;
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    tracing::info!(listen = %config.listen, "keyward serving");
+    let ctx = app::context(pool, Clock::system(), config.usage_flush_interval());
+    app::serve(listener, ctx, app::shutdown_signal())
+        .await
+        .map_err(|e| format!("server error: {e}"))
+}

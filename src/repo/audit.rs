@@ -1,0 +1,152 @@
+//! The `audit_events` table: append (extending the tenant's hash chain) and filtered reads.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgExecutor, Postgres, QueryBuilder};
+use uuid::Uuid;
+
+use super::bad_column;
+use crate::domain::audit::{ActorKind, AuditEvent, NewAuditEvent, Outcome};
+use crate::domain::ids::TenantId;
+
+/// Appends `event` to its tenant's chain. Must run inside the transaction of the change it
+/// records: the advisory lock serialises appends to one chain until that transaction ends.
+pub async fn append(conn: &mut PgConnection, event: &NewAuditEvent) -> Result<i64, sqlx::Error> {
+    let tenant = event.tenant_id.map(|t| t.0);
+    let chain = match tenant {
+        Some(id) => format!("audit:{id}"),
+        None => "audit:platform".to_owned(),
+    };
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(chain)
+        .execute(&mut *conn)
+        .await?;
+    let prev_hash: Option<Vec<u8>> = sqlx::query_scalar(
+        "SELECT hash FROM audit_events
+         WHERE ($1::uuid IS NULL AND tenant_id IS NULL) OR tenant_id = $1
+         ORDER BY id DESC LIMIT 1",
+    )
+    .bind(tenant)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let hash = event.chain_hash(prev_hash.as_deref());
+    sqlx::query_scalar(
+        "INSERT INTO audit_events (occurred_at, tenant_id, actor_kind, actor_id, action, target_kind,
+             target_id, outcome, request_id, ip, user_agent, details, prev_hash, hash)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::inet, $11, $12, $13, $14)
+         RETURNING id",
+    )
+    .bind(event.stored_time())
+    .bind(tenant)
+    .bind(event.actor.kind.as_str())
+    .bind(&event.actor.id)
+    .bind(event.action)
+    .bind(event.target_kind)
+    .bind(event.target_id.as_deref())
+    .bind(event.outcome.as_str())
+    .bind(event.meta.request_id.as_deref())
+    .bind(event.meta.ip.map(|ip| ip.to_string()))
+    .bind(event.meta.user_agent.as_deref())
+    .bind(&event.details)
+    .bind(prev_hash)
+    .bind(hash.as_slice())
+    .fetch_one(conn)
+    .await
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// `Some`: that tenant's events only. `None`: every event (platform review).
+    pub tenant: Option<TenantId>,
+    pub actor_id: Option<String>,
+    pub action: Option<String>,
+    pub target_id: Option<String>,
+    pub outcome: Option<Outcome>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// Keyset cursor: only events with a smaller id (newest first).
+    pub before_id: Option<i64>,
+    pub limit: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct AuditRow {
+    id: i64,
+    occurred_at: DateTime<Utc>,
+    tenant_id: Option<Uuid>,
+    actor_kind: String,
+    actor_id: String,
+    action: String,
+    target_kind: Option<String>,
+    target_id: Option<String>,
+    outcome: String,
+    request_id: Option<String>,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    details: serde_json::Value,
+}
+
+impl TryFrom<AuditRow> for AuditEvent {
+    type Error = sqlx::Error;
+
+    fn try_from(row: AuditRow) -> Result<Self, Self::Error> {
+        Ok(AuditEvent {
+            id: row.id,
+            occurred_at: row.occurred_at,
+            tenant_id: row.tenant_id.map(TenantId),
+            actor_kind: ActorKind::parse(&row.actor_kind)
+                .ok_or_else(|| bad_column("audit_events.actor_kind", &row.actor_kind))?,
+            actor_id: row.actor_id,
+            action: row.action,
+            target_kind: row.target_kind,
+            target_id: row.target_id,
+            outcome: Outcome::parse(&row.outcome)
+                .ok_or_else(|| bad_column("audit_events.outcome", &row.outcome))?,
+            request_id: row.request_id,
+            ip: row.ip,
+            user_agent: row.user_agent,
+            details: row.details,
+        })
+    }
+}
+
+pub async fn list(
+    db: impl PgExecutor<'_>,
+    filter: &AuditFilter,
+) -> Result<Vec<AuditEvent>, sqlx::Error> {
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
+        "SELECT id, occurred_at, tenant_id, actor_kind, actor_id, action, target_kind, target_id, outcome,
+             request_id, host(ip) AS ip, user_agent, details
+         FROM audit_events WHERE true",
+    );
+    if let Some(tenant) = filter.tenant {
+        q.push(" AND tenant_id = ").push_bind(tenant.0);
+    }
+    if let Some(actor) = &filter.actor_id {
+        q.push(" AND actor_id = ").push_bind(actor.clone());
+    }
+    if let Some(action) = &filter.action {
+        q.push(" AND action = ").push_bind(action.clone());
+    }
+    if let Some(target) = &filter.target_id {
+        q.push(" AND target_id = ").push_bind(target.clone());
+    }
+    if let Some(outcome) = filter.outcome {
+        q.push(" AND outcome = ").push_bind(outcome.as_str());
+    }
+    if let Some(since) = filter.since {
+        q.push(" AND occurred_at >= ").push_bind(since);
+    }
+    if let Some(until) = filter.until {
+        q.push(" AND occurred_at < ").push_bind(until);
+    }
+    if let Some(before) = filter.before_id {
+        q.push(" AND id < ").push_bind(before);
+    }
+    q.push(" ORDER BY id DESC LIMIT ").push_bind(filter.limit);
+    q.build_query_as::<AuditRow>()
+        .fetch_all(db)
+        .await?
+        .into_iter()
+        .map(AuditEvent::try_from)
+        .collect()
+}

@@ -1,0 +1,301 @@
+//! The `api_keys` table: customer keys and service tokens. Lookups for verification go by the
+//! SHA-256 of the token, through its unique index.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgExecutor, Postgres, QueryBuilder};
+use uuid::Uuid;
+
+use super::bad_column;
+use crate::domain::authz::TenantScope;
+use crate::domain::ids::{KeyId, KeyKind, TenantId};
+use crate::domain::key::{Environment, Key, KeyPatch, KeyStatus};
+use crate::domain::tenant::TenantStatus;
+use crate::domain::token::TokenHash;
+
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    id: String,
+    tenant_id: Option<Uuid>,
+    kind: String,
+    name: String,
+    environment: String,
+    prefix: String,
+    start: String,
+    scopes: Vec<String>,
+    metadata: serde_json::Value,
+    owner_id: Option<String>,
+    created_at: DateTime<Utc>,
+    created_by: Option<String>,
+    expires_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+    revoked_reason: Option<String>,
+    enabled: bool,
+    last_used_at: Option<DateTime<Utc>>,
+    rotated_from: Option<String>,
+}
+
+impl TryFrom<KeyRow> for Key {
+    type Error = sqlx::Error;
+
+    fn try_from(row: KeyRow) -> Result<Self, Self::Error> {
+        Ok(Key {
+            id: KeyId::from_trusted(row.id),
+            tenant_id: row.tenant_id.map(TenantId),
+            kind: KeyKind::parse(&row.kind)
+                .ok_or_else(|| bad_column("api_keys.kind", &row.kind))?,
+            name: row.name,
+            environment: Environment::parse(&row.environment)
+                .ok_or_else(|| bad_column("api_keys.environment", &row.environment))?,
+            prefix: row.prefix,
+            start: row.start,
+            scopes: row.scopes,
+            metadata: row.metadata,
+            owner_id: row.owner_id,
+            created_at: row.created_at,
+            created_by: row.created_by,
+            expires_at: row.expires_at,
+            revoked_at: row.revoked_at,
+            revoked_reason: row.revoked_reason,
+            enabled: row.enabled,
+            last_used_at: row.last_used_at,
+            rotated_from: row.rotated_from.map(KeyId::from_trusted),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct KeyWithTenantRow {
+    #[sqlx(flatten)]
+    key: KeyRow,
+    tenant_status: Option<String>,
+}
+
+const COLUMNS: &str = "k.id, k.tenant_id, k.kind, k.name, k.environment, k.prefix, k.start, k.scopes, \
+    k.metadata, k.owner_id, k.created_at, k.created_by, k.expires_at, k.revoked_at, k.revoked_reason, \
+    k.enabled, k.last_used_at, k.rotated_from";
+
+pub async fn insert(
+    conn: &mut PgConnection,
+    key: &Key,
+    hash: &TokenHash,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO api_keys (id, tenant_id, kind, name, environment, prefix, start, token_hash, scopes,
+             metadata, owner_id, created_at, created_by, expires_at, enabled, rotated_from)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+    )
+    .bind(key.id.as_str())
+    .bind(key.tenant_id.map(|t| t.0))
+    .bind(key.kind.as_str())
+    .bind(&key.name)
+    .bind(key.environment.as_str())
+    .bind(&key.prefix)
+    .bind(&key.start)
+    .bind(hash.as_bytes().as_slice())
+    .bind(&key.scopes)
+    .bind(&key.metadata)
+    .bind(key.owner_id.as_deref())
+    .bind(key.created_at)
+    .bind(key.created_by.as_deref())
+    .bind(key.expires_at)
+    .bind(key.enabled)
+    .bind(key.rotated_from.as_ref().map(KeyId::as_str))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The key of the given kind whose token hashes to `hash`, with its tenant's status
+/// (`None` for platform service tokens).
+pub async fn find_by_hash(
+    db: impl PgExecutor<'_>,
+    kind: KeyKind,
+    hash: &TokenHash,
+) -> Result<Option<(Key, Option<TenantStatus>)>, sqlx::Error> {
+    let row = sqlx::query_as::<_, KeyWithTenantRow>(&format!(
+        "SELECT {COLUMNS}, t.status AS tenant_status
+         FROM api_keys k LEFT JOIN tenants t ON t.id = k.tenant_id
+         WHERE k.token_hash = $1 AND k.kind = $2"
+    ))
+    .bind(hash.as_bytes().as_slice())
+    .bind(kind.as_str())
+    .fetch_optional(db)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let status = match row.tenant_status {
+        Some(text) => {
+            Some(TenantStatus::parse(&text).ok_or_else(|| bad_column("tenants.status", &text))?)
+        }
+        None => None,
+    };
+    Ok(Some((Key::try_from(row.key)?, status)))
+}
+
+/// One key of `kind` held by `owner`; `for_update` locks it for the rest of the transaction.
+pub async fn get(
+    db: impl PgExecutor<'_>,
+    owner: TenantScope,
+    kind: KeyKind,
+    id: &KeyId,
+    for_update: bool,
+) -> Result<Option<Key>, sqlx::Error> {
+    let lock = if for_update { "FOR UPDATE" } else { "" };
+    sqlx::query_as::<_, KeyRow>(&format!(
+        "SELECT {COLUMNS} FROM api_keys k
+         WHERE k.id = $1 AND k.kind = $2 AND k.tenant_id IS NOT DISTINCT FROM $3 {lock}"
+    ))
+    .bind(id.as_str())
+    .bind(kind.as_str())
+    .bind(owner.tenant_id().map(|t| t.0))
+    .fetch_optional(db)
+    .await?
+    .map(Key::try_from)
+    .transpose()
+}
+
+#[derive(Debug, Clone)]
+pub struct KeyListFilter {
+    pub owner: TenantScope,
+    pub kind: KeyKind,
+    pub status: Option<KeyStatus>,
+    pub environment: Option<Environment>,
+    pub owner_id: Option<String>,
+    /// Keyset cursor: only keys with a smaller id (newest first).
+    pub before: Option<KeyId>,
+    pub limit: i64,
+}
+
+/// Keys newest first, filtered; status is judged at `now`.
+pub async fn list(
+    db: impl PgExecutor<'_>,
+    filter: &KeyListFilter,
+    now: DateTime<Utc>,
+) -> Result<Vec<Key>, sqlx::Error> {
+    let mut q: QueryBuilder<Postgres> =
+        QueryBuilder::new(format!("SELECT {COLUMNS} FROM api_keys k WHERE k.kind = "));
+    q.push_bind(filter.kind.as_str());
+    match filter.owner {
+        TenantScope::Platform => q.push(" AND k.tenant_id IS NULL"),
+        TenantScope::Tenant(t) => q.push(" AND k.tenant_id = ").push_bind(t.0),
+    };
+    if let Some(status) = filter.status {
+        let live = "k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > ";
+        match status {
+            KeyStatus::Revoked => q.push(" AND k.revoked_at IS NOT NULL"),
+            KeyStatus::Expired => q
+                .push(" AND k.revoked_at IS NULL AND k.expires_at <= ")
+                .push_bind(now),
+            KeyStatus::Disabled => q
+                .push(" AND ")
+                .push(live)
+                .push_bind(now)
+                .push(") AND NOT k.enabled"),
+            KeyStatus::Active => q
+                .push(" AND ")
+                .push(live)
+                .push_bind(now)
+                .push(") AND k.enabled"),
+        };
+    }
+    if let Some(environment) = filter.environment {
+        q.push(" AND k.environment = ")
+            .push_bind(environment.as_str());
+    }
+    if let Some(owner_id) = &filter.owner_id {
+        q.push(" AND k.owner_id = ").push_bind(owner_id.clone());
+    }
+    if let Some(before) = &filter.before {
+        q.push(" AND k.id < ").push_bind(before.as_str().to_owned());
+    }
+    q.push(" ORDER BY k.id DESC LIMIT ").push_bind(filter.limit);
+    q.build_query_as::<KeyRow>()
+        .fetch_all(db)
+        .await?
+        .into_iter()
+        .map(Key::try_from)
+        .collect()
+}
+
+pub async fn update(
+    conn: &mut PgConnection,
+    id: &KeyId,
+    patch: &KeyPatch,
+) -> Result<Key, sqlx::Error> {
+    let scopes: Option<Vec<String>> = patch
+        .scopes
+        .as_ref()
+        .map(|s| s.iter().map(|s| s.as_str().to_owned()).collect());
+    sqlx::query_as::<_, KeyRow>(&format!(
+        "UPDATE api_keys k SET
+             name = COALESCE($2, k.name),
+             scopes = COALESCE($3, k.scopes),
+             metadata = COALESCE($4, k.metadata),
+             owner_id = CASE WHEN $5 THEN $6 ELSE k.owner_id END,
+             expires_at = CASE WHEN $7 THEN $8 ELSE k.expires_at END,
+             enabled = COALESCE($9, k.enabled)
+         WHERE k.id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(id.as_str())
+    .bind(patch.name.as_deref())
+    .bind(scopes)
+    .bind(patch.metadata.as_ref())
+    .bind(patch.owner_id.is_some())
+    .bind(patch.owner_id.clone().flatten())
+    .bind(patch.expires_at.is_some())
+    .bind(patch.expires_at.flatten())
+    .bind(patch.enabled)
+    .fetch_one(conn)
+    .await
+    .and_then(Key::try_from)
+}
+
+pub async fn set_expires_at(
+    conn: &mut PgConnection,
+    id: &KeyId,
+    at: DateTime<Utc>,
+) -> Result<Key, sqlx::Error> {
+    sqlx::query_as::<_, KeyRow>(&format!(
+        "UPDATE api_keys k SET expires_at = $2 WHERE k.id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(id.as_str())
+    .bind(at)
+    .fetch_one(conn)
+    .await
+    .and_then(Key::try_from)
+}
+
+pub async fn revoke(
+    conn: &mut PgConnection,
+    id: &KeyId,
+    at: DateTime<Utc>,
+    reason: Option<&str>,
+) -> Result<Key, sqlx::Error> {
+    sqlx::query_as::<_, KeyRow>(&format!(
+        "UPDATE api_keys k SET revoked_at = $2, revoked_reason = $3 WHERE k.id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(id.as_str())
+    .bind(at)
+    .bind(reason)
+    .fetch_one(conn)
+    .await
+    .and_then(Key::try_from)
+}
+
+/// Records when keys were last used, in one statement for many keys; never moves a time back.
+pub async fn record_last_used(
+    db: impl PgExecutor<'_>,
+    uses: &[(KeyId, DateTime<Utc>)],
+) -> Result<u64, sqlx::Error> {
+    let ids: Vec<&str> = uses.iter().map(|(id, _)| id.as_str()).collect();
+    let times: Vec<DateTime<Utc>> = uses.iter().map(|(_, at)| *at).collect();
+    let result = sqlx::query(
+        "UPDATE api_keys k SET last_used_at = u.at
+         FROM unnest($1::text[], $2::timestamptz[]) AS u(id, at)
+         WHERE k.id = u.id AND (k.last_used_at IS NULL OR k.last_used_at < u.at)",
+    )
+    .bind(ids)
+    .bind(times)
+    .execute(db)
+    .await?;
+    Ok(result.rows_affected())
+}

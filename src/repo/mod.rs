@@ -1,0 +1,19 @@
+//! SQL, one module per table. Every query of tenant data takes the tenant and filters on it;
+//! values always travel as bound parameters.
+
+pub mod audit;
+pub mod keys;
+pub mod tenants;
+
+/// A text column that held a value the code does not know (only possible after manual edits).
+pub(crate) fn bad_column(column: &'static str, value: &str) -> sqlx::Error {
+    sqlx::Error::Decode(format!("unexpected value {value:?} in column {column}").into())
+}
+
+/// The name of the constraint a unique violation tripped, if that is what `error` is.
+pub fn unique_violation(error: &sqlx::Error) -> Option<&str> {
+    match error {
+        sqlx::Error::Database(db) if db.is_unique_violation() => db.constraint(),
+        _ => None,
+    }
+}

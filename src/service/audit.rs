@@ -1,0 +1,73 @@
+//! Reading the audit trail.
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use super::{Context, Result};
+use crate::domain::audit::{AuditEvent, Outcome};
+use crate::domain::authz::{authorize, Action, Caller};
+use crate::domain::ids::TenantId;
+use crate::domain::page::{check_limit, Page};
+use crate::domain::validation::ValidationErrors;
+use crate::repo::{self, audit::AuditFilter};
+
+/// Query of `GET /v1/audit` and `GET /v1/tenants/{tenant_id}/audit`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Platform listing only: events of this tenant.
+    pub tenant_id: Option<TenantId>,
+    /// Actor id, e.g. a service token id.
+    pub actor: Option<String>,
+    /// Dotted action, e.g. `key.created`.
+    pub action: Option<String>,
+    /// Target id, e.g. a key id.
+    pub target: Option<String>,
+    pub outcome: Option<Outcome>,
+    /// Events at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Events before this time.
+    pub until: Option<DateTime<Utc>>,
+    pub cursor: Option<String>,
+    pub limit: Option<i64>,
+}
+
+/// Events newest first. `tenant` is the tenant of the route (`None`: the platform route).
+pub async fn list(
+    ctx: &Context,
+    caller: &Caller,
+    tenant: Option<TenantId>,
+    query: AuditQuery,
+) -> Result<Page<AuditEvent>> {
+    authorize(caller, Action::ReadAudit, tenant)?;
+    let mut errors = ValidationErrors::default();
+    if tenant.is_some() && query.tenant_id.is_some() {
+        errors.add(
+            "tenant_id",
+            "only on the platform listing; the path names the tenant here",
+        );
+    }
+    let limit = check_limit(&mut errors, query.limit);
+    let before_id = match query.cursor.as_deref() {
+        Some(text) => text.parse::<i64>().ok().or_else(|| {
+            errors.add("cursor", "is not a cursor this API returned");
+            None
+        }),
+        None => None,
+    };
+    errors.finish(())?;
+    let filter = AuditFilter {
+        tenant: tenant.or(query.tenant_id),
+        actor_id: query.actor,
+        action: query.action,
+        target_id: query.target,
+        outcome: query.outcome,
+        since: query.since,
+        until: query.until,
+        before_id,
+        limit: limit + 1,
+    };
+    let rows = repo::audit::list(&ctx.pool, &filter).await?;
+    Ok(Page::from_rows(rows, limit, |e| e.id.to_string()))
+}

@@ -1,0 +1,32 @@
+//! Authenticates callers of keyward's own API by their service token.
+
+use super::{Context, Error, Result};
+use crate::domain::authz::{Caller, TenantScope};
+use crate::domain::ids::KeyKind;
+use crate::domain::key::KeyStatus;
+use crate::domain::tenant::TenantStatus;
+use crate::domain::token::{PresentedToken, TokenPrefix};
+use crate::repo;
+
+/// The caller behind a bearer token. Customer keys never authenticate here.
+pub async fn authenticate(ctx: &Context, bearer: &str) -> Result<Caller> {
+    let token = PresentedToken::parse(bearer).map_err(|_| Error::Unauthenticated)?;
+    if token.prefix() != TokenPrefix::Service {
+        return Err(Error::Unauthenticated);
+    }
+    let (key, tenant_status) = repo::keys::find_by_hash(&ctx.pool, KeyKind::Service, &token.hash())
+        .await?
+        .ok_or(Error::Unauthenticated)?;
+    let now = ctx.clock.now();
+    if key.status(now) != KeyStatus::Active || tenant_status == Some(TenantStatus::Suspended) {
+        return Err(Error::Unauthenticated);
+    }
+    ctx.usage.key_used(&key.id, now);
+    Ok(Caller {
+        scope: key
+            .tenant_id
+            .map_or(TenantScope::Platform, TenantScope::Tenant),
+        permissions: key.permissions(),
+        token_id: key.id,
+    })
+}

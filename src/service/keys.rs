@@ -1,0 +1,422 @@
+//! The lifecycle of customer keys and service tokens: issue, list, read, change, rotate, revoke.
+//! Both live in one table and share these rules; the kind decides who may act and what the
+//! audit trail calls them.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+
+use super::{actor_of, Context, Error, Result};
+use crate::domain::audit::{Actor, NewAuditEvent, Outcome, RequestMeta};
+use crate::domain::authz::{authorize, Action, Caller, Denied, TenantScope};
+use crate::domain::ids::{KeyId, KeyKind, TenantId};
+use crate::domain::key::{
+    Environment, Key, KeyDraft, KeyListQuery, KeyPatchDraft, KeyStatus, RevokeDraft, RotateDraft,
+    ServiceTokenDraft, ServiceTokenSpec,
+};
+use crate::domain::page::{check_limit, Page};
+use crate::domain::tenant::TenantStatus;
+use crate::domain::token::{NewToken, TokenPrefix};
+use crate::domain::validation::ValidationErrors;
+use crate::repo::{self, keys::KeyListFilter};
+
+/// A key together with its token, which is shown this once.
+#[derive(Debug)]
+pub struct IssuedKey {
+    pub key: Key,
+    pub token: NewToken,
+}
+
+#[derive(Debug)]
+pub struct Rotated {
+    pub issued: IssuedKey,
+    pub previous: Key,
+}
+
+fn action(kind: KeyKind, write: bool) -> Action {
+    match (kind, write) {
+        (KeyKind::Service, _) => Action::ManageServiceTokens,
+        (KeyKind::Customer, true) => Action::WriteKeys,
+        (KeyKind::Customer, false) => Action::ReadKeys,
+    }
+}
+
+fn audit_name(kind: KeyKind, verb: &str) -> &'static str {
+    match (kind, verb) {
+        (KeyKind::Customer, "created") => "key.created",
+        (KeyKind::Customer, "updated") => "key.updated",
+        (KeyKind::Customer, "rotated") => "key.rotated",
+        (KeyKind::Customer, _) => "key.revoked",
+        (KeyKind::Service, "created") => "service_token.created",
+        (KeyKind::Service, "updated") => "service_token.updated",
+        (KeyKind::Service, "rotated") => "service_token.rotated",
+        (KeyKind::Service, _) => "service_token.revoked",
+    }
+}
+
+fn target_kind(kind: KeyKind) -> &'static str {
+    match kind {
+        KeyKind::Customer => "key",
+        KeyKind::Service => "service_token",
+    }
+}
+
+fn not_found(kind: KeyKind) -> Error {
+    Error::NotFound(target_kind(kind))
+}
+
+/// Checks that the owning tenant exists (404) and, for changes, that it is active (409).
+async fn check_owner(
+    conn: &mut PgConnection,
+    owner: TenantScope,
+    must_be_active: bool,
+) -> Result<()> {
+    let TenantScope::Tenant(id) = owner else {
+        return Ok(());
+    };
+    let tenant = repo::tenants::get(&mut *conn, id)
+        .await?
+        .ok_or(Error::NotFound("tenant"))?;
+    if must_be_active && tenant.status == TenantStatus::Suspended {
+        return Err(Error::Conflict(
+            "the tenant is suspended; resume it before changing its keys".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn new_key(
+    kind: KeyKind,
+    owner: TenantScope,
+    token: &NewToken,
+    actor: &Actor,
+    now: DateTime<Utc>,
+    template: KeyTemplate,
+) -> Key {
+    Key {
+        id: KeyId::generate(kind),
+        tenant_id: owner.tenant_id(),
+        kind,
+        name: template.name,
+        environment: template.environment,
+        prefix: token.prefix().as_str().to_owned(),
+        start: token.start(),
+        scopes: template.scopes,
+        metadata: template.metadata,
+        owner_id: template.owner_id,
+        created_at: now,
+        created_by: Some(actor.id.clone()),
+        expires_at: template.expires_at,
+        revoked_at: None,
+        revoked_reason: None,
+        enabled: template.enabled,
+        last_used_at: None,
+        rotated_from: template.rotated_from,
+    }
+}
+
+struct KeyTemplate {
+    name: String,
+    environment: Environment,
+    scopes: Vec<String>,
+    metadata: serde_json::Value,
+    owner_id: Option<String>,
+    expires_at: Option<DateTime<Utc>>,
+    enabled: bool,
+    rotated_from: Option<KeyId>,
+}
+
+pub async fn create_key(
+    ctx: &Context,
+    caller: &Caller,
+    meta: &RequestMeta,
+    tenant: TenantId,
+    draft: KeyDraft,
+) -> Result<IssuedKey> {
+    authorize(caller, Action::WriteKeys, Some(tenant))?;
+    let now = ctx.clock.now();
+    let spec = draft.validate(now)?;
+    let actor = actor_of(caller);
+    let owner = TenantScope::Tenant(tenant);
+    let token = NewToken::generate(spec.environment.token_prefix());
+    let template = KeyTemplate {
+        name: spec.name,
+        environment: spec.environment,
+        scopes: spec.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
+        metadata: spec.metadata,
+        owner_id: spec.owner_id,
+        expires_at: spec.expires_at,
+        enabled: spec.enabled,
+        rotated_from: None,
+    };
+    let key = new_key(KeyKind::Customer, owner, &token, &actor, now, template);
+    let mut tx = ctx.pool.begin().await?;
+    check_owner(&mut tx, owner, true).await?;
+    repo::keys::insert(&mut tx, &key, &token.hash()).await?;
+    let event = NewAuditEvent::new(
+        now,
+        &actor,
+        meta,
+        Some(tenant),
+        "key.created",
+        Outcome::Success,
+    )
+    .target("key", &key.id)
+    .details(serde_json::json!({
+        "name": key.name,
+        "environment": key.environment.as_str(),
+        "scopes": key.scopes,
+        "expires_at": key.expires_at,
+    }));
+    repo::audit::append(&mut tx, &event).await?;
+    tx.commit().await?;
+    Ok(IssuedKey { key, token })
+}
+
+/// Issues a service token on behalf of a caller, who cannot grant permissions it lacks.
+pub async fn create_service_token(
+    ctx: &Context,
+    caller: &Caller,
+    meta: &RequestMeta,
+    owner: TenantScope,
+    draft: ServiceTokenDraft,
+) -> Result<IssuedKey> {
+    authorize(caller, Action::ManageServiceTokens, owner.tenant_id())?;
+    let spec = draft.validate(ctx.clock.now())?;
+    if let Some(missing) = spec.permissions.iter().find(|p| !caller.has(**p)) {
+        return Err(Denied::MissingPermission(missing.as_str()).into());
+    }
+    issue_service_token(ctx, &actor_of(caller), meta, owner, spec).await
+}
+
+/// Issues a service token; the CLI calls this directly for the bootstrap token.
+pub async fn issue_service_token(
+    ctx: &Context,
+    actor: &Actor,
+    meta: &RequestMeta,
+    owner: TenantScope,
+    spec: ServiceTokenSpec,
+) -> Result<IssuedKey> {
+    let now = ctx.clock.now();
+    let token = NewToken::generate(TokenPrefix::Service);
+    let template = KeyTemplate {
+        name: spec.name,
+        environment: Environment::Live,
+        scopes: spec
+            .permissions
+            .iter()
+            .map(|p| p.as_str().to_owned())
+            .collect(),
+        metadata: serde_json::json!({}),
+        owner_id: None,
+        expires_at: spec.expires_at,
+        enabled: true,
+        rotated_from: None,
+    };
+    let key = new_key(KeyKind::Service, owner, &token, actor, now, template);
+    let mut tx = ctx.pool.begin().await?;
+    check_owner(&mut tx, owner, true).await?;
+    repo::keys::insert(&mut tx, &key, &token.hash()).await?;
+    let event = NewAuditEvent::new(now, actor, meta, owner.tenant_id(), "service_token.created", Outcome::Success)
+        .target("service_token", &key.id)
+        .details(serde_json::json!({ "name": key.name, "permissions": key.scopes, "expires_at": key.expires_at }));
+    repo::audit::append(&mut tx, &event).await?;
+    tx.commit().await?;
+    Ok(IssuedKey { key, token })
+}
+
+pub async fn list(
+    ctx: &Context,
+    caller: &Caller,
+    owner: TenantScope,
+    kind: KeyKind,
+    query: KeyListQuery,
+) -> Result<Page<Key>> {
+    authorize(caller, action(kind, false), owner.tenant_id())?;
+    let mut errors = ValidationErrors::default();
+    let limit = check_limit(&mut errors, query.limit);
+    let before = match query.cursor.as_deref() {
+        Some(text) => KeyId::parse(kind, text).or_else(|| {
+            errors.add("cursor", "is not a cursor this API returned");
+            None
+        }),
+        None => None,
+    };
+    errors.finish(())?;
+    let mut conn = ctx.pool.acquire().await?;
+    check_owner(&mut conn, owner, false).await?;
+    let filter = KeyListFilter {
+        owner,
+        kind,
+        status: query.status,
+        environment: query.environment,
+        owner_id: query.owner_id,
+        before,
+        limit: limit + 1,
+    };
+    let rows = repo::keys::list(&mut *conn, &filter, ctx.clock.now()).await?;
+    Ok(Page::from_rows(rows, limit, |k| k.id.to_string()))
+}
+
+pub async fn get(
+    ctx: &Context,
+    caller: &Caller,
+    owner: TenantScope,
+    kind: KeyKind,
+    id: &str,
+) -> Result<Key> {
+    authorize(caller, action(kind, false), owner.tenant_id())?;
+    let id = KeyId::parse(kind, id).ok_or_else(|| not_found(kind))?;
+    repo::keys::get(&ctx.pool, owner, kind, &id, false)
+        .await?
+        .ok_or_else(|| not_found(kind))
+}
+
+pub async fn update_key(
+    ctx: &Context,
+    caller: &Caller,
+    meta: &RequestMeta,
+    tenant: TenantId,
+    id: &str,
+    draft: KeyPatchDraft,
+) -> Result<Key> {
+    let kind = KeyKind::Customer;
+    authorize(caller, Action::WriteKeys, Some(tenant))?;
+    let id = KeyId::parse(kind, id).ok_or_else(|| not_found(kind))?;
+    let now = ctx.clock.now();
+    let patch = draft.validate(now)?;
+    let owner = TenantScope::Tenant(tenant);
+    let mut tx = ctx.pool.begin().await?;
+    check_owner(&mut tx, owner, true).await?;
+    let current = repo::keys::get(&mut *tx, owner, kind, &id, true)
+        .await?
+        .ok_or_else(|| not_found(kind))?;
+    if current.status(now) == KeyStatus::Revoked {
+        return Err(Error::Conflict("a revoked key cannot be changed".into()));
+    }
+    let updated = repo::keys::update(&mut tx, &id, &patch).await?;
+    let changed: Vec<&str> = [
+        ("name", patch.name.is_some()),
+        ("scopes", patch.scopes.is_some()),
+        ("metadata", patch.metadata.is_some()),
+        ("owner_id", patch.owner_id.is_some()),
+        ("expires_at", patch.expires_at.is_some()),
+        ("enabled", patch.enabled.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(field, given)| given.then_some(field))
+    .collect();
+    let event = NewAuditEvent::new(now, &actor_of(caller), meta, Some(tenant), "key.updated", Outcome::Success)
+        .target("key", &id)
+        .details(serde_json::json!({ "changed": changed, "enabled": updated.enabled, "scopes": updated.scopes }));
+    repo::audit::append(&mut tx, &event).await?;
+    tx.commit().await?;
+    Ok(updated)
+}
+
+/// Issues a successor with the same settings; the old key keeps working for the grace period.
+pub async fn rotate(
+    ctx: &Context,
+    caller: &Caller,
+    meta: &RequestMeta,
+    owner: TenantScope,
+    kind: KeyKind,
+    id: &str,
+    draft: RotateDraft,
+) -> Result<Rotated> {
+    authorize(caller, action(kind, true), owner.tenant_id())?;
+    let id = KeyId::parse(kind, id).ok_or_else(|| not_found(kind))?;
+    let grace = draft.grace_seconds()?;
+    let now = ctx.clock.now();
+    let actor = actor_of(caller);
+    let mut tx = ctx.pool.begin().await?;
+    check_owner(&mut tx, owner, true).await?;
+    let old = repo::keys::get(&mut *tx, owner, kind, &id, true)
+        .await?
+        .ok_or_else(|| not_found(kind))?;
+    match old.status(now) {
+        KeyStatus::Revoked => {
+            return Err(Error::Conflict("a revoked key cannot be rotated".into()))
+        }
+        KeyStatus::Expired => {
+            return Err(Error::Conflict("an expired key cannot be rotated".into()))
+        }
+        KeyStatus::Active | KeyStatus::Disabled => {}
+    }
+    let prefix = match kind {
+        KeyKind::Customer => old.environment.token_prefix(),
+        KeyKind::Service => TokenPrefix::Service,
+    };
+    let token = NewToken::generate(prefix);
+    let template = KeyTemplate {
+        name: old.name.clone(),
+        environment: old.environment,
+        scopes: old.scopes.clone(),
+        metadata: old.metadata.clone(),
+        owner_id: old.owner_id.clone(),
+        expires_at: old.expires_at,
+        enabled: old.enabled,
+        rotated_from: Some(old.id.clone()),
+    };
+    let key = new_key(kind, owner, &token, &actor, now, template);
+    repo::keys::insert(&mut tx, &key, &token.hash()).await?;
+    let previous =
+        repo::keys::set_expires_at(&mut tx, &old.id, old.expiry_after_rotation(now, grace)).await?;
+    let event = NewAuditEvent::new(
+        now,
+        &actor,
+        meta,
+        owner.tenant_id(),
+        audit_name(kind, "rotated"),
+        Outcome::Success,
+    )
+    .target(target_kind(kind), &old.id)
+    .details(serde_json::json!({
+        "new_key_id": key.id,
+        "grace_period_seconds": grace,
+        "previous_expires_at": previous.expires_at,
+    }));
+    repo::audit::append(&mut tx, &event).await?;
+    tx.commit().await?;
+    Ok(Rotated {
+        issued: IssuedKey { key, token },
+        previous,
+    })
+}
+
+/// Revokes a key at once and for good.
+pub async fn revoke(
+    ctx: &Context,
+    caller: &Caller,
+    meta: &RequestMeta,
+    owner: TenantScope,
+    kind: KeyKind,
+    id: &str,
+    draft: RevokeDraft,
+) -> Result<Key> {
+    authorize(caller, action(kind, true), owner.tenant_id())?;
+    let id = KeyId::parse(kind, id).ok_or_else(|| not_found(kind))?;
+    let reason = draft.reason()?;
+    let now = ctx.clock.now();
+    let mut tx = ctx.pool.begin().await?;
+    check_owner(&mut tx, owner, false).await?;
+    let current = repo::keys::get(&mut *tx, owner, kind, &id, true)
+        .await?
+        .ok_or_else(|| not_found(kind))?;
+    if current.revoked_at.is_some() {
+        return Err(Error::Conflict("the key is already revoked".into()));
+    }
+    let revoked = repo::keys::revoke(&mut tx, &id, now, reason.as_deref()).await?;
+    let event = NewAuditEvent::new(
+        now,
+        &actor_of(caller),
+        meta,
+        owner.tenant_id(),
+        audit_name(kind, "revoked"),
+        Outcome::Success,
+    )
+    .target(target_kind(kind), &id)
+    .details(serde_json::json!({ "reason": reason }));
+    repo::audit::append(&mut tx, &event).await?;
+    tx.commit().await?;
+    Ok(revoked)
+}

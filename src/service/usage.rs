@@ -1,0 +1,137 @@
+//! Side effects of verification that must not cost a database write per call: `last_used_at`
+//! updates are coalesced per key, and audit events for failed verifications are batched. Both
+//! are written every interval, when a batch fills, on `flush`, and on shutdown.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::domain::audit::NewAuditEvent;
+use crate::domain::ids::KeyId;
+use crate::repo;
+
+const CHANNEL_CAPACITY: usize = 16_384;
+const AUDIT_BATCH: usize = 500;
+/// Events kept for a retry while the database is unreachable; beyond it the oldest are dropped.
+const MAX_PENDING_EVENTS: usize = 100_000;
+
+enum Message {
+    Used(KeyId, DateTime<Utc>),
+    Failed(Box<NewAuditEvent>),
+    Flush(oneshot::Sender<()>),
+}
+
+#[derive(Clone, Debug)]
+pub struct UsageRecorder {
+    sender: mpsc::Sender<Message>,
+}
+
+impl UsageRecorder {
+    /// Starts the background writer on the current Tokio runtime.
+    pub fn start(pool: PgPool, interval: Duration) -> Self {
+        let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
+        tokio::spawn(run(pool, receiver, interval));
+        Self { sender }
+    }
+
+    /// Notes a use. Under overload a note may be dropped: a later use records it again.
+    pub fn key_used(&self, id: &KeyId, at: DateTime<Utc>) {
+        let _ = self.sender.try_send(Message::Used(id.clone(), at));
+    }
+
+    /// Queues the audit event of a failed verification (waits when the queue is full).
+    pub async fn verify_failed(&self, event: NewAuditEvent) {
+        if self
+            .sender
+            .send(Message::Failed(Box::new(event)))
+            .await
+            .is_err()
+        {
+            tracing::error!("usage writer has stopped; a verify-failure audit event was lost");
+        }
+    }
+
+    /// Writes everything queued so far and waits until it is written.
+    pub async fn flush(&self) {
+        let (ack, done) = oneshot::channel();
+        if self.sender.send(Message::Flush(ack)).await.is_ok() {
+            let _ = done.await;
+        }
+    }
+}
+
+#[derive(Default)]
+struct Pending {
+    last_used: HashMap<KeyId, DateTime<Utc>>,
+    events: Vec<NewAuditEvent>,
+}
+
+async fn run(pool: PgPool, mut receiver: mpsc::Receiver<Message>, interval: Duration) {
+    let mut pending = Pending::default();
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            message = receiver.recv() => match message {
+                None => {
+                    pending.write(&pool).await;
+                    return;
+                }
+                Some(Message::Used(id, at)) => {
+                    let entry = pending.last_used.entry(id).or_insert(at);
+                    *entry = (*entry).max(at);
+                }
+                Some(Message::Failed(event)) => {
+                    pending.events.push(*event);
+                    if pending.events.len() >= AUDIT_BATCH {
+                        pending.write(&pool).await;
+                    }
+                }
+                Some(Message::Flush(ack)) => {
+                    pending.write(&pool).await;
+                    let _ = ack.send(());
+                }
+            },
+            _ = ticker.tick() => pending.write(&pool).await,
+        }
+    }
+}
+
+impl Pending {
+    async fn write(&mut self, pool: &PgPool) {
+        if !self.last_used.is_empty() {
+            let uses: Vec<(KeyId, DateTime<Utc>)> = self.last_used.drain().collect();
+            if let Err(error) = repo::keys::record_last_used(pool, &uses).await {
+                tracing::warn!(%error, keys = uses.len(), "could not record last use; will retry");
+                for (id, at) in uses {
+                    self.last_used.entry(id).or_insert(at);
+                }
+            }
+        }
+        if !self.events.is_empty() {
+            if let Err(error) = append_all(pool, &self.events).await {
+                tracing::warn!(%error, events = self.events.len(), "could not write audit events; will retry");
+                if self.events.len() > MAX_PENDING_EVENTS {
+                    let excess = self.events.len() - MAX_PENDING_EVENTS;
+                    tracing::error!(
+                        dropped = excess,
+                        "audit backlog full; dropping the oldest verify failures"
+                    );
+                    self.events.drain(..excess);
+                }
+            } else {
+                self.events.clear();
+            }
+        }
+    }
+}
+
+async fn append_all(pool: &PgPool, events: &[NewAuditEvent]) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    for event in events {
+        repo::audit::append(&mut tx, event).await?;
+    }
+    tx.commit().await
+}
