@@ -1,0 +1,243 @@
+//! The test harness: a real keyward server on 127.0.0.1:0 over a fresh PostgreSQL database
+//! (one per test, made by `#[sqlx::test]`), driven over real HTTP.
+
+use chrono::Duration;
+use keyward::clock::Clock;
+use keyward::domain::audit::{Actor, ActorKind, RequestMeta};
+use keyward::domain::authz::{Permission, TenantScope};
+use keyward::domain::key::ServiceTokenSpec;
+use keyward::service::Context;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use std::net::SocketAddr;
+use tokio::sync::oneshot;
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub pool: PgPool,
+    pub ctx: Context,
+    /// A platform service token holding every permission.
+    pub admin: String,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn content_type(&self) -> &str {
+        self.headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+impl TestApp {
+    pub async fn spawn(pool: PgPool) -> TestApp {
+        let ctx = keyward::app::context(
+            pool.clone(),
+            Clock::system(),
+            std::time::Duration::from_secs(3600),
+        );
+        let admin = issue_token(&ctx, TenantScope::Platform, &Permission::ALL).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let server_ctx = ctx.clone();
+        tokio::spawn(async move {
+            keyward::app::serve(listener, server_ctx, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        TestApp {
+            base: format!("http://{addr}"),
+            client: reqwest::Client::new(),
+            pool,
+            ctx,
+            admin,
+            shutdown: Some(tx),
+        }
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.ctx.clock
+    }
+
+    /// Moves the server's clock forward.
+    pub fn advance(&self, seconds: i64) {
+        self.ctx.clock.advance(Duration::seconds(seconds));
+    }
+
+    /// Writes the batched verify side effects (last use, failure audit events) now.
+    pub async fn flush(&self) {
+        self.ctx.usage.flush().await;
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = self
+            .client
+            .request(method, format!("{}{}", self.base, path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.call(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.call(Method::PATCH, path, Some(token), Some(body))
+            .await
+    }
+
+    /// Creates a tenant and returns its id.
+    pub async fn tenant(&self, slug: &str) -> String {
+        let reply = self
+            .post(
+                "/v1/tenants",
+                &self.admin,
+                json!({"slug": slug, "name": slug}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+        reply.body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates a key in `tenant` and returns (key object, token).
+    pub async fn key(&self, tenant: &str, body: Value) -> (Value, String) {
+        let reply = self
+            .post(&format!("/v1/tenants/{tenant}/keys"), &self.admin, body)
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+        let token = reply.body["token"].as_str().unwrap().to_owned();
+        (reply.body["key"].clone(), token)
+    }
+
+    /// Issues a service token directly (as the CLI does) and returns it.
+    pub async fn service_token(&self, tenant: Option<&str>, permissions: &[Permission]) -> String {
+        let scope = match tenant {
+            Some(id) => TenantScope::Tenant(keyward::domain::ids::TenantId::parse(id).unwrap()),
+            None => TenantScope::Platform,
+        };
+        issue_token(&self.ctx, scope, permissions).await
+    }
+
+    /// Verifies `key` with the admin token and returns the answer's body.
+    pub async fn verify(&self, key: &str, scopes: &[&str]) -> Value {
+        self.verify_as(&self.admin, key, scopes).await
+    }
+
+    pub async fn verify_as(&self, verifier: &str, key: &str, scopes: &[&str]) -> Value {
+        let reply = self
+            .post(
+                "/v1/verify",
+                verifier,
+                json!({"key": key, "scopes": scopes}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        reply.body
+    }
+
+    /// The URL of this test's own database (for pg_dump and the CLI).
+    pub fn database_url(&self) -> String {
+        let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for the tests");
+        let database = self
+            .pool
+            .connect_options()
+            .get_database()
+            .unwrap_or("postgres")
+            .to_owned();
+        let (before_query, query) = match base.split_once('?') {
+            Some((b, q)) => (b.to_owned(), format!("?{q}")),
+            None => (base.clone(), String::new()),
+        };
+        let scheme_end = before_query.find("://").map_or(0, |i| i + 3);
+        let root = match before_query[scheme_end..].find('/') {
+            Some(i) => &before_query[..scheme_end + i],
+            None => &before_query,
+        };
+        format!("{root}/{database}{query}")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+async fn issue_token(ctx: &Context, scope: TenantScope, permissions: &[Permission]) -> String {
+    let spec = ServiceTokenSpec {
+        name: "test".into(),
+        permissions: permissions.to_vec(),
+        expires_at: None,
+    };
+    let actor = Actor {
+        kind: ActorKind::System,
+        id: "test".into(),
+    };
+    let issued = keyward::service::keys::issue_service_token(
+        ctx,
+        &actor,
+        &RequestMeta::default(),
+        scope,
+        spec,
+    )
+    .await
+    .unwrap();
+    issued.token.expose().to_owned()
+}
+
+/// Where PostgreSQL's client programs (pg_dump) are.
+pub fn pg_program(name: &str) -> std::path::PathBuf {
+    if let Ok(dirs) = std::fs::read_dir("/usr/lib/postgresql") {
+        let mut versions: Vec<_> = dirs
+            .flatten()
+            .map(|d| d.path().join("bin").join(name))
+            .collect();
+        versions.sort();
+        if let Some(found) = versions.into_iter().rev().find(|p| p.exists()) {
+            return found;
+        }
+    }
+    std::path::PathBuf::from(name)
+}

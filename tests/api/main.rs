@@ -1,0 +1,13 @@
+//! Integration tests: real HTTP against a real server over a fresh PostgreSQL database per test.
+
+mod helpers;
+
+mod audit;
+mod cli;
+mod errors;
+mod keys;
+mod openapi;
+mod service_tokens;
+mod storage;
+mod tenants;
+mod verify;
