@@ -180,7 +180,7 @@ pub fn redact_values(message: &str) -> String {
         out.push_str(&rest[..=open]);
         let after = &rest[open + 1..];
         let Some(close) = after.find(quote) else {
-            out.push_str("…");
+            out.push('…');
             return out;
         };
         let inner = &after[..close];
