@@ -67,6 +67,10 @@ impl TestApp {
         }
     }
 
+    pub fn clock(&self) -> &Clock {
+        &self.ctx.clock
+    }
+
     /// Moves the server's clock forward.
     pub fn advance(&self, seconds: i64) {
         self.ctx.clock.advance(Duration::seconds(seconds));
