@@ -30,6 +30,17 @@ USE_DEV_DB = if [ -z "$${DATABASE_URL:-}" ]; then \
 	  export DATABASE_URL; \
 	fi
 
+# Shell snippet: without a configured access-token key, use a development secret kept in .data/.
+USE_DEV_JWT = if [ -z "$${KEYWARD_JWT_SECRET:-}" ] && [ -z "$${KEYWARD_JWT_PRIVATE_KEY_FILE:-}" ]; then \
+	  mkdir -p .data; \
+	  if [ ! -s .data/jwt-secret ]; then \
+	    (umask 077; head -c 48 /dev/urandom | base64 | tr -d '\n' > .data/jwt-secret); \
+	    echo "==> generated a development access-token secret in .data/jwt-secret"; \
+	  fi; \
+	  KEYWARD_JWT_SECRET="$$(cat .data/jwt-secret)"; \
+	  export KEYWARD_JWT_SECRET; \
+	fi
+
 .PHONY: help run test db-stop fmt lint openapi
 
 help:
@@ -42,9 +53,12 @@ help:
 
 run:
 	@$(USE_DEV_DB); \
+	$(USE_DEV_JWT); \
 	echo "==> DATABASE_URL=$$DATABASE_URL"; \
 	echo "==> first admin token (in another terminal, once the server has applied the migrations):"; \
 	echo "    DATABASE_URL=$$DATABASE_URL $(CARGO) run $(PROFILE_FLAG) -- admin create-service-token --platform --name bootstrap --permissions tenants:admin,keys:read,keys:write,keys:verify,audit:read"; \
+	echo "==> or a platform admin user (password on stdin):"; \
+	echo "    DATABASE_URL=$$DATABASE_URL $(CARGO) run $(PROFILE_FLAG) -- admin create-user --email you@example.com --platform-admin"; \
 	exec $(CARGO) run $(PROFILE_FLAG) -- serve
 
 # #[sqlx::test] creates a database per test, so DATABASE_URL must name a role

@@ -5,6 +5,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::clock::Clock;
+use crate::crypto::password::Passwords;
 use crate::service::usage::UsageRecorder;
 use crate::service::Context;
 
@@ -13,6 +14,8 @@ pub fn context(pool: sqlx::PgPool, clock: Clock, usage_flush: Duration) -> Conte
         usage: UsageRecorder::start(pool.clone(), usage_flush),
         pool,
         clock,
+        passwords: Passwords::default(),
+        jwt: None,
     }
 }
 

@@ -1,8 +1,11 @@
 //! Settings, from flags or `KEYWARD_*` / `DATABASE_URL` environment variables.
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::crypto::jwt::Jwt;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct DatabaseConfig {
@@ -24,6 +27,8 @@ pub struct ServeConfig {
     /// Do not apply database migrations at start.
     #[arg(long, env = "KEYWARD_SKIP_MIGRATIONS")]
     pub skip_migrations: bool,
+    #[command(flatten)]
+    pub sessions: SessionConfig,
     /// How often coalesced `last_used_at` updates and verify-failure audit events are written (ms).
     #[arg(long, env = "KEYWARD_USAGE_FLUSH_MS", default_value_t = 1000)]
     pub usage_flush_ms: u64,
@@ -32,6 +37,48 @@ pub struct ServeConfig {
 impl ServeConfig {
     pub fn usage_flush_interval(&self) -> Duration {
         Duration::from_millis(self.usage_flush_ms.max(10))
+    }
+}
+
+/// Signing of users' access tokens. Without either setting, user logins are unavailable and
+/// only service tokens authenticate.
+#[derive(clap::Args, Clone, Debug)]
+pub struct SessionConfig {
+    /// HS256 secret for access tokens, at least 32 bytes.
+    #[arg(long, env = "KEYWARD_JWT_SECRET", hide_env_values = true, value_parser = parse_secret)]
+    pub jwt_secret: Option<SecretString>,
+    /// Ed25519 private key (PKCS#8 PEM) for EdDSA access tokens, instead of a secret.
+    #[arg(
+        long,
+        env = "KEYWARD_JWT_PRIVATE_KEY_FILE",
+        conflicts_with = "jwt_secret"
+    )]
+    pub jwt_private_key_file: Option<PathBuf>,
+    #[arg(long, env = "KEYWARD_JWT_ISSUER", default_value = "keyward")]
+    pub jwt_issuer: String,
+    #[arg(long, env = "KEYWARD_JWT_AUDIENCE", default_value = "keyward-api")]
+    pub jwt_audience: String,
+}
+
+impl SessionConfig {
+    pub fn jwt(&self) -> Result<Option<Jwt>, String> {
+        if let Some(secret) = &self.jwt_secret {
+            return Jwt::hs256(
+                secret.expose_secret().as_bytes(),
+                &self.jwt_issuer,
+                &self.jwt_audience,
+            )
+            .map(Some)
+            .map_err(|e| e.to_string());
+        }
+        if let Some(path) = &self.jwt_private_key_file {
+            let pem = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            return Jwt::eddsa_from_pem(&pem, &self.jwt_issuer, &self.jwt_audience)
+                .map(Some)
+                .map_err(|e| e.to_string());
+        }
+        Ok(None)
     }
 }
 

@@ -106,7 +106,7 @@ impl ApiError {
             ApiError::Service(S::Unauthenticated) => Problem::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthenticated",
-                "send a valid, active service token as `Authorization: Bearer <token>`",
+                "send a valid service token or access token as `Authorization: Bearer <token>`",
             ),
             ApiError::Service(S::Denied(Denied::NotFound)) => {
                 Problem::new(StatusCode::NOT_FOUND, "not-found", "no such resource")
@@ -119,6 +119,22 @@ impl ApiError {
                 "not-found",
                 format!("{what} not found"),
             ),
+            ApiError::Service(S::InvalidLogin) => Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid-login",
+                "the email or password is wrong",
+            ),
+            ApiError::Service(S::Throttled(seconds)) => Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "throttled",
+                format!("too many failed attempts; retry in {seconds} seconds"),
+            ),
+            ApiError::Service(S::NotConfigured(what)) => {
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not-configured", *what)
+            }
+            ApiError::Service(S::Password(_)) => {
+                Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR)
+            }
             ApiError::Service(S::Conflict(detail)) => {
                 Problem::new(StatusCode::CONFLICT, "conflict", detail.clone())
             }
@@ -150,7 +166,13 @@ impl IntoResponse for ApiError {
         if let ApiError::Service(service::Error::Database(error)) = &self {
             tracing::error!(%error, "database error");
         }
-        self.problem().into_response()
+        let mut response = self.problem().into_response();
+        if let ApiError::Service(service::Error::Throttled(seconds)) = &self {
+            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+        }
+        response
     }
 }
 

@@ -1,6 +1,7 @@
 //! The `keyward` binary: serve the API, migrate, print the OpenAPI document, administer.
 
 use clap::{Parser, Subcommand};
+use secrecy::SecretString;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
@@ -34,6 +35,16 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AdminCommand {
+    /// Create a user. The password is read from stdin (or asked for on a terminal), never from argv.
+    CreateUser {
+        #[command(flatten)]
+        database: DatabaseConfig,
+        #[arg(long)]
+        email: String,
+        /// May act in every tenant and review every audit trail.
+        #[arg(long)]
+        platform_admin: bool,
+    },
     /// Create a service token and print it alone on stdout (it is shown only this once).
     CreateServiceToken {
         #[command(flatten)]
@@ -97,6 +108,30 @@ async fn run(command: Command) -> Result<(), String> {
             Ok(())
         }
         Command::Serve(config) => serve(config).await,
+        Command::Admin(AdminCommand::CreateUser {
+            database,
+            email,
+            platform_admin,
+        }) => {
+            let password = read_password()?;
+            let pool = connect(&database).await?;
+            db::migrate(&pool)
+                .await
+                .map_err(|e| format!("migration failed: {e}"))?;
+            let ctx = app::context(pool, Clock::system(), std::time::Duration::from_secs(1));
+            let user = service::identity::create_user(
+                &ctx,
+                &cli_actor(),
+                &email,
+                &password,
+                platform_admin,
+            )
+            .await
+            .map_err(describe)?;
+            eprintln!("created user {} ({})", user.email, user.id);
+            println!("{}", user.id);
+            Ok(())
+        }
         Command::Admin(AdminCommand::CreateServiceToken {
             database,
             platform,
@@ -159,6 +194,42 @@ async fn run(command: Command) -> Result<(), String> {
     }
 }
 
+fn cli_actor() -> Actor {
+    Actor {
+        kind: ActorKind::System,
+        id: "cli".into(),
+    }
+}
+
+fn describe(error: service::Error) -> String {
+    match error {
+        service::Error::Validation(errors) => errors
+            .0
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect::<Vec<_>>()
+            .join("; "),
+        service::Error::NotFound(what) => format!("{what} not found"),
+        other => other.to_string(),
+    }
+}
+
+/// The password from a terminal prompt (not echoed) or the first line of stdin.
+fn read_password() -> Result<SecretString, String> {
+    use std::io::IsTerminal;
+    let text = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password("password: ")
+            .map_err(|e| format!("cannot read the password: {e}"))?
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| format!("cannot read the password from stdin: {e}"))?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    Ok(SecretString::from(text))
+}
+
 async fn connect(database: &DatabaseConfig) -> Result<sqlx::PgPool, String> {
     db::connect(database)
         .await
@@ -176,7 +247,13 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     tracing::info!(listen = %config.listen, "keyward serving");
-    let ctx = app::context(pool, Clock::system(), config.usage_flush_interval());
+    let mut ctx = app::context(pool, Clock::system(), config.usage_flush_interval());
+    match config.sessions.jwt()? {
+        Some(jwt) => ctx = ctx.with_jwt(jwt),
+        None => tracing::warn!(
+            "no KEYWARD_JWT_SECRET or KEYWARD_JWT_PRIVATE_KEY_FILE: user logins are disabled"
+        ),
+    }
     app::serve(listener, ctx, app::shutdown_signal())
         .await
         .map_err(|e| format!("server error: {e}"))

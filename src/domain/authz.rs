@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::audit::{Actor, ActorKind};
 use super::ids::{KeyId, TenantId};
+use super::user::{Membership, Role, UserId};
 
 /// Permissions a service token can hold.
 #[derive(
@@ -63,17 +65,91 @@ impl TenantScope {
     }
 }
 
+/// Who is calling: one of keyward's service tokens, or a person.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Principal {
+    ServiceToken(KeyId),
+    User(UserId),
+}
+
+/// What the caller was granted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Grant {
+    /// A service token: permissions, platform-wide or in one tenant.
+    Token {
+        scope: TenantScope,
+        permissions: Vec<Permission>,
+    },
+    /// A person: a platform admin may act in every tenant; others by their role in each.
+    User {
+        platform_admin: bool,
+        memberships: Vec<Membership>,
+    },
+}
+
 /// An authenticated caller of keyward's own API.
 #[derive(Clone, Debug)]
 pub struct Caller {
-    pub token_id: KeyId,
-    pub scope: TenantScope,
-    pub permissions: Vec<Permission>,
+    pub principal: Principal,
+    pub grant: Grant,
 }
 
 impl Caller {
-    pub fn has(&self, permission: Permission) -> bool {
-        self.permissions.contains(&permission)
+    pub fn service(token_id: KeyId, scope: TenantScope, permissions: Vec<Permission>) -> Self {
+        Caller {
+            principal: Principal::ServiceToken(token_id),
+            grant: Grant::Token { scope, permissions },
+        }
+    }
+
+    pub fn actor(&self) -> Actor {
+        match &self.principal {
+            Principal::ServiceToken(id) => Actor {
+                kind: ActorKind::Service,
+                id: id.to_string(),
+            },
+            Principal::User(id) => Actor {
+                kind: ActorKind::User,
+                id: id.to_string(),
+            },
+        }
+    }
+
+    /// The one tenant this caller is confined to, if any (tenant-bound service tokens).
+    pub fn bound_tenant(&self) -> Option<TenantId> {
+        match &self.grant {
+            Grant::Token { scope, .. } => scope.tenant_id(),
+            Grant::User { .. } => None,
+        }
+    }
+
+    fn role_in(&self, tenant: TenantId) -> Option<Role> {
+        match &self.grant {
+            Grant::User { memberships, .. } => memberships
+                .iter()
+                .find(|m| m.tenant_id == tenant)
+                .map(|m| m.role),
+            Grant::Token { .. } => None,
+        }
+    }
+
+    /// Whether this caller may hand `permission` to a new service token held by `owner`:
+    /// nobody grants more than they hold.
+    pub fn may_grant(&self, permission: Permission, owner: TenantScope) -> bool {
+        match &self.grant {
+            Grant::Token { permissions, .. } => permissions.contains(&permission),
+            Grant::User {
+                platform_admin: true,
+                ..
+            } => true,
+            Grant::User { .. } => match owner {
+                TenantScope::Tenant(t) => {
+                    matches!(self.role_in(t), Some(Role::Owner | Role::Admin))
+                        && permission != Permission::TenantsAdmin
+                }
+                TenantScope::Platform => false,
+            },
+        }
     }
 }
 
@@ -88,6 +164,8 @@ pub enum Action {
     ManageServiceTokens,
     ReadAudit,
     VerifyKeys,
+    ReadMembers,
+    ManageMembers,
 }
 
 impl Action {
@@ -96,7 +174,9 @@ impl Action {
             Action::CreateTenant | Action::ListTenants | Action::UpdateTenant => {
                 Permission::TenantsAdmin
             }
-            Action::ManageServiceTokens => Permission::TenantsAdmin,
+            Action::ManageServiceTokens | Action::ReadMembers | Action::ManageMembers => {
+                Permission::TenantsAdmin
+            }
             Action::ReadTenant | Action::ReadKeys => Permission::KeysRead,
             Action::WriteKeys => Permission::KeysWrite,
             Action::ReadAudit => Permission::AuditRead,
@@ -111,6 +191,29 @@ impl Action {
             Action::CreateTenant | Action::ListTenants | Action::UpdateTenant
         )
     }
+
+    /// What each role may do inside its own tenant.
+    fn allowed_for(self, role: Role) -> bool {
+        use Action::*;
+        match role {
+            Role::Owner => matches!(
+                self,
+                ReadTenant
+                    | ReadKeys
+                    | WriteKeys
+                    | ManageServiceTokens
+                    | ReadAudit
+                    | ReadMembers
+                    | ManageMembers
+            ),
+            Role::Admin => matches!(
+                self,
+                ReadTenant | ReadKeys | WriteKeys | ManageServiceTokens | ReadAudit | ReadMembers
+            ),
+            Role::Developer => matches!(self, ReadTenant | ReadKeys | WriteKeys),
+            Role::Auditor => matches!(self, ReadTenant | ReadKeys | ReadAudit),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -122,28 +225,56 @@ pub enum Denied {
     MissingPermission(&'static str),
     #[error("this action needs a platform-wide credential")]
     PlatformOnly,
+    #[error("your role in this tenant does not allow this")]
+    RoleLacks,
 }
 
 /// Decides whether `caller` may take `action` on `tenant` (`None`: platform-level, no tenant).
 pub fn authorize(caller: &Caller, action: Action, tenant: Option<TenantId>) -> Result<(), Denied> {
-    if let (TenantScope::Tenant(own), Some(target)) = (caller.scope, tenant) {
+    match &caller.grant {
+        Grant::Token { scope, permissions } => authorize_token(*scope, permissions, action, tenant),
+        Grant::User {
+            platform_admin: true,
+            ..
+        } => Ok(()),
+        Grant::User { .. } => match tenant {
+            None => Err(Denied::PlatformOnly),
+            Some(t) => {
+                let role = caller.role_in(t).ok_or(Denied::NotFound)?;
+                if action.platform_only() || !action.allowed_for(role) {
+                    Err(Denied::RoleLacks)
+                } else {
+                    Ok(())
+                }
+            }
+        },
+    }
+}
+
+fn authorize_token(
+    scope: TenantScope,
+    permissions: &[Permission],
+    action: Action,
+    tenant: Option<TenantId>,
+) -> Result<(), Denied> {
+    if let (TenantScope::Tenant(own), Some(target)) = (scope, tenant) {
         if own != target {
             return Err(Denied::NotFound);
         }
     }
-    let tenant_bound = matches!(caller.scope, TenantScope::Tenant(_));
+    let tenant_bound = matches!(scope, TenantScope::Tenant(_));
     if tenant_bound
         && (action.platform_only() || (tenant.is_none() && action != Action::VerifyKeys))
     {
         return Err(Denied::PlatformOnly);
     }
-    // A tenant-bound caller may always read its own tenant's record.
+    // A tenant-bound token may always read its own tenant's record.
     if action == Action::ReadTenant && tenant_bound {
         return Ok(());
     }
     let needed = action.permission();
     let needed_alt = (action == Action::ReadTenant).then_some(Permission::TenantsAdmin);
-    if caller.has(needed) || needed_alt.is_some_and(|p| caller.has(p)) {
+    if permissions.contains(&needed) || needed_alt.is_some_and(|p| permissions.contains(&p)) {
         Ok(())
     } else {
         Err(Denied::MissingPermission(needed.as_str()))
@@ -156,11 +287,58 @@ mod tests {
     use crate::domain::ids::KeyKind;
 
     fn caller(scope: TenantScope, permissions: &[Permission]) -> Caller {
-        Caller {
-            token_id: KeyId::generate(KeyKind::Service),
+        Caller::service(
+            KeyId::generate(KeyKind::Service),
             scope,
-            permissions: permissions.to_vec(),
+            permissions.to_vec(),
+        )
+    }
+
+    fn member(tenant: TenantId, role: Role) -> Caller {
+        Caller {
+            principal: Principal::User(UserId::generate()),
+            grant: Grant::User {
+                platform_admin: false,
+                memberships: vec![Membership {
+                    tenant_id: tenant,
+                    role,
+                }],
+            },
         }
+    }
+
+    #[test]
+    fn members_act_by_role_in_their_own_tenant_only() {
+        let a = TenantId::generate();
+        let b = TenantId::generate();
+        assert_eq!(
+            authorize(&member(a, Role::Developer), Action::WriteKeys, Some(a)),
+            Ok(())
+        );
+        assert_eq!(
+            authorize(&member(a, Role::Auditor), Action::WriteKeys, Some(a)),
+            Err(Denied::RoleLacks)
+        );
+        assert_eq!(
+            authorize(&member(a, Role::Auditor), Action::ReadAudit, Some(a)),
+            Ok(())
+        );
+        assert_eq!(
+            authorize(&member(a, Role::Admin), Action::ManageMembers, Some(a)),
+            Err(Denied::RoleLacks)
+        );
+        assert_eq!(
+            authorize(&member(a, Role::Owner), Action::ManageMembers, Some(a)),
+            Ok(())
+        );
+        assert_eq!(
+            authorize(&member(a, Role::Owner), Action::ReadKeys, Some(b)),
+            Err(Denied::NotFound)
+        );
+        assert_eq!(
+            authorize(&member(a, Role::Owner), Action::ListTenants, None),
+            Err(Denied::PlatformOnly)
+        );
     }
 
     #[test]

@@ -9,5 +9,6 @@ pub mod page;
 pub mod scope;
 pub mod tenant;
 pub mod token;
+pub mod user;
 pub mod validation;
 pub mod verify;

@@ -17,16 +17,28 @@ pub enum TokenPrefix {
     Live,
     Test,
     Service,
+    /// Refresh tokens of user sessions.
+    Refresh,
+    /// One-time invitation tokens.
+    Invite,
 }
 
 impl TokenPrefix {
-    pub const ALL: [TokenPrefix; 3] = [TokenPrefix::Live, TokenPrefix::Test, TokenPrefix::Service];
+    pub const ALL: [TokenPrefix; 5] = [
+        TokenPrefix::Live,
+        TokenPrefix::Test,
+        TokenPrefix::Service,
+        TokenPrefix::Refresh,
+        TokenPrefix::Invite,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             TokenPrefix::Live => "sk_live_",
             TokenPrefix::Test => "sk_test_",
             TokenPrefix::Service => "kw_svc_",
+            TokenPrefix::Refresh => "kw_rt_",
+            TokenPrefix::Invite => "kw_inv_",
         }
     }
 }

@@ -1,9 +1,11 @@
 //! The HTTP API: one module per resource with thin handlers, plus the middleware stack.
 
 pub mod audit;
+pub mod auth;
 pub mod extract;
 pub mod health;
 pub mod keys;
+pub mod members;
 pub mod service_tokens;
 pub mod tenants;
 pub mod verify;
@@ -51,7 +53,7 @@ impl utoipa::Modify for BearerAuth {
             SecurityScheme::Http(
                 Http::builder()
                     .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("kw_svc_…")
+                    .bearer_format("kw_svc_… service token or JWT access token")
                     .build(),
             ),
         );
@@ -66,6 +68,8 @@ fn api() -> OpenApiRouter<Context> {
         .merge(service_tokens::router())
         .merge(verify::router())
         .merge(audit::router())
+        .merge(auth::router())
+        .merge(members::router())
 }
 
 /// The OpenAPI document, generated from the handlers.

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod keys;
 pub mod tenants;
+pub mod users;
 
 /// A text column that held a value the code does not know (only possible after manual edits).
 pub(crate) fn bad_column(column: &'static str, value: &str) -> sqlx::Error {

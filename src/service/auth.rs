@@ -1,4 +1,5 @@
-//! Authenticates callers of keyward's own API by their service token.
+//! Authenticates callers of keyward's own API: service tokens here, user access tokens in
+//! `identity`.
 
 use super::{Context, Error, Result};
 use crate::domain::authz::{Caller, TenantScope};
@@ -8,8 +9,12 @@ use crate::domain::tenant::TenantStatus;
 use crate::domain::token::{PresentedToken, TokenPrefix};
 use crate::repo;
 
-/// The caller behind a bearer token. Customer keys never authenticate here.
+/// The caller behind a bearer credential: a service token (`kw_svc_…`) or a user's access
+/// token (a JWT). Customer keys never authenticate here.
 pub async fn authenticate(ctx: &Context, bearer: &str) -> Result<Caller> {
+    if bearer.split('.').count() == 3 {
+        return super::identity::authenticate(ctx, bearer).await;
+    }
     let token = PresentedToken::parse(bearer).map_err(|_| Error::Unauthenticated)?;
     if token.prefix() != TokenPrefix::Service {
         return Err(Error::Unauthenticated);
@@ -22,11 +27,8 @@ pub async fn authenticate(ctx: &Context, bearer: &str) -> Result<Caller> {
         return Err(Error::Unauthenticated);
     }
     ctx.usage.key_used(&key.id, now);
-    Ok(Caller {
-        scope: key
-            .tenant_id
-            .map_or(TenantScope::Platform, TenantScope::Tenant),
-        permissions: key.permissions(),
-        token_id: key.id,
-    })
+    let scope = key
+        .tenant_id
+        .map_or(TenantScope::Platform, TenantScope::Tenant);
+    Ok(Caller::service(key.id.clone(), scope, key.permissions()))
 }

@@ -182,7 +182,11 @@ pub async fn create_service_token(
 ) -> Result<IssuedKey> {
     authorize(caller, Action::ManageServiceTokens, owner.tenant_id())?;
     let spec = draft.validate(ctx.clock.now())?;
-    if let Some(missing) = spec.permissions.iter().find(|p| !caller.has(**p)) {
+    if let Some(missing) = spec
+        .permissions
+        .iter()
+        .find(|p| !caller.may_grant(**p, owner))
+    {
         return Err(Denied::MissingPermission(missing.as_str()).into());
     }
     issue_service_token(ctx, &actor_of(caller), meta, owner, spec).await

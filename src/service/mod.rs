@@ -3,25 +3,41 @@
 
 pub mod audit;
 pub mod auth;
+pub mod identity;
 pub mod keys;
+pub mod members;
 pub mod tenants;
 pub mod usage;
 pub mod verify;
 
 use sqlx::PgPool;
+use std::sync::Arc;
+
+use crate::crypto::jwt::Jwt;
+use crate::crypto::password::{PasswordError, Passwords};
 
 use crate::clock::Clock;
-use crate::domain::audit::{Actor, ActorKind};
+use crate::domain::audit::Actor;
 use crate::domain::authz::{Caller, Denied};
 use crate::domain::validation::ValidationErrors;
 use usage::UsageRecorder;
 
-/// What every use case needs: the database, the clock and the verify side-effect writer.
+/// What every use case needs: the database, the clock, the verify side-effect writer, and for
+/// user sessions the password hasher and the access-token keys (`None`: sessions not configured).
 #[derive(Clone, Debug)]
 pub struct Context {
     pub pool: PgPool,
     pub clock: Clock,
     pub usage: UsageRecorder,
+    pub passwords: Passwords,
+    pub jwt: Option<Arc<Jwt>>,
+}
+
+impl Context {
+    pub fn with_jwt(mut self, jwt: Jwt) -> Self {
+        self.jwt = Some(Arc::new(jwt));
+        self
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +52,14 @@ pub enum Error {
     NotFound(&'static str),
     #[error("{0}")]
     Conflict(String),
+    #[error("the email or password is wrong")]
+    InvalidLogin,
+    #[error("too many failed attempts; retry in {0} seconds")]
+    Throttled(u64),
+    #[error("{0}")]
+    NotConfigured(&'static str),
+    #[error("password hashing failed")]
+    Password(#[from] PasswordError),
     #[error("database error")]
     Database(#[from] sqlx::Error),
 }
@@ -43,8 +67,5 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 pub fn actor_of(caller: &Caller) -> Actor {
-    Actor {
-        kind: ActorKind::Service,
-        id: caller.token_id.to_string(),
-    }
+    caller.actor()
 }

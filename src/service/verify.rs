@@ -4,7 +4,7 @@
 
 use super::{actor_of, Context, Result};
 use crate::domain::audit::{NewAuditEvent, Outcome, RequestMeta};
-use crate::domain::authz::{authorize, Action, Caller, TenantScope};
+use crate::domain::authz::{authorize, Action, Caller};
 use crate::domain::ids::KeyKind;
 use crate::domain::key::Key;
 use crate::domain::scope::{parse_scopes, MAX_SCOPES_PER_KEY};
@@ -65,7 +65,7 @@ pub async fn verify_key(
     let tenant = key
         .as_ref()
         .and_then(|k| k.tenant_id)
-        .or(caller.scope.tenant_id());
+        .or(caller.bound_tenant());
     let mut event = NewAuditEvent::new(
         now,
         &actor_of(caller),
@@ -86,8 +86,8 @@ pub async fn verify_key(
 }
 
 fn visible_to(caller: &Caller, key: &Key) -> bool {
-    match caller.scope {
-        TenantScope::Platform => true,
-        TenantScope::Tenant(own) => key.tenant_id == Some(own),
+    match caller.bound_tenant() {
+        None => true,
+        Some(own) => key.tenant_id == Some(own),
     }
 }

@@ -277,11 +277,11 @@ async fn malformed_token_is_refused_without_touching_the_database(pool: PgPool) 
         pool: unreachable,
         ..app.ctx.clone()
     };
-    let caller = keyward::domain::authz::Caller {
-        token_id: keyward::domain::ids::KeyId::generate(keyward::domain::ids::KeyKind::Service),
-        scope: keyward::domain::authz::TenantScope::Platform,
-        permissions: vec![Permission::KeysVerify],
-    };
+    let caller = keyward::domain::authz::Caller::service(
+        keyward::domain::ids::KeyId::generate(keyward::domain::ids::KeyKind::Service),
+        keyward::domain::authz::TenantScope::Platform,
+        vec![Permission::KeysVerify],
+    );
     let meta = keyward::domain::audit::RequestMeta::default();
 
     let verdict =

@@ -1,0 +1,5 @@
+//! Password hashing and access tokens (JWT). Token hashing lives with the token format in
+//! `domain::token`; request signing in `signing`.
+
+pub mod jwt;
+pub mod password;

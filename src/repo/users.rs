@@ -1,0 +1,471 @@
+//! The `users`, `memberships`, `invites`, `refresh_tokens` and `login_failures` tables.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgExecutor};
+use std::net::IpAddr;
+use uuid::Uuid;
+
+use super::bad_column;
+use crate::domain::ids::TenantId;
+use crate::domain::token::TokenHash;
+use crate::domain::user::{Membership, Role, User, UserId};
+
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    id: Uuid,
+    email: String,
+    platform_admin: bool,
+    disabled_at: Option<DateTime<Utc>>,
+    session_version: i32,
+    created_at: DateTime<Utc>,
+}
+
+impl From<UserRow> for User {
+    fn from(row: UserRow) -> Self {
+        User {
+            id: UserId(row.id),
+            email: row.email,
+            platform_admin: row.platform_admin,
+            disabled_at: row.disabled_at,
+            session_version: row.session_version,
+            created_at: row.created_at,
+        }
+    }
+}
+
+const USER_COLUMNS: &str = "id, email, platform_admin, disabled_at, session_version, created_at";
+
+pub async fn insert(
+    conn: &mut PgConnection,
+    user: &User,
+    password_hash: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO users (id, email, password_hash, platform_admin, disabled_at, session_version, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(user.id.0)
+    .bind(&user.email)
+    .bind(password_hash)
+    .bind(user.platform_admin)
+    .bind(user.disabled_at)
+    .bind(user.session_version)
+    .bind(user.created_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The user with this email (compared case-insensitively) and their password hash.
+pub async fn find_by_email(
+    db: impl PgExecutor<'_>,
+    email: &str,
+) -> Result<Option<(User, Option<String>)>, sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        user: UserRow,
+        password_hash: Option<String>,
+    }
+    let row = sqlx::query_as::<_, Row>(&format!(
+        "SELECT {USER_COLUMNS}, password_hash FROM users WHERE lower(email) = lower($1)"
+    ))
+    .bind(email)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|r| (r.user.into(), r.password_hash)))
+}
+
+pub async fn get(db: impl PgExecutor<'_>, id: UserId) -> Result<Option<User>, sqlx::Error> {
+    Ok(
+        sqlx::query_as::<_, UserRow>(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
+            .bind(id.0)
+            .fetch_optional(db)
+            .await?
+            .map(User::from),
+    )
+}
+
+pub async fn set_password(
+    conn: &mut PgConnection,
+    id: UserId,
+    hash: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
+        .bind(id.0)
+        .bind(hash)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Invalidates every access token the user holds.
+pub async fn bump_session_version(conn: &mut PgConnection, id: UserId) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET session_version = session_version + 1 WHERE id = $1")
+        .bind(id.0)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct MembershipRow {
+    tenant_id: Uuid,
+    role: String,
+}
+
+pub async fn memberships(
+    db: impl PgExecutor<'_>,
+    user: UserId,
+) -> Result<Vec<Membership>, sqlx::Error> {
+    sqlx::query_as::<_, MembershipRow>(
+        "SELECT tenant_id, role FROM memberships WHERE user_id = $1 ORDER BY tenant_id",
+    )
+    .bind(user.0)
+    .fetch_all(db)
+    .await?
+    .into_iter()
+    .map(|row| {
+        Ok(Membership {
+            tenant_id: TenantId(row.tenant_id),
+            role: Role::parse(&row.role)
+                .ok_or_else(|| bad_column("memberships.role", &row.role))?,
+        })
+    })
+    .collect()
+}
+
+/// A member of a tenant as the members API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub user_id: UserId,
+    pub email: String,
+    pub role: Role,
+    pub joined_at: DateTime<Utc>,
+    /// Whether the user has set a password yet.
+    pub active: bool,
+}
+
+#[derive(sqlx::FromRow)]
+struct MemberRow {
+    user_id: Uuid,
+    email: String,
+    role: String,
+    created_at: DateTime<Utc>,
+    active: bool,
+}
+
+impl TryFrom<MemberRow> for Member {
+    type Error = sqlx::Error;
+
+    fn try_from(row: MemberRow) -> Result<Self, Self::Error> {
+        Ok(Member {
+            user_id: UserId(row.user_id),
+            email: row.email,
+            role: Role::parse(&row.role)
+                .ok_or_else(|| bad_column("memberships.role", &row.role))?,
+            joined_at: row.created_at,
+            active: row.active,
+        })
+    }
+}
+
+const MEMBER_SELECT: &str =
+    "SELECT m.user_id, u.email, m.role, m.created_at, u.password_hash IS NOT NULL AS active
+     FROM memberships m JOIN users u ON u.id = m.user_id";
+
+pub async fn list_members(
+    db: impl PgExecutor<'_>,
+    tenant: TenantId,
+    after: Option<UserId>,
+    limit: i64,
+) -> Result<Vec<Member>, sqlx::Error> {
+    sqlx::query_as::<_, MemberRow>(&format!(
+        "{MEMBER_SELECT} WHERE m.tenant_id = $1 AND ($2::uuid IS NULL OR m.user_id > $2) ORDER BY m.user_id LIMIT $3"
+    ))
+    .bind(tenant.0)
+    .bind(after.map(|u| u.0))
+    .bind(limit)
+    .fetch_all(db)
+    .await?
+    .into_iter()
+    .map(Member::try_from)
+    .collect()
+}
+
+pub async fn get_member(
+    db: impl PgExecutor<'_>,
+    tenant: TenantId,
+    user: UserId,
+) -> Result<Option<Member>, sqlx::Error> {
+    sqlx::query_as::<_, MemberRow>(&format!(
+        "{MEMBER_SELECT} WHERE m.tenant_id = $1 AND m.user_id = $2"
+    ))
+    .bind(tenant.0)
+    .bind(user.0)
+    .fetch_optional(db)
+    .await?
+    .map(Member::try_from)
+    .transpose()
+}
+
+pub async fn add_membership(
+    conn: &mut PgConnection,
+    user: UserId,
+    tenant: TenantId,
+    role: Role,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO memberships (user_id, tenant_id, role, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(user.0)
+    .bind(tenant.0)
+    .bind(role.as_str())
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Locks the tenant's owner rows and counts them, so two demotions cannot both pass the
+/// "last owner" check.
+pub async fn lock_owners(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+) -> Result<Vec<UserId>, sqlx::Error> {
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT user_id FROM memberships WHERE tenant_id = $1 AND role = 'owner' FOR UPDATE",
+    )
+    .bind(tenant.0)
+    .fetch_all(conn)
+    .await?;
+    Ok(ids.into_iter().map(UserId).collect())
+}
+
+pub async fn set_role(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    user: UserId,
+    role: Role,
+) -> Result<bool, sqlx::Error> {
+    let result =
+        sqlx::query("UPDATE memberships SET role = $3 WHERE tenant_id = $1 AND user_id = $2")
+            .bind(tenant.0)
+            .bind(user.0)
+            .bind(role.as_str())
+            .execute(conn)
+            .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+pub async fn remove_membership(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    user: UserId,
+) -> Result<bool, sqlx::Error> {
+    let result = sqlx::query("DELETE FROM memberships WHERE tenant_id = $1 AND user_id = $2")
+        .bind(tenant.0)
+        .bind(user.0)
+        .execute(conn)
+        .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+pub struct NewInvite<'a> {
+    pub id: Uuid,
+    pub tenant: TenantId,
+    pub user: UserId,
+    pub hash: &'a TokenHash,
+    pub created_by: &'a str,
+    pub now: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+pub async fn insert_invite(
+    conn: &mut PgConnection,
+    invite: NewInvite<'_>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO invites (id, tenant_id, user_id, token_hash, created_at, created_by, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(invite.id)
+    .bind(invite.tenant.0)
+    .bind(invite.user.0)
+    .bind(invite.hash.as_bytes().as_slice())
+    .bind(invite.now)
+    .bind(invite.created_by)
+    .bind(invite.expires_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct InviteRow {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub user_id: Uuid,
+    pub expires_at: DateTime<Utc>,
+    pub accepted_at: Option<DateTime<Utc>>,
+}
+
+pub async fn find_invite_for_update(
+    conn: &mut PgConnection,
+    hash: &TokenHash,
+) -> Result<Option<InviteRow>, sqlx::Error> {
+    sqlx::query_as::<_, InviteRow>(
+        "SELECT id, tenant_id, user_id, expires_at, accepted_at FROM invites WHERE token_hash = $1 FOR UPDATE",
+    )
+    .bind(hash.as_bytes().as_slice())
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn mark_invite_accepted(
+    conn: &mut PgConnection,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE invites SET accepted_at = $2 WHERE id = $1")
+        .bind(id)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub struct NewRefreshToken<'a> {
+    pub family: Uuid,
+    pub user: UserId,
+    pub hash: &'a TokenHash,
+    pub now: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+pub async fn insert_refresh_token(
+    conn: &mut PgConnection,
+    token: NewRefreshToken<'_>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(Uuid::now_v7())
+    .bind(token.family)
+    .bind(token.user.0)
+    .bind(token.hash.as_bytes().as_slice())
+    .bind(token.now)
+    .bind(token.expires_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct RefreshRow {
+    pub id: Uuid,
+    pub family_id: Uuid,
+    pub user_id: Uuid,
+    pub expires_at: DateTime<Utc>,
+    pub used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+pub async fn find_refresh_for_update(
+    conn: &mut PgConnection,
+    hash: &TokenHash,
+) -> Result<Option<RefreshRow>, sqlx::Error> {
+    sqlx::query_as::<_, RefreshRow>(
+        "SELECT id, family_id, user_id, expires_at, used_at, revoked_at FROM refresh_tokens
+         WHERE token_hash = $1 FOR UPDATE",
+    )
+    .bind(hash.as_bytes().as_slice())
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn mark_refresh_used(
+    conn: &mut PgConnection,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE refresh_tokens SET used_at = $2 WHERE id = $1")
+        .bind(id)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn revoke_refresh_family(
+    conn: &mut PgConnection,
+    family: Uuid,
+    now: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    let result = sqlx::query(
+        "UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(family)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected())
+}
+
+pub async fn record_login_failure(
+    db: impl PgExecutor<'_>,
+    email: &str,
+    ip: Option<IpAddr>,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO login_failures (email, ip, occurred_at) VALUES (lower($1), $2::inet, $3)",
+    )
+    .bind(email)
+    .bind(ip.map(|ip| ip.to_string()))
+    .bind(now)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Failures since `since` for the account and for the address, with the oldest of each.
+#[derive(Debug, Default, sqlx::FromRow)]
+pub struct FailureCounts {
+    pub account: i64,
+    pub account_oldest: Option<DateTime<Utc>>,
+    pub address: i64,
+    pub address_oldest: Option<DateTime<Utc>>,
+}
+
+pub async fn count_login_failures(
+    db: impl PgExecutor<'_>,
+    email: &str,
+    ip: Option<IpAddr>,
+    since: DateTime<Utc>,
+) -> Result<FailureCounts, sqlx::Error> {
+    sqlx::query_as::<_, FailureCounts>(
+        "SELECT
+             count(*) FILTER (WHERE email = lower($1)) AS account,
+             min(occurred_at) FILTER (WHERE email = lower($1)) AS account_oldest,
+             count(*) FILTER (WHERE ip = $2::inet) AS address,
+             min(occurred_at) FILTER (WHERE ip = $2::inet) AS address_oldest
+         FROM login_failures
+         WHERE occurred_at > $3 AND (email = lower($1) OR ip = $2::inet)",
+    )
+    .bind(email)
+    .bind(ip.map(|ip| ip.to_string()))
+    .bind(since)
+    .fetch_one(db)
+    .await
+}
+
+pub async fn clear_login_failures(db: impl PgExecutor<'_>, email: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM login_failures WHERE email = lower($1)")
+        .bind(email)
+        .execute(db)
+        .await?;
+    Ok(())
+}
