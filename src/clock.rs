@@ -17,13 +17,11 @@ impl Clock {
     /// The current time at PostgreSQL's precision (microseconds), so what a response shows
     /// equals what is stored.
     pub fn now(&self) -> DateTime<Utc> {
-        (Utc::now() + Duration::milliseconds(self.offset_ms.load(Ordering::Relaxed)))
-            .trunc_subsecs(6)
+        (Utc::now() + Duration::milliseconds(self.offset_ms.load(Ordering::Relaxed))).trunc_subsecs(6)
     }
 
     /// Moves this clock (and every clone of it) forward by `by`.
     pub fn advance(&self, by: Duration) {
-        self.offset_ms
-            .fetch_add(by.num_milliseconds(), Ordering::Relaxed);
+        self.offset_ms.fetch_add(by.num_milliseconds(), Ordering::Relaxed);
     }
 }

@@ -48,11 +48,7 @@ pub struct SessionConfig {
     #[arg(long, env = "KEYWARD_JWT_SECRET", hide_env_values = true, value_parser = parse_secret)]
     pub jwt_secret: Option<SecretString>,
     /// Ed25519 private key (PKCS#8 PEM) for EdDSA access tokens, instead of a secret.
-    #[arg(
-        long,
-        env = "KEYWARD_JWT_PRIVATE_KEY_FILE",
-        conflicts_with = "jwt_secret"
-    )]
+    #[arg(long, env = "KEYWARD_JWT_PRIVATE_KEY_FILE", conflicts_with = "jwt_secret")]
     pub jwt_private_key_file: Option<PathBuf>,
     #[arg(long, env = "KEYWARD_JWT_ISSUER", default_value = "keyward")]
     pub jwt_issuer: String,
@@ -63,17 +59,12 @@ pub struct SessionConfig {
 impl SessionConfig {
     pub fn jwt(&self) -> Result<Option<Jwt>, String> {
         if let Some(secret) = &self.jwt_secret {
-            return Jwt::hs256(
-                secret.expose_secret().as_bytes(),
-                &self.jwt_issuer,
-                &self.jwt_audience,
-            )
-            .map(Some)
-            .map_err(|e| e.to_string());
+            return Jwt::hs256(secret.expose_secret().as_bytes(), &self.jwt_issuer, &self.jwt_audience)
+                .map(Some)
+                .map_err(|e| e.to_string());
         }
         if let Some(path) = &self.jwt_private_key_file {
-            let pem = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let pem = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
             return Jwt::eddsa_from_pem(&pem, &self.jwt_issuer, &self.jwt_audience)
                 .map(Some)
                 .map_err(|e| e.to_string());

@@ -55,18 +55,10 @@ impl Problem {
     pub fn for_status(status: StatusCode) -> Self {
         let (slug, detail) = match status {
             StatusCode::NOT_FOUND => ("not-found", "no such resource"),
-            StatusCode::METHOD_NOT_ALLOWED => (
-                "method-not-allowed",
-                "this method is not allowed on this resource",
-            ),
+            StatusCode::METHOD_NOT_ALLOWED => ("method-not-allowed", "this method is not allowed on this resource"),
             StatusCode::REQUEST_TIMEOUT => ("timeout", "the request took too long"),
-            StatusCode::PAYLOAD_TOO_LARGE => (
-                "payload-too-large",
-                "the request body is larger than 64 KiB",
-            ),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-                ("unsupported-media-type", "unsupported content type")
-            }
+            StatusCode::PAYLOAD_TOO_LARGE => ("payload-too-large", "the request body is larger than 64 KiB"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported-media-type", "unsupported content type"),
             s if s.is_server_error() => ("internal", "an internal error occurred"),
             _ => ("bad-request", "the request could not be processed"),
         };
@@ -114,11 +106,9 @@ impl ApiError {
             ApiError::Service(S::Denied(denied)) => {
                 Problem::new(StatusCode::FORBIDDEN, "forbidden", denied.to_string())
             }
-            ApiError::Service(S::NotFound(what)) => Problem::new(
-                StatusCode::NOT_FOUND,
-                "not-found",
-                format!("{what} not found"),
-            ),
+            ApiError::Service(S::NotFound(what)) => {
+                Problem::new(StatusCode::NOT_FOUND, "not-found", format!("{what} not found"))
+            }
             ApiError::Service(S::InvalidLogin) => Problem::new(
                 StatusCode::UNAUTHORIZED,
                 "invalid-login",
@@ -132,25 +122,15 @@ impl ApiError {
             ApiError::Service(S::NotConfigured(what)) => {
                 Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not-configured", *what)
             }
-            ApiError::Service(S::Password(_)) => {
-                Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR)
-            }
-            ApiError::Service(S::Conflict(detail)) => {
-                Problem::new(StatusCode::CONFLICT, "conflict", detail.clone())
-            }
-            ApiError::Service(S::Database(sqlx::Error::PoolTimedOut)) | ApiError::Unavailable => {
-                Problem::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "the database is not reachable; try again shortly",
-                )
-            }
-            ApiError::Service(S::Database(_)) => {
-                Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR)
-            }
-            ApiError::BadRequest(detail) => {
-                Problem::new(StatusCode::BAD_REQUEST, "bad-request", detail.clone())
-            }
+            ApiError::Service(S::Password(_)) => Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR),
+            ApiError::Service(S::Conflict(detail)) => Problem::new(StatusCode::CONFLICT, "conflict", detail.clone()),
+            ApiError::Service(S::Database(sqlx::Error::PoolTimedOut)) | ApiError::Unavailable => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the database is not reachable; try again shortly",
+            ),
+            ApiError::Service(S::Database(_)) => Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR),
+            ApiError::BadRequest(detail) => Problem::new(StatusCode::BAD_REQUEST, "bad-request", detail.clone()),
             ApiError::PayloadTooLarge => Problem::for_status(StatusCode::PAYLOAD_TOO_LARGE),
             ApiError::UnsupportedMediaType => Problem::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -224,8 +204,7 @@ mod tests {
 
     #[test]
     fn quoted_values_are_redacted_but_field_names_kept() {
-        let message =
-            "invalid type: string \"sk_live_abc\", expected a sequence at line 1 column 9";
+        let message = "invalid type: string \"sk_live_abc\", expected a sequence at line 1 column 9";
         assert_eq!(
             redact_values(message),
             "invalid type: string \"…\", expected a sequence at line 1 column 9"

@@ -68,16 +68,11 @@ enum AdminCommand {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("KEYWARD_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(EnvFilter::try_from_env("KEYWARD_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the runtime: {error}");
@@ -101,9 +96,7 @@ async fn run(command: Command) -> Result<(), String> {
         }
         Command::Migrate(database) => {
             let pool = connect(&database).await?;
-            db::migrate(&pool)
-                .await
-                .map_err(|e| format!("migration failed: {e}"))?;
+            db::migrate(&pool).await.map_err(|e| format!("migration failed: {e}"))?;
             eprintln!("migrations applied");
             Ok(())
         }
@@ -115,19 +108,11 @@ async fn run(command: Command) -> Result<(), String> {
         }) => {
             let password = read_password()?;
             let pool = connect(&database).await?;
-            db::migrate(&pool)
-                .await
-                .map_err(|e| format!("migration failed: {e}"))?;
+            db::migrate(&pool).await.map_err(|e| format!("migration failed: {e}"))?;
             let ctx = app::context(pool, Clock::system(), std::time::Duration::from_secs(1));
-            let user = service::identity::create_user(
-                &ctx,
-                &cli_actor(),
-                &email,
-                &password,
-                platform_admin,
-            )
-            .await
-            .map_err(describe)?;
+            let user = service::identity::create_user(&ctx, &cli_actor(), &email, &password, platform_admin)
+                .await
+                .map_err(describe)?;
             eprintln!("created user {} ({})", user.email, user.id);
             println!("{}", user.id);
             Ok(())
@@ -143,15 +128,12 @@ async fn run(command: Command) -> Result<(), String> {
             let owner = match (platform, tenant) {
                 (true, _) => TenantScope::Platform,
                 (false, Some(text)) => TenantScope::Tenant(
-                    TenantId::parse(&text)
-                        .ok_or_else(|| format!("--tenant {text:?} is not a UUID"))?,
+                    TenantId::parse(&text).ok_or_else(|| format!("--tenant {text:?} is not a UUID"))?,
                 ),
                 (false, None) => return Err("give --platform or --tenant <id>".into()),
             };
             let pool = connect(&database).await?;
-            db::migrate(&pool)
-                .await
-                .map_err(|e| format!("migration failed: {e}"))?;
+            db::migrate(&pool).await.map_err(|e| format!("migration failed: {e}"))?;
             let ctx = app::context(pool, Clock::system(), std::time::Duration::from_secs(1));
             let draft = ServiceTokenDraft {
                 name,
@@ -171,18 +153,12 @@ async fn run(command: Command) -> Result<(), String> {
                 kind: ActorKind::System,
                 id: "cli".into(),
             };
-            let issued = service::keys::issue_service_token(
-                &ctx,
-                &actor,
-                &RequestMeta::default(),
-                owner,
-                spec,
-            )
-            .await
-            .map_err(|e| match e {
-                service::Error::NotFound(what) => format!("{what} not found"),
-                other => other.to_string(),
-            })?;
+            let issued = service::keys::issue_service_token(&ctx, &actor, &RequestMeta::default(), owner, spec)
+                .await
+                .map_err(|e| match e {
+                    service::Error::NotFound(what) => format!("{what} not found"),
+                    other => other.to_string(),
+                })?;
             eprintln!(
                 "created service token {} with permissions {} (shown once; store it now)",
                 issued.key.id,
@@ -218,8 +194,7 @@ fn describe(error: service::Error) -> String {
 fn read_password() -> Result<SecretString, String> {
     use std::io::IsTerminal;
     let text = if std::io::stdin().is_terminal() {
-        rpassword::prompt_password("password: ")
-            .map_err(|e| format!("cannot read the password: {e}"))?
+        rpassword::prompt_password("password: ").map_err(|e| format!("cannot read the password: {e}"))?
     } else {
         let mut line = String::new();
         std::io::stdin()
@@ -239,9 +214,7 @@ async fn connect(database: &DatabaseConfig) -> Result<sqlx::PgPool, String> {
 async fn serve(config: ServeConfig) -> Result<(), String> {
     let pool = connect(&config.database).await?;
     if !config.skip_migrations {
-        db::migrate(&pool)
-            .await
-            .map_err(|e| format!("migration failed: {e}"))?;
+        db::migrate(&pool).await.map_err(|e| format!("migration failed: {e}"))?;
     }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -250,9 +223,7 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
     let mut ctx = app::context(pool, Clock::system(), config.usage_flush_interval());
     match config.sessions.jwt()? {
         Some(jwt) => ctx = ctx.with_jwt(jwt),
-        None => tracing::warn!(
-            "no KEYWARD_JWT_SECRET or KEYWARD_JWT_PRIVATE_KEY_FILE: user logins are disabled"
-        ),
+        None => tracing::warn!("no KEYWARD_JWT_SECRET or KEYWARD_JWT_PRIVATE_KEY_FILE: user logins are disabled"),
     }
     app::serve(listener, ctx, app::shutdown_signal())
         .await

@@ -80,32 +80,20 @@ impl Jwt {
     }
 
     /// EdDSA from an Ed25519 private key in PKCS#8 PEM; the public key is derived from it.
-    pub fn eddsa_from_pem(
-        private_pem: &str,
-        issuer: &str,
-        audience: &str,
-    ) -> Result<Self, JwtConfigError> {
-        let signing = ed25519_dalek::SigningKey::from_pkcs8_pem(private_pem)
-            .map_err(|_| JwtConfigError::BadKey)?;
+    pub fn eddsa_from_pem(private_pem: &str, issuer: &str, audience: &str) -> Result<Self, JwtConfigError> {
+        let signing = ed25519_dalek::SigningKey::from_pkcs8_pem(private_pem).map_err(|_| JwtConfigError::BadKey)?;
         let public = URL_SAFE_NO_PAD.encode(signing.verifying_key().to_bytes());
         Ok(Self {
             algorithm: Algorithm::EdDSA,
-            encoding: EncodingKey::from_ed_pem(private_pem.as_bytes())
-                .map_err(|_| JwtConfigError::BadKey)?,
-            decoding: DecodingKey::from_ed_components(&public)
-                .map_err(|_| JwtConfigError::BadKey)?,
+            encoding: EncodingKey::from_ed_pem(private_pem.as_bytes()).map_err(|_| JwtConfigError::BadKey)?,
+            decoding: DecodingKey::from_ed_components(&public).map_err(|_| JwtConfigError::BadKey)?,
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
         })
     }
 
     /// Issues an access token; returns it with its lifetime in seconds.
-    pub fn issue(
-        &self,
-        user: UserId,
-        version: i32,
-        now: DateTime<Utc>,
-    ) -> Result<(String, i64), JwtError> {
+    pub fn issue(&self, user: UserId, version: i32, now: DateTime<Utc>) -> Result<(String, i64), JwtError> {
         let claims = Claims {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
@@ -150,9 +138,7 @@ impl Jwt {
 /// RFC 7515: a `crit` header names extensions the verifier must understand; keyward knows none.
 fn refuse_critical_header(token: &str) -> Result<(), JwtError> {
     let header = token.split('.').next().ok_or(JwtError::Invalid)?;
-    let bytes = URL_SAFE_NO_PAD
-        .decode(header)
-        .map_err(|_| JwtError::Invalid)?;
+    let bytes = URL_SAFE_NO_PAD.decode(header).map_err(|_| JwtError::Invalid)?;
     let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| JwtError::Invalid)?;
     match value.get("crit") {
         None => Ok(()),

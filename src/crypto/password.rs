@@ -53,18 +53,14 @@ fn check_now(password: &str, stored: Option<&str>) -> Checked {
     let Ok(parsed) = PasswordHash::new(stored) else {
         return Checked::NoMatch;
     };
-    let matched = argon2()
-        .verify_password(password.as_bytes(), &parsed)
-        .is_ok();
+    let matched = argon2().verify_password(password.as_bytes(), &parsed).is_ok();
     if !(matched && real) {
         return Checked::NoMatch;
     }
     let current = parsed.algorithm.as_str() == "argon2id"
         && Params::try_from(&parsed)
             .is_ok_and(|p| p.m_cost() == MEMORY_KIB && p.t_cost() == PASSES && p.p_cost() == LANES);
-    Checked::Match {
-        needs_rehash: !current,
-    }
+    Checked::Match { needs_rehash: !current }
 }
 
 #[derive(Clone, Debug)]
@@ -92,25 +88,14 @@ impl Passwords {
     }
 
     /// Checks `password` against `stored`; with no stored hash it still does the same work.
-    pub async fn check(
-        &self,
-        password: &SecretString,
-        stored: Option<String>,
-    ) -> Result<Checked, PasswordError> {
+    pub async fn check(&self, password: &SecretString, stored: Option<String>) -> Result<Checked, PasswordError> {
         let password = password.clone();
         self.run(move || check_now(password.expose_secret(), stored.as_deref()))
             .await
     }
 
-    async fn run<T: Send + 'static>(
-        &self,
-        work: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, PasswordError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| PasswordError::Hashing)?;
+    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, PasswordError> {
+        let _permit = self.permits.acquire().await.map_err(|_| PasswordError::Hashing)?;
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || span.in_scope(work))
             .await
@@ -125,20 +110,12 @@ mod tests {
     #[test]
     fn hash_is_argon2id_phc_with_owasp_parameters() {
         let hash = hash_now("correct horse battery").unwrap();
-        assert!(
-            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
-            "{hash}"
-        );
+        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
         assert_eq!(
             check_now("correct horse battery", Some(&hash)),
-            Checked::Match {
-                needs_rehash: false
-            }
+            Checked::Match { needs_rehash: false }
         );
-        assert_eq!(
-            check_now("wrong horse battery", Some(&hash)),
-            Checked::NoMatch
-        );
+        assert_eq!(check_now("wrong horse battery", Some(&hash)), Checked::NoMatch);
     }
 
     #[test]
@@ -149,10 +126,7 @@ mod tests {
             Params::new(8 * 1024, 1, 1, None).unwrap(),
         );
         let salt = SaltString::generate(&mut OsRng);
-        let hash = weak
-            .hash_password(b"correct horse battery", &salt)
-            .unwrap()
-            .to_string();
+        let hash = weak.hash_password(b"correct horse battery", &salt).unwrap().to_string();
         assert_eq!(
             check_now("correct horse battery", Some(&hash)),
             Checked::Match { needs_rehash: true }
@@ -161,9 +135,6 @@ mod tests {
 
     #[test]
     fn no_stored_hash_never_matches() {
-        assert_eq!(
-            check_now("keyward dummy password for timing", None),
-            Checked::NoMatch
-        );
+        assert_eq!(check_now("keyward dummy password for timing", None), Checked::NoMatch);
     }
 }

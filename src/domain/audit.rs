@@ -115,9 +115,7 @@ impl NewAuditEvent {
             details: &'a serde_json::Value,
         }
         let hashed = Hashed {
-            occurred_at: self
-                .stored_time()
-                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            occurred_at: self.stored_time().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
             tenant_id: self.tenant_id.map(|t| t.to_string()),
             actor_kind: self.actor.kind.as_str(),
             actor_id: &self.actor.id,

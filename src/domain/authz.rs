@@ -9,9 +9,7 @@ use super::ids::{KeyId, TenantId};
 use super::user::{Membership, Role, UserId};
 
 /// Permissions a service token can hold.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 pub enum Permission {
     #[serde(rename = "keys:verify")]
     KeysVerify,
@@ -125,10 +123,7 @@ impl Caller {
 
     fn role_in(&self, tenant: TenantId) -> Option<Role> {
         match &self.grant {
-            Grant::User { memberships, .. } => memberships
-                .iter()
-                .find(|m| m.tenant_id == tenant)
-                .map(|m| m.role),
+            Grant::User { memberships, .. } => memberships.iter().find(|m| m.tenant_id == tenant).map(|m| m.role),
             Grant::Token { .. } => None,
         }
     }
@@ -139,13 +134,11 @@ impl Caller {
         match &self.grant {
             Grant::Token { permissions, .. } => permissions.contains(&permission),
             Grant::User {
-                platform_admin: true,
-                ..
+                platform_admin: true, ..
             } => true,
             Grant::User { .. } => match owner {
                 TenantScope::Tenant(t) => {
-                    matches!(self.role_in(t), Some(Role::Owner | Role::Admin))
-                        && permission != Permission::TenantsAdmin
+                    matches!(self.role_in(t), Some(Role::Owner | Role::Admin)) && permission != Permission::TenantsAdmin
                 }
                 TenantScope::Platform => false,
             },
@@ -171,12 +164,8 @@ pub enum Action {
 impl Action {
     fn permission(self) -> Permission {
         match self {
-            Action::CreateTenant | Action::ListTenants | Action::UpdateTenant => {
-                Permission::TenantsAdmin
-            }
-            Action::ManageServiceTokens | Action::ReadMembers | Action::ManageMembers => {
-                Permission::TenantsAdmin
-            }
+            Action::CreateTenant | Action::ListTenants | Action::UpdateTenant => Permission::TenantsAdmin,
+            Action::ManageServiceTokens | Action::ReadMembers | Action::ManageMembers => Permission::TenantsAdmin,
             Action::ReadTenant | Action::ReadKeys => Permission::KeysRead,
             Action::WriteKeys => Permission::KeysWrite,
             Action::ReadAudit => Permission::AuditRead,
@@ -186,10 +175,7 @@ impl Action {
 
     /// Actions that only a platform-wide caller may take, whatever tenant they name.
     fn platform_only(self) -> bool {
-        matches!(
-            self,
-            Action::CreateTenant | Action::ListTenants | Action::UpdateTenant
-        )
+        matches!(self, Action::CreateTenant | Action::ListTenants | Action::UpdateTenant)
     }
 
     /// What each role may do inside its own tenant.
@@ -198,13 +184,7 @@ impl Action {
         match role {
             Role::Owner => matches!(
                 self,
-                ReadTenant
-                    | ReadKeys
-                    | WriteKeys
-                    | ManageServiceTokens
-                    | ReadAudit
-                    | ReadMembers
-                    | ManageMembers
+                ReadTenant | ReadKeys | WriteKeys | ManageServiceTokens | ReadAudit | ReadMembers | ManageMembers
             ),
             Role::Admin => matches!(
                 self,
@@ -234,8 +214,7 @@ pub fn authorize(caller: &Caller, action: Action, tenant: Option<TenantId>) -> R
     match &caller.grant {
         Grant::Token { scope, permissions } => authorize_token(*scope, permissions, action, tenant),
         Grant::User {
-            platform_admin: true,
-            ..
+            platform_admin: true, ..
         } => Ok(()),
         Grant::User { .. } => match tenant {
             None => Err(Denied::PlatformOnly),
@@ -263,9 +242,7 @@ fn authorize_token(
         }
     }
     let tenant_bound = matches!(scope, TenantScope::Tenant(_));
-    if tenant_bound
-        && (action.platform_only() || (tenant.is_none() && action != Action::VerifyKeys))
-    {
+    if tenant_bound && (action.platform_only() || (tenant.is_none() && action != Action::VerifyKeys)) {
         return Err(Denied::PlatformOnly);
     }
     // A tenant-bound token may always read its own tenant's record.
@@ -287,11 +264,7 @@ mod tests {
     use crate::domain::ids::KeyKind;
 
     fn caller(scope: TenantScope, permissions: &[Permission]) -> Caller {
-        Caller::service(
-            KeyId::generate(KeyKind::Service),
-            scope,
-            permissions.to_vec(),
-        )
+        Caller::service(KeyId::generate(KeyKind::Service), scope, permissions.to_vec())
     }
 
     fn member(tenant: TenantId, role: Role) -> Caller {
@@ -319,10 +292,7 @@ mod tests {
             authorize(&member(a, Role::Auditor), Action::WriteKeys, Some(a)),
             Err(Denied::RoleLacks)
         );
-        assert_eq!(
-            authorize(&member(a, Role::Auditor), Action::ReadAudit, Some(a)),
-            Ok(())
-        );
+        assert_eq!(authorize(&member(a, Role::Auditor), Action::ReadAudit, Some(a)), Ok(()));
         assert_eq!(
             authorize(&member(a, Role::Admin), Action::ManageMembers, Some(a)),
             Err(Denied::RoleLacks)
@@ -346,10 +316,7 @@ mod tests {
         let a = TenantId::generate();
         let b = TenantId::generate();
         let c = caller(TenantScope::Tenant(a), &Permission::ALL);
-        assert_eq!(
-            authorize(&c, Action::ReadKeys, Some(b)),
-            Err(Denied::NotFound)
-        );
+        assert_eq!(authorize(&c, Action::ReadKeys, Some(b)), Err(Denied::NotFound));
         assert_eq!(authorize(&c, Action::ReadKeys, Some(a)), Ok(()));
     }
 
@@ -357,18 +324,9 @@ mod tests {
     fn platform_actions_refuse_tenant_bound_callers() {
         let a = TenantId::generate();
         let c = caller(TenantScope::Tenant(a), &Permission::ALL);
-        assert_eq!(
-            authorize(&c, Action::CreateTenant, None),
-            Err(Denied::PlatformOnly)
-        );
-        assert_eq!(
-            authorize(&c, Action::UpdateTenant, Some(a)),
-            Err(Denied::PlatformOnly)
-        );
-        assert_eq!(
-            authorize(&c, Action::ReadAudit, None),
-            Err(Denied::PlatformOnly)
-        );
+        assert_eq!(authorize(&c, Action::CreateTenant, None), Err(Denied::PlatformOnly));
+        assert_eq!(authorize(&c, Action::UpdateTenant, Some(a)), Err(Denied::PlatformOnly));
+        assert_eq!(authorize(&c, Action::ReadAudit, None), Err(Denied::PlatformOnly));
         assert_eq!(authorize(&c, Action::VerifyKeys, None), Ok(()));
     }
 

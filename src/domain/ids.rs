@@ -7,9 +7,7 @@ use ulid::Ulid;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 #[serde(transparent)]
 #[schema(value_type = String, format = Uuid)]
 pub struct TenantId(pub Uuid);
@@ -106,16 +104,10 @@ mod tests {
     #[test]
     fn key_id_round_trips_and_rejects_other_kinds() {
         let id = KeyId::generate(KeyKind::Customer);
-        assert_eq!(
-            KeyId::parse(KeyKind::Customer, id.as_str()),
-            Some(id.clone())
-        );
+        assert_eq!(KeyId::parse(KeyKind::Customer, id.as_str()), Some(id.clone()));
         assert_eq!(KeyId::parse(KeyKind::Service, id.as_str()), None);
         assert_eq!(KeyId::parse(KeyKind::Customer, "key_nope"), None);
-        assert_eq!(
-            KeyId::parse(KeyKind::Customer, &id.as_str().to_lowercase()),
-            None
-        );
+        assert_eq!(KeyId::parse(KeyKind::Customer, &id.as_str().to_lowercase()), None);
     }
 
     #[test]

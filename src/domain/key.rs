@@ -103,10 +103,7 @@ impl Key {
     }
 
     pub fn permissions(&self) -> Vec<Permission> {
-        self.scopes
-            .iter()
-            .filter_map(|s| Permission::parse(s))
-            .collect()
+        self.scopes.iter().filter_map(|s| Permission::parse(s)).collect()
     }
 
     /// The expiry a rotated-away key gets: now + grace, never later than it already had.
@@ -214,10 +211,7 @@ fn check_expiry(
 ) -> Option<DateTime<Utc>> {
     match (expires_at, ttl_seconds) {
         (Some(_), Some(_)) => {
-            errors.add(
-                "ttl_seconds",
-                "give either expires_at or ttl_seconds, not both",
-            );
+            errors.add("ttl_seconds", "give either expires_at or ttl_seconds, not both");
             None
         }
         (Some(at), None) if at <= now => {
@@ -230,10 +224,7 @@ fn check_expiry(
         }
         (Some(at), None) => Some(at),
         (None, Some(ttl)) if !(1..=MAX_TTL_SECONDS).contains(&ttl) => {
-            errors.add(
-                "ttl_seconds",
-                format!("must be between 1 and {MAX_TTL_SECONDS}"),
-            );
+            errors.add("ttl_seconds", format!("must be between 1 and {MAX_TTL_SECONDS}"));
             None
         }
         (None, Some(ttl)) => Some(now + Duration::seconds(ttl)),
@@ -436,10 +427,7 @@ mod tests {
     fn rotation_never_extends_an_earlier_expiry() {
         let now = Utc::now();
         let soon = now + Duration::seconds(60);
-        assert_eq!(
-            key(Some(soon), false, true).expiry_after_rotation(now, 3600),
-            soon
-        );
+        assert_eq!(key(Some(soon), false, true).expiry_after_rotation(now, 3600), soon);
         assert_eq!(
             key(None, false, true).expiry_after_rotation(now, 3600),
             now + Duration::seconds(3600)
@@ -463,11 +451,9 @@ mod tests {
 
     #[test]
     fn patch_tells_null_from_absent() {
-        let patch: KeyPatchDraft =
-            serde_json::from_value(serde_json::json!({"owner_id": null})).unwrap();
+        let patch: KeyPatchDraft = serde_json::from_value(serde_json::json!({"owner_id": null})).unwrap();
         assert_eq!(patch.owner_id, Some(None));
-        let patch: KeyPatchDraft =
-            serde_json::from_value(serde_json::json!({"name": "x"})).unwrap();
+        let patch: KeyPatchDraft = serde_json::from_value(serde_json::json!({"name": "x"})).unwrap();
         assert_eq!(patch.owner_id, None);
     }
 }

@@ -20,11 +20,7 @@ impl<T> Page<T> {
     pub fn from_rows(mut rows: Vec<T>, limit: i64, cursor_of: impl Fn(&T) -> String) -> Self {
         let more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
-        let next_cursor = if more {
-            rows.last().map(cursor_of)
-        } else {
-            None
-        };
+        let next_cursor = if more { rows.last().map(cursor_of) } else { None };
         Page {
             items: rows,
             next_cursor,

@@ -15,10 +15,8 @@ pub struct Scope(String);
 
 impl Scope {
     pub fn parse(text: &str) -> Option<Self> {
-        let ok_char =
-            |b: u8| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b':' | b'.' | b'*' | b'-');
-        (!text.is_empty() && text.len() <= MAX_SCOPE_LEN && text.bytes().all(ok_char))
-            .then(|| Self(text.to_owned()))
+        let ok_char = |b: u8| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b':' | b'.' | b'*' | b'-');
+        (!text.is_empty() && text.len() <= MAX_SCOPE_LEN && text.bytes().all(ok_char)).then(|| Self(text.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -56,12 +54,7 @@ pub fn covers_all(granted: &[Scope], required: &[Scope]) -> bool {
 }
 
 /// Parses a list of scopes, reporting each bad one under `field[i]`; duplicates are dropped.
-pub fn parse_scopes(
-    errors: &mut ValidationErrors,
-    field: &str,
-    texts: &[String],
-    max: usize,
-) -> Vec<Scope> {
+pub fn parse_scopes(errors: &mut ValidationErrors, field: &str, texts: &[String], max: usize) -> Vec<Scope> {
     if texts.len() > max {
         errors.add(field, format!("at most {max} scopes are allowed"));
         return Vec::new();
@@ -126,10 +119,7 @@ mod tests {
     fn every_required_scope_must_be_covered() {
         let granted = [s("billing:*"), s("users:read")];
         assert!(covers_all(&granted, &[s("billing:read"), s("users:read")]));
-        assert!(!covers_all(
-            &granted,
-            &[s("billing:read"), s("users:write")]
-        ));
+        assert!(!covers_all(&granted, &[s("billing:read"), s("users:write")]));
         assert!(covers_all(&granted, &[]));
     }
 }

@@ -62,10 +62,7 @@ pub struct TenantPatch {
 }
 
 pub fn is_valid_slug(slug: &str) -> bool {
-    (3..=40).contains(&slug.len())
-        && slug
-            .bytes()
-            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-'))
+    (3..=40).contains(&slug.len()) && slug.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-'))
 }
 
 impl TenantDraft {

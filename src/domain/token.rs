@@ -135,8 +135,7 @@ impl<'a> PresentedToken<'a> {
             .find(|p| text.starts_with(p.as_str()))
             .ok_or(MalformedToken)?;
         let rest = &text[prefix.as_str().len()..];
-        if rest.len() != BODY_LEN + CHECKSUM_LEN || !rest.bytes().all(|b| b.is_ascii_alphanumeric())
-        {
+        if rest.len() != BODY_LEN + CHECKSUM_LEN || !rest.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(MalformedToken);
         }
         let (signed, sum) = text.split_at(text.len() - CHECKSUM_LEN);
@@ -170,10 +169,7 @@ mod tests {
         // crc32("") = 0, crc32("a") = 0xE8B7BE43 = 3904355907
         assert_eq!(checksum(""), "000000");
         assert_eq!(crc32fast::hash(b"a"), 3_904_355_907);
-        assert_eq!(
-            checksum("a"),
-            format!("{:0>6}", base62::encode(3_904_355_907u32))
-        );
+        assert_eq!(checksum("a"), format!("{:0>6}", base62::encode(3_904_355_907u32)));
         assert_eq!(base62::encode(61u32), "z");
         assert_eq!(base62::encode(62u32), "10");
     }
@@ -185,9 +181,7 @@ mod tests {
             let text = token.expose();
             assert!(text.starts_with(prefix.as_str()));
             assert_eq!(text.len(), prefix.as_str().len() + 49);
-            assert!(text[prefix.as_str().len()..]
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric()));
+            assert!(text[prefix.as_str().len()..].bytes().all(|b| b.is_ascii_alphanumeric()));
             assert!(PresentedToken::parse(text).is_ok());
         }
     }

@@ -13,9 +13,7 @@ pub const MIN_PASSWORD_CHARS: usize = 12;
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 pub const MAX_EMAIL_LEN: usize = 320;
 
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 #[serde(transparent)]
 #[schema(value_type = String, format = Uuid)]
 pub struct UserId(pub Uuid);
@@ -89,10 +87,7 @@ pub fn check_email(errors: &mut ValidationErrors, field: &str, email: &str) -> S
     let email = email.trim();
     let valid = email.len() <= MAX_EMAIL_LEN
         && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty()
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
+            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
         })
         && !email.chars().any(|c| c.is_whitespace() || c.is_control());
     if !valid {
@@ -103,10 +98,7 @@ pub fn check_email(errors: &mut ValidationErrors, field: &str, email: &str) -> S
 
 pub fn check_password(errors: &mut ValidationErrors, field: &str, password: &str) {
     if password.chars().count() < MIN_PASSWORD_CHARS {
-        errors.add(
-            field,
-            format!("must be at least {MIN_PASSWORD_CHARS} characters"),
-        );
+        errors.add(field, format!("must be at least {MIN_PASSWORD_CHARS} characters"));
     } else if password.len() > MAX_PASSWORD_BYTES {
         errors.add(field, format!("must be at most {MAX_PASSWORD_BYTES} bytes"));
     }
@@ -129,10 +121,7 @@ mod tests {
     #[test]
     fn email_shape() {
         let mut errors = ValidationErrors::default();
-        assert_eq!(
-            check_email(&mut errors, "e", " Ann@Example.com "),
-            "Ann@Example.com"
-        );
+        assert_eq!(check_email(&mut errors, "e", " Ann@Example.com "), "Ann@Example.com");
         check_email(&mut errors, "e", "no-at-sign");
         check_email(&mut errors, "e", "a@b");
         check_email(&mut errors, "e", "a b@c.d");

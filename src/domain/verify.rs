@@ -38,22 +38,13 @@ impl VerifyCode {
 }
 
 /// Judges a key that was found. The key's own state comes first, then its tenant's, then scopes.
-pub fn judge(
-    key: &Key,
-    tenant_status: TenantStatus,
-    required: &[Scope],
-    now: DateTime<Utc>,
-) -> VerifyCode {
+pub fn judge(key: &Key, tenant_status: TenantStatus, required: &[Scope], now: DateTime<Utc>) -> VerifyCode {
     match key.status(now) {
         KeyStatus::Revoked => VerifyCode::Revoked,
         KeyStatus::Expired => VerifyCode::Expired,
         KeyStatus::Disabled => VerifyCode::Disabled,
-        KeyStatus::Active if tenant_status == TenantStatus::Suspended => {
-            VerifyCode::TenantSuspended
-        }
-        KeyStatus::Active if !covers_all(&key.granted_scopes(), required) => {
-            VerifyCode::InsufficientScope
-        }
+        KeyStatus::Active if tenant_status == TenantStatus::Suspended => VerifyCode::TenantSuspended,
+        KeyStatus::Active if !covers_all(&key.granted_scopes(), required) => VerifyCode::InsufficientScope,
         KeyStatus::Active => VerifyCode::Valid,
     }
 }

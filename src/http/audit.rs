@@ -1,11 +1,17 @@
-//! `GET /v1/audit` (platform review) and `GET /v1/tenants/{tenant_id}/audit`.
+//! `GET /v1/audit` (platform review) and `GET /v1/tenants/{tenant_id}/audit`: JSON pages, or a
+//! streamed export of every matching event as NDJSON or CSV, chosen by the `Accept` header.
 
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::{Authenticated, Json, Query};
 use super::parse_tenant_id;
 use crate::domain::audit::AuditEvent;
+use crate::domain::authz::Caller;
+use crate::domain::ids::TenantId;
 use crate::domain::page::Page;
 use crate::error::{ApiError, Problem};
 use crate::service::audit::{self, AuditQuery};
@@ -17,13 +23,103 @@ pub fn router() -> OpenApiRouter<Context> {
         .routes(routes!(tenant_audit))
 }
 
-/// Every tenant's audit events, newest first (platform credential with `audit:read`).
+const NDJSON: &str = "application/x-ndjson";
+const CSV: &str = "text/csv";
+
+#[derive(Clone, Copy)]
+enum Export {
+    Ndjson,
+    Csv,
+}
+
+fn export_format(headers: &HeaderMap) -> Option<Export> {
+    let accept = headers.get(header::ACCEPT)?.to_str().ok()?;
+    if accept.contains(NDJSON) {
+        Some(Export::Ndjson)
+    } else if accept.contains(CSV) {
+        Some(Export::Csv)
+    } else {
+        None
+    }
+}
+
+const CSV_COLUMNS: [&str; 13] = [
+    "id",
+    "occurred_at",
+    "tenant_id",
+    "actor_kind",
+    "actor_id",
+    "action",
+    "target_kind",
+    "target_id",
+    "outcome",
+    "request_id",
+    "ip",
+    "user_agent",
+    "details",
+];
+
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
+}
+
+fn csv_line(event: &AuditEvent) -> String {
+    let json = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    let value = serde_json::to_value(event).unwrap_or_default();
+    let fields: Vec<String> = CSV_COLUMNS.iter().map(|c| csv_field(&json(&value[*c]))).collect();
+    fields.join(",") + "\r\n"
+}
+
+async fn respond(
+    ctx: &Context,
+    caller: &Caller,
+    tenant: Option<TenantId>,
+    query: AuditQuery,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let Some(format) = export_format(headers) else {
+        return Ok(Json(audit::list(ctx, caller, tenant, query).await?).into_response());
+    };
+    let events = audit::export(ctx, caller, tenant, query).await?;
+    let header_line = match format {
+        Export::Csv => Some(Ok::<Bytes, sqlx::Error>(Bytes::from(CSV_COLUMNS.join(",") + "\r\n"))),
+        Export::Ndjson => None,
+    };
+    let rows = futures_util::stream::unfold(events, |mut events| async move {
+        events.recv().await.map(|item| (item, events))
+    });
+    let lines = futures_util::StreamExt::map(rows, move |item| {
+        item.map(|event| match format {
+            Export::Ndjson => Bytes::from(serde_json::to_string(&event).unwrap_or_default() + "\n"),
+            Export::Csv => Bytes::from(csv_line(&event)),
+        })
+    });
+    let body = futures_util::StreamExt::chain(futures_util::stream::iter(header_line), lines);
+    let content_type = match format {
+        Export::Ndjson => NDJSON,
+        Export::Csv => "text/csv; charset=utf-8",
+    };
+    Ok(([(header::CONTENT_TYPE, content_type)], Body::from_stream(body)).into_response())
+}
+
+/// Every tenant's audit events, newest first (platform credential with `audit:read`). With
+/// `Accept: application/x-ndjson` or `text/csv`, every matching event is streamed, oldest first.
 #[utoipa::path(
     get, path = "/v1/audit", tag = "audit",
     params(AuditQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, body = Page<AuditEvent>),
+        (status = 200, description = "export", content_type = "application/x-ndjson", body = AuditEvent),
+        (status = 200, description = "export", content_type = "text/csv", body = String),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
@@ -32,18 +128,21 @@ pub fn router() -> OpenApiRouter<Context> {
 async fn platform_audit(
     State(ctx): State<Context>,
     Authenticated(caller): Authenticated,
+    headers: HeaderMap,
     Query(query): Query<AuditQuery>,
-) -> Result<Json<Page<AuditEvent>>, ApiError> {
-    Ok(Json(audit::list(&ctx, &caller, None, query).await?))
+) -> Result<Response, ApiError> {
+    respond(&ctx, &caller, None, query, &headers).await
 }
 
-/// One tenant's audit events, newest first.
+/// One tenant's audit events, newest first; streamed export with `Accept` as on `/v1/audit`.
 #[utoipa::path(
     get, path = "/v1/tenants/{tenant_id}/audit", tag = "audit",
     params(("tenant_id" = uuid::Uuid, Path), AuditQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, body = Page<AuditEvent>),
+        (status = 200, description = "export", content_type = "application/x-ndjson", body = AuditEvent),
+        (status = 200, description = "export", content_type = "text/csv", body = String),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -53,9 +152,10 @@ async fn platform_audit(
 async fn tenant_audit(
     State(ctx): State<Context>,
     Authenticated(caller): Authenticated,
+    headers: HeaderMap,
     Path(tenant_id): Path<String>,
     Query(query): Query<AuditQuery>,
-) -> Result<Json<Page<AuditEvent>>, ApiError> {
+) -> Result<Response, ApiError> {
     let tenant = parse_tenant_id(&tenant_id)?;
-    Ok(Json(audit::list(&ctx, &caller, Some(tenant), query).await?))
+    respond(&ctx, &caller, Some(tenant), query, &headers).await
 }

@@ -157,8 +157,7 @@ async fn accept_invite(
     Meta(meta): Meta,
     Json(request): Json<AcceptInviteRequest>,
 ) -> Result<Json<AcceptedInvite>, ApiError> {
-    let user =
-        identity::accept_invite(&ctx, &meta, expose(&request.token), &request.password).await?;
+    let user = identity::accept_invite(&ctx, &meta, expose(&request.token), &request.password).await?;
     Ok(Json(AcceptedInvite {
         user_id: user.id,
         email: user.email,
@@ -175,10 +174,7 @@ async fn accept_invite(
         (status = 404, description = "the credential is a service token", body = Problem, content_type = "application/problem+json"),
     )
 )]
-async fn me(
-    State(ctx): State<Context>,
-    Authenticated(caller): Authenticated,
-) -> Result<Json<MeResponse>, ApiError> {
+async fn me(State(ctx): State<Context>, Authenticated(caller): Authenticated) -> Result<Json<MeResponse>, ApiError> {
     let me = identity::me(&ctx, &caller).await?;
     Ok(Json(MeResponse {
         id: me.user.id,

@@ -10,9 +10,7 @@ use crate::error::{ApiError, Problem};
 use crate::service::Context;
 
 pub fn router() -> OpenApiRouter<Context> {
-    OpenApiRouter::new()
-        .routes(routes!(healthz))
-        .routes(routes!(readyz))
+    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz))
 }
 
 #[derive(Serialize, ToSchema)]

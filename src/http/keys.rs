@@ -225,16 +225,7 @@ async fn rotate_key(
     JsonOrEmpty(draft): JsonOrEmpty<RotateDraft>,
 ) -> Result<(StatusCode, Json<RotatedKey>), ApiError> {
     let owner = TenantScope::Tenant(parse_tenant_id(&tenant_id)?);
-    let rotated = keys::rotate(
-        &ctx,
-        &caller,
-        &meta,
-        owner,
-        KeyKind::Customer,
-        &key_id,
-        draft,
-    )
-    .await?;
+    let rotated = keys::rotate(&ctx, &caller, &meta, owner, KeyKind::Customer, &key_id, draft).await?;
     let now = ctx.clock.now();
     let body = RotatedKey {
         token: rotated.issued.token.expose().to_owned(),
@@ -266,15 +257,6 @@ async fn revoke_key(
     JsonOrEmpty(draft): JsonOrEmpty<RevokeDraft>,
 ) -> Result<Json<KeyView>, ApiError> {
     let owner = TenantScope::Tenant(parse_tenant_id(&tenant_id)?);
-    let key = keys::revoke(
-        &ctx,
-        &caller,
-        &meta,
-        owner,
-        KeyKind::Customer,
-        &key_id,
-        draft,
-    )
-    .await?;
+    let key = keys::revoke(&ctx, &caller, &meta, owner, KeyKind::Customer, &key_id, draft).await?;
     Ok(Json(KeyView::new(key, ctx.clock.now())))
 }

@@ -134,9 +134,7 @@ async fn get_member(
     Path((tenant_id, user_id)): Path<(String, String)>,
 ) -> Result<Json<MemberView>, ApiError> {
     let tenant = parse_tenant_id(&tenant_id)?;
-    Ok(Json(
-        members::get(&ctx, &caller, tenant, &user_id).await?.into(),
-    ))
+    Ok(Json(members::get(&ctx, &caller, tenant, &user_id).await?.into()))
 }
 
 /// Changes a member's role (owners only); the last owner cannot be demoted.

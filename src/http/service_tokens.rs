@@ -12,9 +12,7 @@ use super::extract::{Authenticated, Json, JsonOrEmpty, Meta, Query};
 use super::parse_tenant_id;
 use crate::domain::authz::{Permission, TenantScope};
 use crate::domain::ids::{KeyId, KeyKind, TenantId};
-use crate::domain::key::{
-    Key, KeyListQuery, KeyStatus, RevokeDraft, RotateDraft, ServiceTokenDraft,
-};
+use crate::domain::key::{Key, KeyListQuery, KeyStatus, RevokeDraft, RotateDraft, ServiceTokenDraft};
 use crate::domain::page::Page;
 use crate::error::{ApiError, Problem};
 use crate::service::{keys, Context};
@@ -158,14 +156,7 @@ async fn list_platform_tokens(
     Authenticated(caller): Authenticated,
     Query(query): Query<KeyListQuery>,
 ) -> Result<Json<Page<ServiceTokenView>>, ApiError> {
-    let page = keys::list(
-        &ctx,
-        &caller,
-        TenantScope::Platform,
-        KeyKind::Service,
-        query,
-    )
-    .await?;
+    let page = keys::list(&ctx, &caller, TenantScope::Platform, KeyKind::Service, query).await?;
     let now = ctx.clock.now();
     Ok(Json(page.map(|k| ServiceTokenView::new(k, now))))
 }
@@ -186,14 +177,7 @@ async fn get_platform_token(
     Authenticated(caller): Authenticated,
     Path(token_id): Path<String>,
 ) -> Result<Json<ServiceTokenView>, ApiError> {
-    let key = keys::get(
-        &ctx,
-        &caller,
-        TenantScope::Platform,
-        KeyKind::Service,
-        &token_id,
-    )
-    .await?;
+    let key = keys::get(&ctx, &caller, TenantScope::Platform, KeyKind::Service, &token_id).await?;
     Ok(Json(ServiceTokenView::new(key, ctx.clock.now())))
 }
 
@@ -217,15 +201,7 @@ async fn rotate_platform_token(
     Path(token_id): Path<String>,
     JsonOrEmpty(draft): JsonOrEmpty<RotateDraft>,
 ) -> Result<(StatusCode, Json<RotatedServiceToken>), ApiError> {
-    rotate(
-        &ctx,
-        &caller,
-        &meta,
-        TenantScope::Platform,
-        &token_id,
-        draft,
-    )
-    .await
+    rotate(&ctx, &caller, &meta, TenantScope::Platform, &token_id, draft).await
 }
 
 /// Revokes a platform-wide service token.
@@ -375,15 +351,6 @@ async fn revoke_tenant_token(
     JsonOrEmpty(draft): JsonOrEmpty<RevokeDraft>,
 ) -> Result<Json<ServiceTokenView>, ApiError> {
     let owner = TenantScope::Tenant(parse_tenant_id(&tenant_id)?);
-    let key = keys::revoke(
-        &ctx,
-        &caller,
-        &meta,
-        owner,
-        KeyKind::Service,
-        &token_id,
-        draft,
-    )
-    .await?;
+    let key = keys::revoke(&ctx, &caller, &meta, owner, KeyKind::Service, &token_id, draft).await?;
     Ok(Json(ServiceTokenView::new(key, ctx.clock.now())))
 }

@@ -114,7 +114,5 @@ async fn update_tenant(
     Json(patch): Json<TenantPatch>,
 ) -> Result<Json<Tenant>, ApiError> {
     let id = parse_tenant_id(&tenant_id)?;
-    Ok(Json(
-        tenants::update(&ctx, &caller, &meta, id, patch).await?,
-    ))
+    Ok(Json(tenants::update(&ctx, &caller, &meta, id, patch).await?))
 }

@@ -68,6 +68,26 @@ pub struct AuditFilter {
     pub limit: i64,
 }
 
+/// Sends every event matching `filter` (oldest first, no limit) down `sink` as it is read,
+/// so an export of any size streams without being held in memory.
+pub async fn export(
+    pool: &sqlx::PgPool,
+    filter: &AuditFilter,
+    sink: tokio::sync::mpsc::Sender<Result<AuditEvent, sqlx::Error>>,
+) {
+    use futures_util::StreamExt;
+    let mut q = filtered(filter);
+    q.push(" ORDER BY id");
+    let mut rows = q.build_query_as::<AuditRow>().fetch(pool);
+    while let Some(row) = rows.next().await {
+        let item = row.and_then(AuditEvent::try_from);
+        let failed = item.is_err();
+        if sink.send(item).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
 #[derive(sqlx::FromRow)]
 struct AuditRow {
     id: i64,
@@ -99,8 +119,7 @@ impl TryFrom<AuditRow> for AuditEvent {
             action: row.action,
             target_kind: row.target_kind,
             target_id: row.target_id,
-            outcome: Outcome::parse(&row.outcome)
-                .ok_or_else(|| bad_column("audit_events.outcome", &row.outcome))?,
+            outcome: Outcome::parse(&row.outcome).ok_or_else(|| bad_column("audit_events.outcome", &row.outcome))?,
             request_id: row.request_id,
             ip: row.ip,
             user_agent: row.user_agent,
@@ -109,10 +128,18 @@ impl TryFrom<AuditRow> for AuditEvent {
     }
 }
 
-pub async fn list(
-    db: impl PgExecutor<'_>,
-    filter: &AuditFilter,
-) -> Result<Vec<AuditEvent>, sqlx::Error> {
+pub async fn list(db: impl PgExecutor<'_>, filter: &AuditFilter) -> Result<Vec<AuditEvent>, sqlx::Error> {
+    let mut q = filtered(filter);
+    q.push(" ORDER BY id DESC LIMIT ").push_bind(filter.limit);
+    q.build_query_as::<AuditRow>()
+        .fetch_all(db)
+        .await?
+        .into_iter()
+        .map(AuditEvent::try_from)
+        .collect()
+}
+
+fn filtered(filter: &AuditFilter) -> QueryBuilder<'static, Postgres> {
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
         "SELECT id, occurred_at, tenant_id, actor_kind, actor_id, action, target_kind, target_id, outcome,
              request_id, host(ip) AS ip, user_agent, details
@@ -142,11 +169,5 @@ pub async fn list(
     if let Some(before) = filter.before_id {
         q.push(" AND id < ").push_bind(before);
     }
-    q.push(" ORDER BY id DESC LIMIT ").push_bind(filter.limit);
-    q.build_query_as::<AuditRow>()
-        .fetch_all(db)
-        .await?
-        .into_iter()
-        .map(AuditEvent::try_from)
-        .collect()
+    q
 }

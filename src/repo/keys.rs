@@ -41,8 +41,7 @@ impl TryFrom<KeyRow> for Key {
         Ok(Key {
             id: KeyId::from_trusted(row.id),
             tenant_id: row.tenant_id.map(TenantId),
-            kind: KeyKind::parse(&row.kind)
-                .ok_or_else(|| bad_column("api_keys.kind", &row.kind))?,
+            kind: KeyKind::parse(&row.kind).ok_or_else(|| bad_column("api_keys.kind", &row.kind))?,
             name: row.name,
             environment: Environment::parse(&row.environment)
                 .ok_or_else(|| bad_column("api_keys.environment", &row.environment))?,
@@ -74,11 +73,7 @@ const COLUMNS: &str = "k.id, k.tenant_id, k.kind, k.name, k.environment, k.prefi
     k.metadata, k.owner_id, k.created_at, k.created_by, k.expires_at, k.revoked_at, k.revoked_reason, \
     k.enabled, k.last_used_at, k.rotated_from";
 
-pub async fn insert(
-    conn: &mut PgConnection,
-    key: &Key,
-    hash: &TokenHash,
-) -> Result<(), sqlx::Error> {
+pub async fn insert(conn: &mut PgConnection, key: &Key, hash: &TokenHash) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO api_keys (id, tenant_id, kind, name, environment, prefix, start, token_hash, scopes,
              metadata, owner_id, created_at, created_by, expires_at, enabled, rotated_from)
@@ -123,9 +118,7 @@ pub async fn find_by_hash(
     .await?;
     let Some(row) = row else { return Ok(None) };
     let status = match row.tenant_status {
-        Some(text) => {
-            Some(TenantStatus::parse(&text).ok_or_else(|| bad_column("tenants.status", &text))?)
-        }
+        Some(text) => Some(TenantStatus::parse(&text).ok_or_else(|| bad_column("tenants.status", &text))?),
         None => None,
     };
     Ok(Some((Key::try_from(row.key)?, status)))
@@ -171,8 +164,7 @@ pub async fn list(
     filter: &KeyListFilter,
     now: DateTime<Utc>,
 ) -> Result<Vec<Key>, sqlx::Error> {
-    let mut q: QueryBuilder<Postgres> =
-        QueryBuilder::new(format!("SELECT {COLUMNS} FROM api_keys k WHERE k.kind = "));
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!("SELECT {COLUMNS} FROM api_keys k WHERE k.kind = "));
     q.push_bind(filter.kind.as_str());
     match filter.owner {
         TenantScope::Platform => q.push(" AND k.tenant_id IS NULL"),
@@ -182,24 +174,13 @@ pub async fn list(
         let live = "k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > ";
         match status {
             KeyStatus::Revoked => q.push(" AND k.revoked_at IS NOT NULL"),
-            KeyStatus::Expired => q
-                .push(" AND k.revoked_at IS NULL AND k.expires_at <= ")
-                .push_bind(now),
-            KeyStatus::Disabled => q
-                .push(" AND ")
-                .push(live)
-                .push_bind(now)
-                .push(") AND NOT k.enabled"),
-            KeyStatus::Active => q
-                .push(" AND ")
-                .push(live)
-                .push_bind(now)
-                .push(") AND k.enabled"),
+            KeyStatus::Expired => q.push(" AND k.revoked_at IS NULL AND k.expires_at <= ").push_bind(now),
+            KeyStatus::Disabled => q.push(" AND ").push(live).push_bind(now).push(") AND NOT k.enabled"),
+            KeyStatus::Active => q.push(" AND ").push(live).push_bind(now).push(") AND k.enabled"),
         };
     }
     if let Some(environment) = filter.environment {
-        q.push(" AND k.environment = ")
-            .push_bind(environment.as_str());
+        q.push(" AND k.environment = ").push_bind(environment.as_str());
     }
     if let Some(owner_id) = &filter.owner_id {
         q.push(" AND k.owner_id = ").push_bind(owner_id.clone());
@@ -216,11 +197,7 @@ pub async fn list(
         .collect()
 }
 
-pub async fn update(
-    conn: &mut PgConnection,
-    id: &KeyId,
-    patch: &KeyPatch,
-) -> Result<Key, sqlx::Error> {
+pub async fn update(conn: &mut PgConnection, id: &KeyId, patch: &KeyPatch) -> Result<Key, sqlx::Error> {
     let scopes: Option<Vec<String>> = patch
         .scopes
         .as_ref()
@@ -249,11 +226,7 @@ pub async fn update(
     .and_then(Key::try_from)
 }
 
-pub async fn set_expires_at(
-    conn: &mut PgConnection,
-    id: &KeyId,
-    at: DateTime<Utc>,
-) -> Result<Key, sqlx::Error> {
+pub async fn set_expires_at(conn: &mut PgConnection, id: &KeyId, at: DateTime<Utc>) -> Result<Key, sqlx::Error> {
     sqlx::query_as::<_, KeyRow>(&format!(
         "UPDATE api_keys k SET expires_at = $2 WHERE k.id = $1 RETURNING {COLUMNS}"
     ))
@@ -282,10 +255,7 @@ pub async fn revoke(
 }
 
 /// Records when keys were last used, in one statement for many keys; never moves a time back.
-pub async fn record_last_used(
-    db: impl PgExecutor<'_>,
-    uses: &[(KeyId, DateTime<Utc>)],
-) -> Result<u64, sqlx::Error> {
+pub async fn record_last_used(db: impl PgExecutor<'_>, uses: &[(KeyId, DateTime<Utc>)]) -> Result<u64, sqlx::Error> {
     let ids: Vec<&str> = uses.iter().map(|(id, _)| id.as_str()).collect();
     let times: Vec<DateTime<Utc>> = uses.iter().map(|(_, at)| *at).collect();
     let result = sqlx::query(

@@ -23,8 +23,7 @@ impl TryFrom<TenantRow> for Tenant {
     fn try_from(row: TenantRow) -> Result<Self, Self::Error> {
         Ok(Tenant {
             id: TenantId(row.id),
-            status: TenantStatus::parse(&row.status)
-                .ok_or_else(|| bad_column("tenants.status", &row.status))?,
+            status: TenantStatus::parse(&row.status).ok_or_else(|| bad_column("tenants.status", &row.status))?,
             slug: row.slug,
             name: row.name,
             created_at: row.created_at,
@@ -35,16 +34,14 @@ impl TryFrom<TenantRow> for Tenant {
 const COLUMNS: &str = "id, slug, name, status, created_at";
 
 pub async fn insert(conn: &mut PgConnection, tenant: &Tenant) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO tenants (id, slug, name, status, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
-    )
-    .bind(tenant.id.0)
-    .bind(&tenant.slug)
-    .bind(&tenant.name)
-    .bind(tenant.status.as_str())
-    .bind(tenant.created_at)
-    .execute(conn)
-    .await?;
+    sqlx::query("INSERT INTO tenants (id, slug, name, status, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)")
+        .bind(tenant.id.0)
+        .bind(&tenant.slug)
+        .bind(&tenant.name)
+        .bind(tenant.status.as_str())
+        .bind(tenant.created_at)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -58,11 +55,7 @@ pub async fn get(db: impl PgExecutor<'_>, id: TenantId) -> Result<Option<Tenant>
 }
 
 /// Tenants in creation order, after the `after` id when given.
-pub async fn list(
-    db: impl PgExecutor<'_>,
-    after: Option<TenantId>,
-    limit: i64,
-) -> Result<Vec<Tenant>, sqlx::Error> {
+pub async fn list(db: impl PgExecutor<'_>, after: Option<TenantId>, limit: i64) -> Result<Vec<Tenant>, sqlx::Error> {
     sqlx::query_as::<_, TenantRow>(&format!(
         "SELECT {COLUMNS} FROM tenants WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2"
     ))

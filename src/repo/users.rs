@@ -35,11 +35,7 @@ impl From<UserRow> for User {
 
 const USER_COLUMNS: &str = "id, email, platform_admin, disabled_at, session_version, created_at";
 
-pub async fn insert(
-    conn: &mut PgConnection,
-    user: &User,
-    password_hash: Option<&str>,
-) -> Result<(), sqlx::Error> {
+pub async fn insert(conn: &mut PgConnection, user: &User, password_hash: Option<&str>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO users (id, email, password_hash, platform_admin, disabled_at, session_version, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -86,11 +82,7 @@ pub async fn get(db: impl PgExecutor<'_>, id: UserId) -> Result<Option<User>, sq
     )
 }
 
-pub async fn set_password(
-    conn: &mut PgConnection,
-    id: UserId,
-    hash: &str,
-) -> Result<(), sqlx::Error> {
+pub async fn set_password(conn: &mut PgConnection, id: UserId, hash: &str) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
         .bind(id.0)
         .bind(hash)
@@ -114,25 +106,19 @@ struct MembershipRow {
     role: String,
 }
 
-pub async fn memberships(
-    db: impl PgExecutor<'_>,
-    user: UserId,
-) -> Result<Vec<Membership>, sqlx::Error> {
-    sqlx::query_as::<_, MembershipRow>(
-        "SELECT tenant_id, role FROM memberships WHERE user_id = $1 ORDER BY tenant_id",
-    )
-    .bind(user.0)
-    .fetch_all(db)
-    .await?
-    .into_iter()
-    .map(|row| {
-        Ok(Membership {
-            tenant_id: TenantId(row.tenant_id),
-            role: Role::parse(&row.role)
-                .ok_or_else(|| bad_column("memberships.role", &row.role))?,
+pub async fn memberships(db: impl PgExecutor<'_>, user: UserId) -> Result<Vec<Membership>, sqlx::Error> {
+    sqlx::query_as::<_, MembershipRow>("SELECT tenant_id, role FROM memberships WHERE user_id = $1 ORDER BY tenant_id")
+        .bind(user.0)
+        .fetch_all(db)
+        .await?
+        .into_iter()
+        .map(|row| {
+            Ok(Membership {
+                tenant_id: TenantId(row.tenant_id),
+                role: Role::parse(&row.role).ok_or_else(|| bad_column("memberships.role", &row.role))?,
+            })
         })
-    })
-    .collect()
+        .collect()
 }
 
 /// A member of a tenant as the members API shows it.
@@ -162,16 +148,14 @@ impl TryFrom<MemberRow> for Member {
         Ok(Member {
             user_id: UserId(row.user_id),
             email: row.email,
-            role: Role::parse(&row.role)
-                .ok_or_else(|| bad_column("memberships.role", &row.role))?,
+            role: Role::parse(&row.role).ok_or_else(|| bad_column("memberships.role", &row.role))?,
             joined_at: row.created_at,
             active: row.active,
         })
     }
 }
 
-const MEMBER_SELECT: &str =
-    "SELECT m.user_id, u.email, m.role, m.created_at, u.password_hash IS NOT NULL AS active
+const MEMBER_SELECT: &str = "SELECT m.user_id, u.email, m.role, m.created_at, u.password_hash IS NOT NULL AS active
      FROM memberships m JOIN users u ON u.id = m.user_id";
 
 pub async fn list_members(
@@ -198,15 +182,13 @@ pub async fn get_member(
     tenant: TenantId,
     user: UserId,
 ) -> Result<Option<Member>, sqlx::Error> {
-    sqlx::query_as::<_, MemberRow>(&format!(
-        "{MEMBER_SELECT} WHERE m.tenant_id = $1 AND m.user_id = $2"
-    ))
-    .bind(tenant.0)
-    .bind(user.0)
-    .fetch_optional(db)
-    .await?
-    .map(Member::try_from)
-    .transpose()
+    sqlx::query_as::<_, MemberRow>(&format!("{MEMBER_SELECT} WHERE m.tenant_id = $1 AND m.user_id = $2"))
+        .bind(tenant.0)
+        .bind(user.0)
+        .fetch_optional(db)
+        .await?
+        .map(Member::try_from)
+        .transpose()
 }
 
 pub async fn add_membership(
@@ -216,30 +198,24 @@ pub async fn add_membership(
     role: Role,
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO memberships (user_id, tenant_id, role, created_at) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(user.0)
-    .bind(tenant.0)
-    .bind(role.as_str())
-    .bind(now)
-    .execute(conn)
-    .await?;
+    sqlx::query("INSERT INTO memberships (user_id, tenant_id, role, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(user.0)
+        .bind(tenant.0)
+        .bind(role.as_str())
+        .bind(now)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
 /// Locks the tenant's owner rows and counts them, so two demotions cannot both pass the
 /// "last owner" check.
-pub async fn lock_owners(
-    conn: &mut PgConnection,
-    tenant: TenantId,
-) -> Result<Vec<UserId>, sqlx::Error> {
-    let ids: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT user_id FROM memberships WHERE tenant_id = $1 AND role = 'owner' FOR UPDATE",
-    )
-    .bind(tenant.0)
-    .fetch_all(conn)
-    .await?;
+pub async fn lock_owners(conn: &mut PgConnection, tenant: TenantId) -> Result<Vec<UserId>, sqlx::Error> {
+    let ids: Vec<Uuid> =
+        sqlx::query_scalar("SELECT user_id FROM memberships WHERE tenant_id = $1 AND role = 'owner' FOR UPDATE")
+            .bind(tenant.0)
+            .fetch_all(conn)
+            .await?;
     Ok(ids.into_iter().map(UserId).collect())
 }
 
@@ -249,21 +225,16 @@ pub async fn set_role(
     user: UserId,
     role: Role,
 ) -> Result<bool, sqlx::Error> {
-    let result =
-        sqlx::query("UPDATE memberships SET role = $3 WHERE tenant_id = $1 AND user_id = $2")
-            .bind(tenant.0)
-            .bind(user.0)
-            .bind(role.as_str())
-            .execute(conn)
-            .await?;
+    let result = sqlx::query("UPDATE memberships SET role = $3 WHERE tenant_id = $1 AND user_id = $2")
+        .bind(tenant.0)
+        .bind(user.0)
+        .bind(role.as_str())
+        .execute(conn)
+        .await?;
     Ok(result.rows_affected() == 1)
 }
 
-pub async fn remove_membership(
-    conn: &mut PgConnection,
-    tenant: TenantId,
-    user: UserId,
-) -> Result<bool, sqlx::Error> {
+pub async fn remove_membership(conn: &mut PgConnection, tenant: TenantId, user: UserId) -> Result<bool, sqlx::Error> {
     let result = sqlx::query("DELETE FROM memberships WHERE tenant_id = $1 AND user_id = $2")
         .bind(tenant.0)
         .bind(user.0)
@@ -282,10 +253,7 @@ pub struct NewInvite<'a> {
     pub expires_at: DateTime<Utc>,
 }
 
-pub async fn insert_invite(
-    conn: &mut PgConnection,
-    invite: NewInvite<'_>,
-) -> Result<(), sqlx::Error> {
+pub async fn insert_invite(conn: &mut PgConnection, invite: NewInvite<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO invites (id, tenant_id, user_id, token_hash, created_at, created_by, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -323,11 +291,7 @@ pub async fn find_invite_for_update(
     .await
 }
 
-pub async fn mark_invite_accepted(
-    conn: &mut PgConnection,
-    id: Uuid,
-    now: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
+pub async fn mark_invite_accepted(conn: &mut PgConnection, id: Uuid, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE invites SET accepted_at = $2 WHERE id = $1")
         .bind(id)
         .bind(now)
@@ -344,10 +308,7 @@ pub struct NewRefreshToken<'a> {
     pub expires_at: DateTime<Utc>,
 }
 
-pub async fn insert_refresh_token(
-    conn: &mut PgConnection,
-    token: NewRefreshToken<'_>,
-) -> Result<(), sqlx::Error> {
+pub async fn insert_refresh_token(conn: &mut PgConnection, token: NewRefreshToken<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, created_at, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -386,11 +347,7 @@ pub async fn find_refresh_for_update(
     .await
 }
 
-pub async fn mark_refresh_used(
-    conn: &mut PgConnection,
-    id: Uuid,
-    now: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
+pub async fn mark_refresh_used(conn: &mut PgConnection, id: Uuid, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE refresh_tokens SET used_at = $2 WHERE id = $1")
         .bind(id)
         .bind(now)
@@ -404,13 +361,11 @@ pub async fn revoke_refresh_family(
     family: Uuid,
     now: DateTime<Utc>,
 ) -> Result<u64, sqlx::Error> {
-    let result = sqlx::query(
-        "UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL",
-    )
-    .bind(family)
-    .bind(now)
-    .execute(conn)
-    .await?;
+    let result = sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL")
+        .bind(family)
+        .bind(now)
+        .execute(conn)
+        .await?;
     Ok(result.rows_affected())
 }
 
@@ -420,14 +375,12 @@ pub async fn record_login_failure(
     ip: Option<IpAddr>,
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO login_failures (email, ip, occurred_at) VALUES (lower($1), $2::inet, $3)",
-    )
-    .bind(email)
-    .bind(ip.map(|ip| ip.to_string()))
-    .bind(now)
-    .execute(db)
-    .await?;
+    sqlx::query("INSERT INTO login_failures (email, ip, occurred_at) VALUES (lower($1), $2::inet, $3)")
+        .bind(email)
+        .bind(ip.map(|ip| ip.to_string()))
+        .bind(now)
+        .execute(db)
+        .await?;
     Ok(())
 }
 

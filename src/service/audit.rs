@@ -40,6 +40,26 @@ pub async fn list(
     tenant: Option<TenantId>,
     query: AuditQuery,
 ) -> Result<Page<AuditEvent>> {
+    let (filter, limit) = filter(caller, tenant, query)?;
+    let rows = repo::audit::list(&ctx.pool, &filter).await?;
+    Ok(Page::from_rows(rows, limit, |e| e.id.to_string()))
+}
+
+/// Every matching event, oldest first, delivered through the returned channel as it is read.
+pub async fn export(
+    ctx: &Context,
+    caller: &Caller,
+    tenant: Option<TenantId>,
+    query: AuditQuery,
+) -> Result<tokio::sync::mpsc::Receiver<Result<AuditEvent, sqlx::Error>>> {
+    let (filter, _) = filter(caller, tenant, query)?;
+    let (sink, events) = tokio::sync::mpsc::channel(256);
+    let pool = ctx.pool.clone();
+    tokio::spawn(async move { repo::audit::export(&pool, &filter, sink).await });
+    Ok(events)
+}
+
+fn filter(caller: &Caller, tenant: Option<TenantId>, query: AuditQuery) -> Result<(AuditFilter, i64)> {
     authorize(caller, Action::ReadAudit, tenant)?;
     let mut errors = ValidationErrors::default();
     if tenant.is_some() && query.tenant_id.is_some() {
@@ -68,6 +88,5 @@ pub async fn list(
         before_id,
         limit: limit + 1,
     };
-    let rows = repo::audit::list(&ctx.pool, &filter).await?;
-    Ok(Page::from_rows(rows, limit, |e| e.id.to_string()))
+    Ok((filter, limit))
 }

@@ -27,8 +27,6 @@ pub async fn authenticate(ctx: &Context, bearer: &str) -> Result<Caller> {
         return Err(Error::Unauthenticated);
     }
     ctx.usage.key_used(&key.id, now);
-    let scope = key
-        .tenant_id
-        .map_or(TenantScope::Platform, TenantScope::Tenant);
+    let scope = key.tenant_id.map_or(TenantScope::Platform, TenantScope::Tenant);
     Ok(Caller::service(key.id.clone(), scope, key.permissions()))
 }

@@ -42,12 +42,7 @@ fn user_actor(id: UserId) -> Actor {
 }
 
 /// Checks the throttle; `Err(Throttled)` carries the seconds until the oldest failure ages out.
-async fn check_throttle(
-    ctx: &Context,
-    email: &str,
-    meta: &RequestMeta,
-    now: DateTime<Utc>,
-) -> Result<()> {
+async fn check_throttle(ctx: &Context, email: &str, meta: &RequestMeta, now: DateTime<Utc>) -> Result<()> {
     let since = now - Duration::seconds(FAILURE_WINDOW_SECONDS);
     let counts = repo::users::count_login_failures(&ctx.pool, email, meta.ip, since).await?;
     let oldest = if counts.account >= MAX_ACCOUNT_FAILURES {
@@ -57,18 +52,11 @@ async fn check_throttle(
     } else {
         return Ok(());
     };
-    let retry = oldest.map_or(FAILURE_WINDOW_SECONDS, |at| {
-        (at - since).num_seconds().max(1)
-    });
+    let retry = oldest.map_or(FAILURE_WINDOW_SECONDS, |at| (at - since).num_seconds().max(1));
     Err(Error::Throttled(retry as u64))
 }
 
-pub async fn login(
-    ctx: &Context,
-    meta: &RequestMeta,
-    email: &str,
-    password: &SecretString,
-) -> Result<Session> {
+pub async fn login(ctx: &Context, meta: &RequestMeta, email: &str, password: &SecretString) -> Result<Session> {
     let jwt = jwt(ctx)?;
     let now = ctx.clock.now();
     let email = email.trim();
@@ -93,15 +81,8 @@ pub async fn login(
                     id: "unknown".into(),
                 },
             };
-            let event = NewAuditEvent::new(
-                now,
-                &actor,
-                meta,
-                None,
-                "user.login_failed",
-                Outcome::Failure,
-            )
-            .details(serde_json::json!({ "email": email.to_lowercase() }));
+            let event = NewAuditEvent::new(now, &actor, meta, None, "user.login_failed", Outcome::Failure)
+                .details(serde_json::json!({ "email": email.to_lowercase() }));
             repo::audit::append(&mut tx, &event).await?;
             tx.commit().await?;
             return Err(Error::InvalidLogin);
@@ -118,16 +99,9 @@ pub async fn login(
     }
     repo::users::clear_login_failures(&mut *tx, email).await?;
     let refresh_token = new_refresh_token(&mut tx, user.id, Uuid::now_v7(), now).await?;
-    let event = NewAuditEvent::new(
-        now,
-        &user_actor(user.id),
-        meta,
-        None,
-        "user.login",
-        Outcome::Success,
-    )
-    .target("user", user.id)
-    .details(serde_json::json!({ "rehashed": rehashed.is_some() }));
+    let event = NewAuditEvent::new(now, &user_actor(user.id), meta, None, "user.login", Outcome::Success)
+        .target("user", user.id)
+        .details(serde_json::json!({ "rehashed": rehashed.is_some() }));
     repo::audit::append(&mut tx, &event).await?;
     tx.commit().await?;
     let (access_token, expires_in) = jwt
@@ -226,15 +200,8 @@ pub async fn logout(ctx: &Context, meta: &RequestMeta, presented: &str) -> Resul
     if let Some(row) = repo::users::find_refresh_for_update(&mut tx, &token.hash()).await? {
         repo::users::revoke_refresh_family(&mut tx, row.family_id, now).await?;
         let user = UserId(row.user_id);
-        let event = NewAuditEvent::new(
-            now,
-            &user_actor(user),
-            meta,
-            None,
-            "session.logout",
-            Outcome::Success,
-        )
-        .target("user", user);
+        let event = NewAuditEvent::new(now, &user_actor(user), meta, None, "session.logout", Outcome::Success)
+            .target("user", user);
         repo::audit::append(&mut tx, &event).await?;
     }
     tx.commit().await?;
@@ -245,9 +212,7 @@ pub async fn logout(ctx: &Context, meta: &RequestMeta, presented: &str) -> Resul
 /// carry the user's current session version (roles, removal and disabling move it on).
 pub async fn authenticate(ctx: &Context, token: &str) -> Result<Caller> {
     let jwt = ctx.jwt.as_deref().ok_or(Error::Unauthenticated)?;
-    let claims = jwt
-        .verify(token, ctx.clock.now())
-        .map_err(|_| Error::Unauthenticated)?;
+    let claims = jwt.verify(token, ctx.clock.now()).map_err(|_| Error::Unauthenticated)?;
     let user_id = UserId::parse(&claims.sub).ok_or(Error::Unauthenticated)?;
     let user = repo::users::get(&ctx.pool, user_id)
         .await?
@@ -274,9 +239,7 @@ pub async fn me(ctx: &Context, caller: &Caller) -> Result<Me> {
     let Principal::User(id) = caller.principal else {
         return Err(Error::NotFound("user (this credential is a service token)"));
     };
-    let user = repo::users::get(&ctx.pool, id)
-        .await?
-        .ok_or(Error::Unauthenticated)?;
+    let user = repo::users::get(&ctx.pool, id).await?.ok_or(Error::Unauthenticated)?;
     let memberships = repo::users::memberships(&ctx.pool, id).await?;
     Ok(Me { user, memberships })
 }
@@ -348,15 +311,13 @@ pub async fn create_user(
         created_at: now,
     };
     let mut tx = ctx.pool.begin().await?;
-    repo::users::insert(&mut tx, &user, Some(&hash))
-        .await
-        .map_err(|e| {
-            if repo::unique_violation(&e) == Some("users_email_key") {
-                Error::Conflict(format!("a user with email '{}' already exists", user.email))
-            } else {
-                e.into()
-            }
-        })?;
+    repo::users::insert(&mut tx, &user, Some(&hash)).await.map_err(|e| {
+        if repo::unique_violation(&e) == Some("users_email_key") {
+            Error::Conflict(format!("a user with email '{}' already exists", user.email))
+        } else {
+            e.into()
+        }
+    })?;
     let event = NewAuditEvent::new(
         now,
         actor,

@@ -10,8 +10,8 @@ use crate::domain::audit::{Actor, NewAuditEvent, Outcome, RequestMeta};
 use crate::domain::authz::{authorize, Action, Caller, Denied, TenantScope};
 use crate::domain::ids::{KeyId, KeyKind, TenantId};
 use crate::domain::key::{
-    Environment, Key, KeyDraft, KeyListQuery, KeyPatchDraft, KeyStatus, RevokeDraft, RotateDraft,
-    ServiceTokenDraft, ServiceTokenSpec,
+    Environment, Key, KeyDraft, KeyListQuery, KeyPatchDraft, KeyStatus, RevokeDraft, RotateDraft, ServiceTokenDraft,
+    ServiceTokenSpec,
 };
 use crate::domain::page::{check_limit, Page};
 use crate::domain::tenant::TenantStatus;
@@ -65,11 +65,7 @@ fn not_found(kind: KeyKind) -> Error {
 }
 
 /// Checks that the owning tenant exists (404) and, for changes, that it is active (409).
-async fn check_owner(
-    conn: &mut PgConnection,
-    owner: TenantScope,
-    must_be_active: bool,
-) -> Result<()> {
+async fn check_owner(conn: &mut PgConnection, owner: TenantScope, must_be_active: bool) -> Result<()> {
     let TenantScope::Tenant(id) = owner else {
         return Ok(());
     };
@@ -152,21 +148,14 @@ pub async fn create_key(
     let mut tx = ctx.pool.begin().await?;
     check_owner(&mut tx, owner, true).await?;
     repo::keys::insert(&mut tx, &key, &token.hash()).await?;
-    let event = NewAuditEvent::new(
-        now,
-        &actor,
-        meta,
-        Some(tenant),
-        "key.created",
-        Outcome::Success,
-    )
-    .target("key", &key.id)
-    .details(serde_json::json!({
-        "name": key.name,
-        "environment": key.environment.as_str(),
-        "scopes": key.scopes,
-        "expires_at": key.expires_at,
-    }));
+    let event = NewAuditEvent::new(now, &actor, meta, Some(tenant), "key.created", Outcome::Success)
+        .target("key", &key.id)
+        .details(serde_json::json!({
+            "name": key.name,
+            "environment": key.environment.as_str(),
+            "scopes": key.scopes,
+            "expires_at": key.expires_at,
+        }));
     repo::audit::append(&mut tx, &event).await?;
     tx.commit().await?;
     Ok(IssuedKey { key, token })
@@ -182,11 +171,7 @@ pub async fn create_service_token(
 ) -> Result<IssuedKey> {
     authorize(caller, Action::ManageServiceTokens, owner.tenant_id())?;
     let spec = draft.validate(ctx.clock.now())?;
-    if let Some(missing) = spec
-        .permissions
-        .iter()
-        .find(|p| !caller.may_grant(**p, owner))
-    {
+    if let Some(missing) = spec.permissions.iter().find(|p| !caller.may_grant(**p, owner)) {
         return Err(Denied::MissingPermission(missing.as_str()).into());
     }
     issue_service_token(ctx, &actor_of(caller), meta, owner, spec).await
@@ -205,11 +190,7 @@ pub async fn issue_service_token(
     let template = KeyTemplate {
         name: spec.name,
         environment: Environment::Live,
-        scopes: spec
-            .permissions
-            .iter()
-            .map(|p| p.as_str().to_owned())
-            .collect(),
+        scopes: spec.permissions.iter().map(|p| p.as_str().to_owned()).collect(),
         metadata: serde_json::json!({}),
         owner_id: None,
         expires_at: spec.expires_at,
@@ -220,9 +201,16 @@ pub async fn issue_service_token(
     let mut tx = ctx.pool.begin().await?;
     check_owner(&mut tx, owner, true).await?;
     repo::keys::insert(&mut tx, &key, &token.hash()).await?;
-    let event = NewAuditEvent::new(now, actor, meta, owner.tenant_id(), "service_token.created", Outcome::Success)
-        .target("service_token", &key.id)
-        .details(serde_json::json!({ "name": key.name, "permissions": key.scopes, "expires_at": key.expires_at }));
+    let event = NewAuditEvent::new(
+        now,
+        actor,
+        meta,
+        owner.tenant_id(),
+        "service_token.created",
+        Outcome::Success,
+    )
+    .target("service_token", &key.id)
+    .details(serde_json::json!({ "name": key.name, "permissions": key.scopes, "expires_at": key.expires_at }));
     repo::audit::append(&mut tx, &event).await?;
     tx.commit().await?;
     Ok(IssuedKey { key, token })
@@ -261,13 +249,7 @@ pub async fn list(
     Ok(Page::from_rows(rows, limit, |k| k.id.to_string()))
 }
 
-pub async fn get(
-    ctx: &Context,
-    caller: &Caller,
-    owner: TenantScope,
-    kind: KeyKind,
-    id: &str,
-) -> Result<Key> {
+pub async fn get(ctx: &Context, caller: &Caller, owner: TenantScope, kind: KeyKind, id: &str) -> Result<Key> {
     authorize(caller, action(kind, false), owner.tenant_id())?;
     let id = KeyId::parse(kind, id).ok_or_else(|| not_found(kind))?;
     repo::keys::get(&ctx.pool, owner, kind, &id, false)
@@ -309,9 +291,16 @@ pub async fn update_key(
     .into_iter()
     .filter_map(|(field, given)| given.then_some(field))
     .collect();
-    let event = NewAuditEvent::new(now, &actor_of(caller), meta, Some(tenant), "key.updated", Outcome::Success)
-        .target("key", &id)
-        .details(serde_json::json!({ "changed": changed, "enabled": updated.enabled, "scopes": updated.scopes }));
+    let event = NewAuditEvent::new(
+        now,
+        &actor_of(caller),
+        meta,
+        Some(tenant),
+        "key.updated",
+        Outcome::Success,
+    )
+    .target("key", &id)
+    .details(serde_json::json!({ "changed": changed, "enabled": updated.enabled, "scopes": updated.scopes }));
     repo::audit::append(&mut tx, &event).await?;
     tx.commit().await?;
     Ok(updated)
@@ -338,12 +327,8 @@ pub async fn rotate(
         .await?
         .ok_or_else(|| not_found(kind))?;
     match old.status(now) {
-        KeyStatus::Revoked => {
-            return Err(Error::Conflict("a revoked key cannot be rotated".into()))
-        }
-        KeyStatus::Expired => {
-            return Err(Error::Conflict("an expired key cannot be rotated".into()))
-        }
+        KeyStatus::Revoked => return Err(Error::Conflict("a revoked key cannot be rotated".into())),
+        KeyStatus::Expired => return Err(Error::Conflict("an expired key cannot be rotated".into())),
         KeyStatus::Active | KeyStatus::Disabled => {}
     }
     let prefix = match kind {
@@ -363,8 +348,7 @@ pub async fn rotate(
     };
     let key = new_key(kind, owner, &token, &actor, now, template);
     repo::keys::insert(&mut tx, &key, &token.hash()).await?;
-    let previous =
-        repo::keys::set_expires_at(&mut tx, &old.id, old.expiry_after_rotation(now, grace)).await?;
+    let previous = repo::keys::set_expires_at(&mut tx, &old.id, old.expiry_after_rotation(now, grace)).await?;
     let event = NewAuditEvent::new(
         now,
         &actor,

@@ -110,16 +110,9 @@ pub async fn invite(
         .await?;
         Some((token, expires_at))
     };
-    let event = NewAuditEvent::new(
-        now,
-        &actor,
-        meta,
-        Some(tenant),
-        "member.invited",
-        Outcome::Success,
-    )
-    .target("user", user.id)
-    .details(serde_json::json!({ "email": user.email, "role": draft.role.as_str() }));
+    let event = NewAuditEvent::new(now, &actor, meta, Some(tenant), "member.invited", Outcome::Success)
+        .target("user", user.id)
+        .details(serde_json::json!({ "email": user.email, "role": draft.role.as_str() }));
     repo::audit::append(&mut tx, &event).await?;
     let member = repo::users::get_member(&mut *tx, tenant, user.id)
         .await?
@@ -179,9 +172,7 @@ pub async fn update(
         .await?
         .ok_or(Error::NotFound("member"))?;
     if current.role == Role::Owner && patch.role != Role::Owner && owners.len() <= 1 {
-        return Err(Error::Conflict(
-            "the last owner of a tenant cannot be demoted".into(),
-        ));
+        return Err(Error::Conflict("the last owner of a tenant cannot be demoted".into()));
     }
     repo::users::set_role(&mut tx, tenant, user, patch.role).await?;
     repo::users::bump_session_version(&mut tx, user).await?;
@@ -203,13 +194,7 @@ pub async fn update(
     Ok(member)
 }
 
-pub async fn remove(
-    ctx: &Context,
-    caller: &Caller,
-    meta: &RequestMeta,
-    tenant: TenantId,
-    user: &str,
-) -> Result<()> {
+pub async fn remove(ctx: &Context, caller: &Caller, meta: &RequestMeta, tenant: TenantId, user: &str) -> Result<()> {
     authorize(caller, Action::ManageMembers, Some(tenant))?;
     let user = UserId::parse(user).ok_or(Error::NotFound("member"))?;
     let now = ctx.clock.now();
@@ -219,9 +204,7 @@ pub async fn remove(
         .await?
         .ok_or(Error::NotFound("member"))?;
     if current.role == Role::Owner && owners.len() <= 1 {
-        return Err(Error::Conflict(
-            "the last owner of a tenant cannot be removed".into(),
-        ));
+        return Err(Error::Conflict("the last owner of a tenant cannot be removed".into()));
     }
     repo::users::remove_membership(&mut tx, tenant, user).await?;
     repo::users::bump_session_version(&mut tx, user).await?;

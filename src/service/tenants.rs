@@ -9,22 +9,14 @@ use crate::domain::tenant::{Tenant, TenantDraft, TenantPatch};
 use crate::domain::validation::ValidationErrors;
 use crate::repo;
 
-pub async fn create(
-    ctx: &Context,
-    caller: &Caller,
-    meta: &RequestMeta,
-    draft: TenantDraft,
-) -> Result<Tenant> {
+pub async fn create(ctx: &Context, caller: &Caller, meta: &RequestMeta, draft: TenantDraft) -> Result<Tenant> {
     authorize(caller, Action::CreateTenant, None)?;
     let now = ctx.clock.now();
     let tenant = draft.validate(now)?;
     let mut tx = ctx.pool.begin().await?;
     repo::tenants::insert(&mut tx, &tenant).await.map_err(|e| {
         if repo::unique_violation(&e) == Some("tenants_slug_key") {
-            Error::Conflict(format!(
-                "a tenant with slug '{}' already exists",
-                tenant.slug
-            ))
+            Error::Conflict(format!("a tenant with slug '{}' already exists", tenant.slug))
         } else {
             e.into()
         }
@@ -44,12 +36,7 @@ pub async fn create(
     Ok(tenant)
 }
 
-pub async fn list(
-    ctx: &Context,
-    caller: &Caller,
-    cursor: Option<&str>,
-    limit: Option<i64>,
-) -> Result<Page<Tenant>> {
+pub async fn list(ctx: &Context, caller: &Caller, cursor: Option<&str>, limit: Option<i64>) -> Result<Page<Tenant>> {
     authorize(caller, Action::ListTenants, None)?;
     let mut errors = ValidationErrors::default();
     let limit = check_limit(&mut errors, limit);

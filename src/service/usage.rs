@@ -43,12 +43,7 @@ impl UsageRecorder {
 
     /// Queues the audit event of a failed verification (waits when the queue is full).
     pub async fn verify_failed(&self, event: NewAuditEvent) {
-        if self
-            .sender
-            .send(Message::Failed(Box::new(event)))
-            .await
-            .is_err()
-        {
+        if self.sender.send(Message::Failed(Box::new(event))).await.is_err() {
             tracing::error!("usage writer has stopped; a verify-failure audit event was lost");
         }
     }

@@ -45,12 +45,7 @@ pub async fn verify_key(
     };
     let (key, code) = match found {
         Ok((key, tenant_status)) => {
-            let code = judge(
-                &key,
-                tenant_status.unwrap_or(TenantStatus::Active),
-                &required,
-                now,
-            );
+            let code = judge(&key, tenant_status.unwrap_or(TenantStatus::Active), &required, now);
             (Some(key), code)
         }
         Err(code) => (None, code),
@@ -62,10 +57,7 @@ pub async fn verify_key(
         }
         return Ok(Verdict { code, key });
     }
-    let tenant = key
-        .as_ref()
-        .and_then(|k| k.tenant_id)
-        .or(caller.bound_tenant());
+    let tenant = key.as_ref().and_then(|k| k.tenant_id).or(caller.bound_tenant());
     let mut event = NewAuditEvent::new(
         now,
         &actor_of(caller),

@@ -3,6 +3,7 @@
 
 use chrono::Duration;
 use keyward::clock::Clock;
+use keyward::crypto::jwt::Jwt;
 use keyward::domain::audit::{Actor, ActorKind, RequestMeta};
 use keyward::domain::authz::{Permission, TenantScope};
 use keyward::domain::key::ServiceTokenSpec;
@@ -38,13 +39,23 @@ impl Reply {
     }
 }
 
+/// The HS256 secret of every test server's access tokens, so tests can forge tokens.
+pub const JWT_SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
+pub const JWT_ISSUER: &str = "keyward";
+pub const JWT_AUDIENCE: &str = "keyward-api";
+
+/// A password that meets the policy.
+pub const PASSWORD: &str = "correct horse battery staple";
+
 impl TestApp {
     pub async fn spawn(pool: PgPool) -> TestApp {
-        let ctx = keyward::app::context(
-            pool.clone(),
-            Clock::system(),
-            std::time::Duration::from_secs(3600),
-        );
+        let jwt = Jwt::hs256(JWT_SECRET, JWT_ISSUER, JWT_AUDIENCE).unwrap();
+        Self::spawn_with_jwt(pool, jwt).await
+    }
+
+    pub async fn spawn_with_jwt(pool: PgPool, jwt: Jwt) -> TestApp {
+        let ctx =
+            keyward::app::context(pool.clone(), Clock::system(), std::time::Duration::from_secs(3600)).with_jwt(jwt);
         let admin = issue_token(&ctx, TenantScope::Platform, &Permission::ALL).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
@@ -81,16 +92,8 @@ impl TestApp {
         self.ctx.usage.flush().await;
     }
 
-    pub async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> Reply {
-        let mut request = self
-            .client
-            .request(method, format!("{}{}", self.base, path));
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+        let mut request = self.client.request(method, format!("{}{}", self.base, path));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -106,11 +109,7 @@ impl TestApp {
         } else {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        Reply { status, headers, body }
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Reply {
@@ -122,18 +121,13 @@ impl TestApp {
     }
 
     pub async fn patch(&self, path: &str, token: &str, body: Value) -> Reply {
-        self.call(Method::PATCH, path, Some(token), Some(body))
-            .await
+        self.call(Method::PATCH, path, Some(token), Some(body)).await
     }
 
     /// Creates a tenant and returns its id.
     pub async fn tenant(&self, slug: &str) -> String {
         let reply = self
-            .post(
-                "/v1/tenants",
-                &self.admin,
-                json!({"slug": slug, "name": slug}),
-            )
+            .post("/v1/tenants", &self.admin, json!({"slug": slug, "name": slug}))
             .await;
         assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
         reply.body["id"].as_str().unwrap().to_owned()
@@ -165,14 +159,66 @@ impl TestApp {
 
     pub async fn verify_as(&self, verifier: &str, key: &str, scopes: &[&str]) -> Value {
         let reply = self
-            .post(
-                "/v1/verify",
-                verifier,
-                json!({"key": key, "scopes": scopes}),
-            )
+            .post("/v1/verify", verifier, json!({"key": key, "scopes": scopes}))
             .await;
         assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
         reply.body
+    }
+
+    /// Creates a user with `PASSWORD` directly (as the CLI does) and returns its id.
+    pub async fn user(&self, email: &str, platform_admin: bool) -> String {
+        let actor = Actor {
+            kind: ActorKind::System,
+            id: "test".into(),
+        };
+        let password = secrecy::SecretString::from(PASSWORD.to_owned());
+        let user = keyward::service::identity::create_user(&self.ctx, &actor, email, &password, platform_admin)
+            .await
+            .unwrap();
+        user.id.to_string()
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Reply {
+        self.call(
+            Method::POST,
+            "/v1/auth/login",
+            None,
+            Some(json!({"email": email, "password": password})),
+        )
+        .await
+    }
+
+    /// Logs in and returns the access token.
+    pub async fn access_token(&self, email: &str) -> String {
+        let reply = self.login(email, PASSWORD).await;
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        reply.body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Invites `email` into `tenant` with `role`, accepts the invitation, logs in; returns
+    /// (user id, access token).
+    pub async fn member(&self, tenant: &str, email: &str, role: &str) -> (String, String) {
+        let invited = self
+            .post(
+                &format!("/v1/tenants/{tenant}/members"),
+                &self.admin,
+                json!({"email": email, "role": role}),
+            )
+            .await;
+        assert_eq!(invited.status, StatusCode::CREATED, "{:?}", invited.body);
+        let user_id = invited.body["user_id"].as_str().unwrap().to_owned();
+        if let Some(invite) = invited.body["invite_token"].as_str() {
+            let accepted = self
+                .call(
+                    Method::POST,
+                    "/v1/auth/accept-invite",
+                    None,
+                    Some(json!({"token": invite, "password": PASSWORD})),
+                )
+                .await;
+            assert_eq!(accepted.status, StatusCode::OK, "{:?}", accepted.body);
+        }
+        (user_id, self.access_token(email).await)
     }
 
     /// The URL of this test's own database (for pg_dump and the CLI).
@@ -215,25 +261,16 @@ async fn issue_token(ctx: &Context, scope: TenantScope, permissions: &[Permissio
         kind: ActorKind::System,
         id: "test".into(),
     };
-    let issued = keyward::service::keys::issue_service_token(
-        ctx,
-        &actor,
-        &RequestMeta::default(),
-        scope,
-        spec,
-    )
-    .await
-    .unwrap();
+    let issued = keyward::service::keys::issue_service_token(ctx, &actor, &RequestMeta::default(), scope, spec)
+        .await
+        .unwrap();
     issued.token.expose().to_owned()
 }
 
 /// Where PostgreSQL's client programs (pg_dump) are.
 pub fn pg_program(name: &str) -> std::path::PathBuf {
     if let Ok(dirs) = std::fs::read_dir("/usr/lib/postgresql") {
-        let mut versions: Vec<_> = dirs
-            .flatten()
-            .map(|d| d.path().join("bin").join(name))
-            .collect();
+        let mut versions: Vec<_> = dirs.flatten().map(|d| d.path().join("bin").join(name)).collect();
         versions.sort();
         if let Some(found) = versions.into_iter().rev().find(|p| p.exists()) {
             return found;

@@ -16,10 +16,7 @@ async fn created_key_shows_its_token_once_and_never_again(pool: PgPool) {
     let tenant = app.tenant("acme").await;
 
     let (key, token) = app
-        .key(
-            &tenant,
-            json!({"name": "checkout", "scopes": ["billing:read"]}),
-        )
+        .key(&tenant, json!({"name": "checkout", "scopes": ["billing:read"]}))
         .await;
 
     assert!(token.starts_with("sk_live_"));
@@ -29,9 +26,7 @@ async fn created_key_shows_its_token_once_and_never_again(pool: PgPool) {
     assert_eq!(key["environment"], "live");
     let id = key["id"].as_str().unwrap();
     assert!(id.starts_with("key_"));
-    let shown = app
-        .get(&format!("{}/{id}", keys_path(&tenant)), &app.admin)
-        .await;
+    let shown = app.get(&format!("{}/{id}", keys_path(&tenant)), &app.admin).await;
     assert_eq!(shown.status, StatusCode::OK);
     assert!(!shown.body.to_string().contains(&token[8..]));
     let listed = app.get(&keys_path(&tenant), &app.admin).await;
@@ -43,9 +38,7 @@ async fn test_environment_keys_get_the_test_prefix(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let tenant = app.tenant("acme").await;
 
-    let (_, token) = app
-        .key(&tenant, json!({"name": "ci", "environment": "test"}))
-        .await;
+    let (_, token) = app.key(&tenant, json!({"name": "ci", "environment": "test"})).await;
 
     assert!(token.starts_with("sk_test_"));
 }
@@ -106,14 +99,8 @@ async fn rotated_key_and_its_successor_both_verify_during_the_grace_period(pool:
     assert_eq!(rotated.body["key"]["metadata"], json!({"a": 1}));
     assert_eq!(rotated.body["key"]["rotated_from"], old_id);
     assert_eq!(rotated.body["previous"]["id"], old_id);
-    assert_eq!(
-        app.verify(&old_token, &["billing:read"]).await["code"],
-        "VALID"
-    );
-    assert_eq!(
-        app.verify(new_token, &["billing:read"]).await["code"],
-        "VALID"
-    );
+    assert_eq!(app.verify(&old_token, &["billing:read"]).await["code"], "VALID");
+    assert_eq!(app.verify(new_token, &["billing:read"]).await["code"], "VALID");
 }
 
 #[sqlx::test]
@@ -123,11 +110,7 @@ async fn rotated_away_key_expires_after_the_grace_period(pool: PgPool) {
     let (old, old_token) = app.key(&tenant, json!({"name": "k"})).await;
     let rotated = app
         .post(
-            &format!(
-                "{}/{}/rotate",
-                keys_path(&tenant),
-                old["id"].as_str().unwrap()
-            ),
+            &format!("{}/{}/rotate", keys_path(&tenant), old["id"].as_str().unwrap()),
             &app.admin,
             json!({"grace_period_seconds": 3600}),
         )
@@ -149,11 +132,7 @@ async fn rotation_uses_a_one_day_grace_period_by_default(pool: PgPool) {
     let reply = app
         .call(
             reqwest::Method::POST,
-            &format!(
-                "{}/{}/rotate",
-                keys_path(&tenant),
-                old["id"].as_str().unwrap()
-            ),
+            &format!("{}/{}/rotate", keys_path(&tenant), old["id"].as_str().unwrap()),
             Some(&app.admin),
             None,
         )
@@ -173,11 +152,7 @@ async fn zero_grace_period_ends_the_old_key_at_once(pool: PgPool) {
     let (old, old_token) = app.key(&tenant, json!({"name": "k"})).await;
 
     app.post(
-        &format!(
-            "{}/{}/rotate",
-            keys_path(&tenant),
-            old["id"].as_str().unwrap()
-        ),
+        &format!("{}/{}/rotate", keys_path(&tenant), old["id"].as_str().unwrap()),
         &app.admin,
         json!({"grace_period_seconds": 0}),
     )
@@ -190,17 +165,11 @@ async fn zero_grace_period_ends_the_old_key_at_once(pool: PgPool) {
 async fn rotation_never_extends_the_old_keys_expiry(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let tenant = app.tenant("acme").await;
-    let (old, _) = app
-        .key(&tenant, json!({"name": "k", "ttl_seconds": 600}))
-        .await;
+    let (old, _) = app.key(&tenant, json!({"name": "k", "ttl_seconds": 600})).await;
 
     let rotated = app
         .post(
-            &format!(
-                "{}/{}/rotate",
-                keys_path(&tenant),
-                old["id"].as_str().unwrap()
-            ),
+            &format!("{}/{}/rotate", keys_path(&tenant), old["id"].as_str().unwrap()),
             &app.admin,
             json!({"grace_period_seconds": 86400}),
         )
@@ -215,27 +184,19 @@ async fn revoked_key_cannot_be_rotated_changed_or_revoked_again(pool: PgPool) {
     let tenant = app.tenant("acme").await;
     let (key, _) = app.key(&tenant, json!({"name": "k"})).await;
     let path = format!("{}/{}", keys_path(&tenant), key["id"].as_str().unwrap());
-    let revoked = app
-        .post(&format!("{path}/revoke"), &app.admin, json!({}))
-        .await;
+    let revoked = app.post(&format!("{path}/revoke"), &app.admin, json!({})).await;
     assert_eq!(revoked.body["status"], "revoked");
 
     assert_eq!(
-        app.post(&format!("{path}/rotate"), &app.admin, json!({}))
-            .await
-            .status,
+        app.post(&format!("{path}/rotate"), &app.admin, json!({})).await.status,
         StatusCode::CONFLICT
     );
     assert_eq!(
-        app.patch(&path, &app.admin, json!({"name": "x"}))
-            .await
-            .status,
+        app.patch(&path, &app.admin, json!({"name": "x"})).await.status,
         StatusCode::CONFLICT
     );
     assert_eq!(
-        app.post(&format!("{path}/revoke"), &app.admin, json!({}))
-            .await
-            .status,
+        app.post(&format!("{path}/revoke"), &app.admin, json!({})).await.status,
         StatusCode::CONFLICT
     );
 }
@@ -253,11 +214,7 @@ async fn patch_changes_only_the_given_fields(pool: PgPool) {
     let path = format!("{}/{}", keys_path(&tenant), key["id"].as_str().unwrap());
 
     let reply = app
-        .patch(
-            &path,
-            &app.admin,
-            json!({"scopes": ["a", "b"], "owner_id": null}),
-        )
+        .patch(&path, &app.admin, json!({"scopes": ["a", "b"], "owner_id": null}))
         .await;
 
     assert_eq!(reply.status, StatusCode::OK);
@@ -272,21 +229,11 @@ async fn patch_changes_only_the_given_fields(pool: PgPool) {
 async fn list_filters_by_status_environment_and_owner(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let tenant = app.tenant("acme").await;
-    let (active, _) = app
-        .key(&tenant, json!({"name": "a", "owner_id": "alice"}))
-        .await;
-    let (revoked, _) = app
-        .key(&tenant, json!({"name": "r", "environment": "test"}))
-        .await;
-    let (expiring, _) = app
-        .key(&tenant, json!({"name": "e", "ttl_seconds": 5}))
-        .await;
+    let (active, _) = app.key(&tenant, json!({"name": "a", "owner_id": "alice"})).await;
+    let (revoked, _) = app.key(&tenant, json!({"name": "r", "environment": "test"})).await;
+    let (expiring, _) = app.key(&tenant, json!({"name": "e", "ttl_seconds": 5})).await;
     app.post(
-        &format!(
-            "{}/{}/revoke",
-            keys_path(&tenant),
-            revoked["id"].as_str().unwrap()
-        ),
+        &format!("{}/{}/revoke", keys_path(&tenant), revoked["id"].as_str().unwrap()),
         &app.admin,
         json!({}),
     )
@@ -315,9 +262,7 @@ async fn list_filters_by_status_environment_and_owner(pool: PgPool) {
         [expiring["id"].as_str().unwrap()]
     );
     assert_eq!(
-        ids(app
-            .get(&format!("{base}?environment=test"), &app.admin)
-            .await),
+        ids(app.get(&format!("{base}?environment=test"), &app.admin).await),
         [revoked["id"].as_str().unwrap()]
     );
     assert_eq!(
@@ -359,9 +304,7 @@ async fn list_limit_above_100_is_refused(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let tenant = app.tenant("acme").await;
 
-    let reply = app
-        .get(&format!("{}?limit=101", keys_path(&tenant)), &app.admin)
-        .await;
+    let reply = app.get(&format!("{}?limit=101", keys_path(&tenant)), &app.admin).await;
 
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(reply.body["errors"][0]["field"], "limit");
@@ -402,13 +345,9 @@ async fn keys_of_another_tenant_are_not_found_for_a_tenant_bound_caller(pool: Pg
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        app.post(
-            &format!("{}/{gid}/revoke", keys_path(&acme)),
-            &acme_admin,
-            json!({})
-        )
-        .await
-        .status,
+        app.post(&format!("{}/{gid}/revoke", keys_path(&acme)), &acme_admin, json!({}))
+            .await
+            .status,
         StatusCode::NOT_FOUND
     );
 }
@@ -424,9 +363,7 @@ async fn keys_cannot_be_issued_in_a_suspended_tenant(pool: PgPool) {
     )
     .await;
 
-    let reply = app
-        .post(&keys_path(&tenant), &app.admin, json!({"name": "k"}))
-        .await;
+    let reply = app.post(&keys_path(&tenant), &app.admin, json!({"name": "k"})).await;
 
     assert_eq!(reply.status, StatusCode::CONFLICT);
 }
@@ -442,9 +379,7 @@ async fn unknown_or_malformed_key_ids_are_not_found(pool: PgPool) {
         "svc_01ARZ3NDEKTSV4RRFFQ69G5FAV",
         "'%20OR%201=1",
     ] {
-        let reply = app
-            .get(&format!("{}/{id}", keys_path(&tenant)), &app.admin)
-            .await;
+        let reply = app.get(&format!("{}/{id}", keys_path(&tenant)), &app.admin).await;
         assert_eq!(reply.status, StatusCode::NOT_FOUND, "{id}");
         assert_eq!(reply.content_type(), "application/problem+json");
     }

@@ -3,8 +3,10 @@
 mod helpers;
 
 mod audit;
+mod authz;
 mod cli;
 mod errors;
+mod identity;
 mod keys;
 mod openapi;
 mod service_tokens;

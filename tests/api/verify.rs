@@ -50,19 +50,14 @@ async fn token_with_a_bad_checksum_is_malformed(pool: PgPool) {
 async fn garbage_and_empty_keys_are_malformed(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     for garbage in ["", "hello", "sk_live_", "sk_live_short", "Bearer sk_live_x"] {
-        assert_eq!(
-            app.verify(garbage, &[]).await["code"],
-            "MALFORMED",
-            "{garbage:?}"
-        );
+        assert_eq!(app.verify(garbage, &[]).await["code"], "MALFORMED", "{garbage:?}");
     }
 }
 
 #[sqlx::test]
 async fn well_formed_unknown_token_is_not_found(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
-    let token =
-        keyward::domain::token::NewToken::generate(keyward::domain::token::TokenPrefix::Live);
+    let token = keyward::domain::token::NewToken::generate(keyward::domain::token::TokenPrefix::Live);
 
     let answer = app.verify(token.expose(), &[]).await;
 
@@ -73,9 +68,7 @@ async fn well_formed_unknown_token_is_not_found(pool: PgPool) {
 async fn expired_key_is_expired(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let tenant = app.tenant("acme").await;
-    let (_, token) = app
-        .key(&tenant, json!({"name": "k", "ttl_seconds": 60}))
-        .await;
+    let (_, token) = app.key(&tenant, json!({"name": "k", "ttl_seconds": 60})).await;
     assert_eq!(app.verify(&token, &[]).await["code"], "VALID");
 
     app.advance(61);
@@ -94,10 +87,7 @@ async fn revoked_key_is_revoked_at_once(pool: PgPool) {
 
     let revoke = app
         .post(
-            &format!(
-                "/v1/tenants/{tenant}/keys/{}/revoke",
-                key["id"].as_str().unwrap()
-            ),
+            &format!("/v1/tenants/{tenant}/keys/{}/revoke", key["id"].as_str().unwrap()),
             &app.admin,
             json!({"reason": "leaked"}),
         )
@@ -111,16 +101,12 @@ async fn revoked_key_is_revoked_at_once(pool: PgPool) {
 async fn disabled_key_is_disabled_and_works_again_when_enabled(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let tenant = app.tenant("acme").await;
-    let (key, token) = app
-        .key(&tenant, json!({"name": "k", "enabled": false}))
-        .await;
+    let (key, token) = app.key(&tenant, json!({"name": "k", "enabled": false})).await;
     assert_eq!(app.verify(&token, &[]).await["code"], "DISABLED");
 
     let path = format!("/v1/tenants/{tenant}/keys/{}", key["id"].as_str().unwrap());
     assert_eq!(
-        app.patch(&path, &app.admin, json!({"enabled": true}))
-            .await
-            .status,
+        app.patch(&path, &app.admin, json!({"enabled": true})).await.status,
         StatusCode::OK
     );
 
@@ -156,35 +142,22 @@ async fn key_of_a_suspended_tenant_is_tenant_suspended(pool: PgPool) {
 async fn missing_scope_is_insufficient_scope(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let tenant = app.tenant("acme").await;
-    let (_, token) = app
-        .key(&tenant, json!({"name": "k", "scopes": ["billing:read"]}))
-        .await;
+    let (_, token) = app.key(&tenant, json!({"name": "k", "scopes": ["billing:read"]})).await;
 
     let answer = app.verify(&token, &["billing:read", "billing:write"]).await;
 
-    assert_eq!(
-        answer,
-        json!({"valid": false, "code": "INSUFFICIENT_SCOPE"})
-    );
+    assert_eq!(answer, json!({"valid": false, "code": "INSUFFICIENT_SCOPE"}));
 }
 
 #[sqlx::test]
 async fn wildcard_scope_covers_a_suffix(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let tenant = app.tenant("acme").await;
-    let (_, token) = app
-        .key(&tenant, json!({"name": "k", "scopes": ["billing:*"]}))
-        .await;
+    let (_, token) = app.key(&tenant, json!({"name": "k", "scopes": ["billing:*"]})).await;
 
     assert_eq!(app.verify(&token, &["billing:read"]).await["code"], "VALID");
-    assert_eq!(
-        app.verify(&token, &["billing:invoices:write"]).await["code"],
-        "VALID"
-    );
-    assert_eq!(
-        app.verify(&token, &["users:read"]).await["code"],
-        "INSUFFICIENT_SCOPE"
-    );
+    assert_eq!(app.verify(&token, &["billing:invoices:write"]).await["code"], "VALID");
+    assert_eq!(app.verify(&token, &["users:read"]).await["code"], "INSUFFICIENT_SCOPE");
 }
 
 #[sqlx::test]
@@ -194,14 +167,9 @@ async fn tenant_bound_verifier_cannot_see_another_tenants_key(pool: PgPool) {
     let globex = app.tenant("globex").await;
     let (_, acme_key) = app.key(&acme, json!({"name": "k"})).await;
     let (_, globex_key) = app.key(&globex, json!({"name": "k"})).await;
-    let acme_verifier = app
-        .service_token(Some(&acme), &[Permission::KeysVerify])
-        .await;
+    let acme_verifier = app.service_token(Some(&acme), &[Permission::KeysVerify]).await;
 
-    assert_eq!(
-        app.verify_as(&acme_verifier, &acme_key, &[]).await["code"],
-        "VALID"
-    );
+    assert_eq!(app.verify_as(&acme_verifier, &acme_key, &[]).await["code"], "VALID");
     assert_eq!(
         app.verify_as(&acme_verifier, &globex_key, &[]).await,
         json!({"valid": false, "code": "NOT_FOUND"})
@@ -213,9 +181,7 @@ async fn verify_needs_the_keys_verify_permission(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let reader = app.service_token(None, &[Permission::KeysRead]).await;
 
-    let reply = app
-        .post("/v1/verify", &reader, json!({"key": "sk_live_x"}))
-        .await;
+    let reply = app.post("/v1/verify", &reader, json!({"key": "sk_live_x"})).await;
 
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
     assert_eq!(reply.content_type(), "application/problem+json");
@@ -284,10 +250,9 @@ async fn malformed_token_is_refused_without_touching_the_database(pool: PgPool) 
     );
     let meta = keyward::domain::audit::RequestMeta::default();
 
-    let verdict =
-        keyward::service::verify::verify_key(&ctx, &caller, &meta, "sk_live_not_a_real_token", &[])
-            .await
-            .unwrap();
+    let verdict = keyward::service::verify::verify_key(&ctx, &caller, &meta, "sk_live_not_a_real_token", &[])
+        .await
+        .unwrap();
 
     assert_eq!(verdict.code, keyward::domain::verify::VerifyCode::Malformed);
 }
@@ -311,9 +276,7 @@ async fn verify_records_last_used_without_a_write_per_call(pool: PgPool) {
 
     app.flush().await;
 
-    let shown = app
-        .get(&format!("/v1/tenants/{tenant}/keys/{id}"), &app.admin)
-        .await;
+    let shown = app.get(&format!("/v1/tenants/{tenant}/keys/{id}"), &app.admin).await;
     assert!(shown.body["last_used_at"].is_string(), "{:?}", shown.body);
 }
 
@@ -321,9 +284,7 @@ async fn verify_records_last_used_without_a_write_per_call(pool: PgPool) {
 async fn failed_verification_is_audited_without_the_token(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let tenant = app.tenant("acme").await;
-    let (key, token) = app
-        .key(&tenant, json!({"name": "k", "ttl_seconds": 10}))
-        .await;
+    let (key, token) = app.key(&tenant, json!({"name": "k", "ttl_seconds": 10})).await;
     app.advance(11);
     assert_eq!(app.verify(&token, &[]).await["code"], "EXPIRED");
 

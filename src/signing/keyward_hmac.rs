@@ -1,0 +1,185 @@
+//! keyward's plain HMAC scheme: `X-Keyward-Signature` = hex(HMAC-SHA256(secret, METHOD "\n" PATH
+//! "\n" CANONICAL_QUERY "\n" TIMESTAMP "\n" hex(SHA-256(body)))), the query canonical as in SigV4.
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::canon::{canonical_query, decode_hex32, hmac_sha256, hmac_sha256_matches, within_skew};
+use super::error::{SchemeError, SignError, VerifyError};
+use super::request::Request;
+
+pub const KEY_ID_HEADER: &str = "X-Keyward-Key-Id";
+pub const TIMESTAMP_HEADER: &str = "X-Keyward-Timestamp";
+pub const SIGNATURE_HEADER: &str = "X-Keyward-Signature";
+
+/// Longer than any Unix time in seconds this millennium needs; keeps parsing bounded.
+const MAX_TIMESTAMP_DIGITS: usize = 12;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Parsed {
+    key_id: String,
+    /// The timestamp exactly as sent: it is signed as text.
+    timestamp_text: String,
+    timestamp: DateTime<Utc>,
+    signature: [u8; 32],
+}
+
+impl Parsed {
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    pub fn timestamp(&self) -> DateTime<Utc> {
+        self.timestamp
+    }
+
+    pub fn signature(&self) -> &[u8; 32] {
+        &self.signature
+    }
+}
+
+fn one<'a>(req: &'a Request, name: &'static str) -> Result<&'a str, SchemeError> {
+    req.single_header(name)
+        .map_err(|()| SchemeError::Malformed("an X-Keyward-* signature header is repeated"))?
+        .map(str::trim)
+        .ok_or(SchemeError::Malformed("an X-Keyward-* signature header is missing"))
+}
+
+pub fn parse(req: &Request) -> Result<Parsed, SchemeError> {
+    let key_id = one(req, KEY_ID_HEADER)?;
+    let timestamp_text = one(req, TIMESTAMP_HEADER)?;
+    let signature = one(req, SIGNATURE_HEADER)?;
+    if key_id.is_empty() {
+        return Err(SchemeError::Malformed("empty X-Keyward-Key-Id"));
+    }
+    let timestamp = (!timestamp_text.is_empty()
+        && timestamp_text.len() <= MAX_TIMESTAMP_DIGITS
+        && timestamp_text.bytes().all(|b| b.is_ascii_digit()))
+    .then(|| timestamp_text.parse::<i64>().ok())
+    .flatten()
+    .and_then(|secs| DateTime::from_timestamp(secs, 0))
+    .ok_or(SchemeError::Malformed(
+        "X-Keyward-Timestamp must be Unix seconds",
+    ))?;
+    let signature = decode_hex32(signature).ok_or(SchemeError::Malformed(
+        "X-Keyward-Signature must be 64 hex digits",
+    ))?;
+    Ok(Parsed {
+        key_id: key_id.to_owned(),
+        timestamp_text: timestamp_text.to_owned(),
+        timestamp,
+        signature,
+    })
+}
+
+/// The signed string. Never log it: together with a signature it helps guess at secrets.
+pub fn string_to_sign(req: &Request, timestamp: &str) -> String {
+    format!(
+        "{}\n{}\n{}\n{}\n{}",
+        req.method,
+        req.path,
+        canonical_query(&req.query),
+        timestamp,
+        hex::encode(req.body.sha256())
+    )
+}
+
+pub fn verify(
+    parsed: &Parsed,
+    req: &Request,
+    secret: &[u8],
+    now: DateTime<Utc>,
+    max_skew: Duration,
+) -> Result<(), VerifyError> {
+    let sts = string_to_sign(req, &parsed.timestamp_text);
+    if !hmac_sha256_matches(secret, sts.as_bytes(), &parsed.signature) {
+        return Err(VerifyError::Mismatch);
+    }
+    if !within_skew(parsed.timestamp, now, max_skew) {
+        return Err(VerifyError::Expired);
+    }
+    Ok(())
+}
+
+/// The three headers that sign `req` at `time`: what `keyward sign` prints.
+pub fn signature_headers(
+    req: &Request,
+    key_id: &str,
+    secret: &[u8],
+    time: DateTime<Utc>,
+) -> Result<[(&'static str, String); 3], SignError> {
+    if key_id.is_empty() {
+        return Err(SignError::Invalid("empty key id"));
+    }
+    let timestamp = time.timestamp().to_string();
+    let signature = hmac_sha256(secret, string_to_sign(req, &timestamp).as_bytes());
+    Ok([
+        (KEY_ID_HEADER, key_id.to_owned()),
+        (TIMESTAMP_HEADER, timestamp),
+        (SIGNATURE_HEADER, hex::encode(signature)),
+    ])
+}
+
+/// Adds (or replaces) the three signature headers on `req`.
+pub fn sign(
+    req: &mut Request,
+    key_id: &str,
+    secret: &[u8],
+    time: DateTime<Utc>,
+) -> Result<(), SignError> {
+    for (name, value) in signature_headers(req, key_id, secret, time)? {
+        req.set_header(name, value);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signed() -> Request {
+        Request::new("GET", "/v1/things", "")
+            .with_header(KEY_ID_HEADER, "key_1")
+            .with_header(TIMESTAMP_HEADER, "1700000000")
+            .with_header(SIGNATURE_HEADER, "ab".repeat(32))
+    }
+
+    #[test]
+    fn the_three_headers_are_read() {
+        let parsed = parse(&signed()).unwrap();
+        assert_eq!(parsed.key_id(), "key_1");
+        assert_eq!(parsed.timestamp().timestamp(), 1_700_000_000);
+    }
+
+    #[test]
+    fn a_missing_header_is_malformed() {
+        let mut req = signed();
+        req.remove_header(SIGNATURE_HEADER);
+        assert!(matches!(parse(&req), Err(SchemeError::Malformed(_))));
+    }
+
+    #[test]
+    fn a_repeated_header_is_malformed() {
+        let req = signed().with_header(TIMESTAMP_HEADER, "1700000001");
+        assert!(matches!(parse(&req), Err(SchemeError::Malformed(_))));
+    }
+
+    #[test]
+    fn a_timestamp_with_a_sign_or_fraction_is_malformed() {
+        for bad in ["-1", "+1700000000", "1700000000.5", "", "1e9", "1234567890123"] {
+            let mut req = signed();
+            req.set_header(TIMESTAMP_HEADER, bad);
+            assert!(matches!(parse(&req), Err(SchemeError::Malformed(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_string_to_sign_uses_the_canonical_query_and_body_hash() {
+        let req = Request::new("POST", "/a%20b", "b=2&a=1").with_body(super::super::Body::Bytes(
+            b"{}".to_vec(),
+        ));
+        assert_eq!(
+            string_to_sign(&req, "1700000000"),
+            "POST\n/a%20b\na=1&b=2\n1700000000\n44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+        );
+    }
+}
