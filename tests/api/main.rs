@@ -8,6 +8,7 @@ mod cli;
 mod errors;
 mod identity;
 mod keys;
+mod logs;
 mod openapi;
 mod service_tokens;
 mod storage;

@@ -1,0 +1,198 @@
+//! Secrets never reach the logs: a real `keyward serve` process at the most verbose log level
+//! is driven through logins, refreshes, key issue, verify and failures, and its whole log output
+//! is searched for every secret involved.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sha2::Digest;
+use sqlx::PgPool;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use crate::helpers::TestApp;
+
+fn keyward(app: &TestApp) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_keyward"));
+    command
+        .env("DATABASE_URL", app.database_url())
+        .env("KEYWARD_LOG", "trace")
+        .env("KEYWARD_JWT_SECRET", "log-test-secret-log-test-secret-log-test");
+    command
+}
+
+async fn run_cli(mut command: Command, stdin: Option<String>) -> (String, String) {
+    tokio::task::spawn_blocking(move || {
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(input) = stdin {
+            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        }
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        (
+            String::from_utf8(output.stdout).unwrap(),
+            String::from_utf8(output.stderr).unwrap(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+struct Server {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn serve(app: &TestApp) -> Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = std::env::temp_dir().join(format!("keyward-log-test-{port}.log"));
+    let child = keyward(app)
+        .args(["serve", "--skip-migrations"])
+        .env("KEYWARD_LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let server = Server {
+        child,
+        log,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    for _ in 0..200 {
+        if reqwest::get(format!("{}/healthz", server.base)).await.is_ok() {
+            return server;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("keyward serve did not start");
+}
+
+#[sqlx::test]
+async fn no_password_token_or_hash_appears_in_the_logs(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let password = "log test password that is long";
+    let wrong_password = "a wrong password that is long";
+    let mut secrets: Vec<String> = vec![password.into(), wrong_password.into()];
+
+    let mut create_user = keyward(&app);
+    create_user.args([
+        "admin",
+        "create-user",
+        "--email",
+        "root@example.com",
+        "--platform-admin",
+    ]);
+    let (_, cli_log_1) = run_cli(create_user, Some(format!("{password}\n"))).await;
+    let mut create_token = keyward(&app);
+    create_token.args([
+        "admin",
+        "create-service-token",
+        "--platform",
+        "--permissions",
+        "tenants:admin,keys:write,keys:verify",
+    ]);
+    let (service_token, cli_log_2) = run_cli(create_token, None).await;
+    let service_token = service_token.trim().to_owned();
+    secrets.push(service_token.clone());
+
+    let server = serve(&app).await;
+    let http = reqwest::Client::new();
+    let post = |path: &str, token: Option<&str>, body: Value| {
+        let mut request = http.post(format!("{}{path}", server.base)).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            (status, response.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+
+    let (status, _) = post(
+        "/v1/auth/login",
+        None,
+        json!({"email": "root@example.com", "password": wrong_password}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, session) = post(
+        "/v1/auth/login",
+        None,
+        json!({"email": "root@example.com", "password": password}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let access = session["access_token"].as_str().unwrap().to_owned();
+    let refresh = session["refresh_token"].as_str().unwrap().to_owned();
+    let (status, renewed) = post("/v1/auth/refresh", None, json!({"refresh_token": refresh})).await;
+    assert_eq!(status, StatusCode::OK);
+    secrets.extend([
+        access.clone(),
+        refresh,
+        renewed["refresh_token"].as_str().unwrap().to_owned(),
+    ]);
+
+    let (status, tenant) = post("/v1/tenants", Some(&access), json!({"slug": "acme", "name": "Acme"})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let keys_path = format!("/v1/tenants/{}/keys", tenant["id"].as_str().unwrap());
+    let (status, created) = post(&keys_path, Some(&service_token), json!({"name": "k"})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let key = created["token"].as_str().unwrap().to_owned();
+    secrets.push(key.clone());
+    let (status, verdict) = post("/v1/verify", Some(&service_token), json!({"key": key})).await;
+    assert_eq!((status, verdict["code"].as_str()), (StatusCode::OK, Some("VALID")));
+    let mut typo = key.clone();
+    typo.replace_range(10..11, if &key[10..11] == "a" { "b" } else { "a" });
+    post("/v1/verify", Some(&service_token), json!({"key": typo})).await;
+    post("/v1/verify", Some(&key), json!({"key": key})).await;
+    post("/v1/tenants", Some("kw_svc_definitely_not_valid"), json!({})).await;
+
+    let hash: String = sqlx::query_scalar("SELECT password_hash FROM users")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    secrets.push(hash.clone());
+    secrets.push(hash.rsplit('$').next().unwrap().to_owned());
+    for token in secrets.clone() {
+        secrets.push(hex::encode(sha2::Sha256::digest(token.as_bytes())));
+        if let Some((_, body)) = token.split_once("sk_live_") {
+            secrets.push(body.to_owned());
+        }
+    }
+
+    let log_path = server.log.clone();
+    drop(server);
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let _ = std::fs::remove_file(&log_path);
+    let all_logs = format!("{cli_log_1}\n{cli_log_2}\n{log}");
+    assert!(log.contains("keyward serving"), "the server log was captured");
+    assert!(
+        log.lines().count() > 20,
+        "trace logging was on: {} lines",
+        log.lines().count()
+    );
+    for secret in &secrets {
+        assert!(
+            !all_logs.contains(secret.as_str()),
+            "a secret ({}…) appears in the logs",
+            &secret[..6.min(secret.len())]
+        );
+    }
+}
