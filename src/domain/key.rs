@@ -192,9 +192,21 @@ impl KeyDraft {
     }
 }
 
+/// PostgreSQL text and jsonb cannot hold U+0000.
+fn has_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(has_nul),
+        serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
+
 fn check_metadata(errors: &mut ValidationErrors, metadata: &serde_json::Value) {
     if !metadata.is_object() {
         errors.add("metadata", "must be a JSON object");
+    } else if has_nul(metadata) {
+        errors.add("metadata", "must not contain the NUL character (\\u0000)");
     } else if metadata.to_string().len() > MAX_METADATA_BYTES {
         errors.add(
             "metadata",

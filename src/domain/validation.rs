@@ -48,3 +48,24 @@ pub fn check_text(errors: &mut ValidationErrors, field: &str, value: &str, max: 
         errors.add(field, "must not contain control characters");
     }
 }
+
+/// An optional filter value compared as text: at most `max` characters and no control
+/// characters (PostgreSQL text cannot hold NUL).
+pub fn check_filter(errors: &mut ValidationErrors, field: &str, value: Option<&str>, max: usize) {
+    if let Some(value) = value {
+        if value.chars().count() > max || value.chars().any(char::is_control) {
+            errors.add(
+                field,
+                format!("must be at most {max} characters, without control characters"),
+            );
+        }
+    }
+}
+
+/// Times PostgreSQL can store: years 1 to 9999.
+pub fn check_time(errors: &mut ValidationErrors, field: &str, value: Option<chrono::DateTime<chrono::Utc>>) {
+    use chrono::Datelike;
+    if value.is_some_and(|t| !(1..=9999).contains(&t.year())) {
+        errors.add(field, "must be between the years 1 and 9999");
+    }
+}

@@ -117,9 +117,11 @@ async fn respond(
     params(AuditQuery),
     security(("bearer" = [])),
     responses(
-        (status = 200, body = Page<AuditEvent>),
-        (status = 200, description = "export", content_type = "application/x-ndjson", body = AuditEvent),
-        (status = 200, description = "export", content_type = "text/csv", body = String),
+        (status = 200, description = "a page of events, or with `Accept` every matching event streamed", content(
+            (Page<AuditEvent> = "application/json"),
+            (AuditEvent = "application/x-ndjson"),
+            (String = "text/csv"),
+        )),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
@@ -140,9 +142,11 @@ async fn platform_audit(
     params(("tenant_id" = uuid::Uuid, Path), AuditQuery),
     security(("bearer" = [])),
     responses(
-        (status = 200, body = Page<AuditEvent>),
-        (status = 200, description = "export", content_type = "application/x-ndjson", body = AuditEvent),
-        (status = 200, description = "export", content_type = "text/csv", body = String),
+        (status = 200, description = "a page of events, or with `Accept` every matching event streamed", content(
+            (Page<AuditEvent> = "application/json"),
+            (AuditEvent = "application/x-ndjson"),
+            (String = "text/csv"),
+        )),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),

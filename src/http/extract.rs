@@ -9,18 +9,63 @@ use std::net::SocketAddr;
 
 use crate::domain::audit::RequestMeta;
 use crate::domain::authz::Caller;
-use crate::error::ApiError;
+use crate::error::{redact_values, ApiError};
 use crate::service::{self, auth, Context};
 
-/// `axum::Json` with problem+json rejections.
-#[derive(Debug, FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// A JSON request body with problem+json rejections. Deserializer messages are passed on
+/// without field paths and with quoted values redacted, so nothing the caller sent (possibly a
+/// secret in the wrong place) is echoed back.
+#[derive(Debug)]
 pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = read_body(req, state).await?;
+        parse_json(&bytes).map(Json)
+    }
+}
 
 impl<T: Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
         axum::Json(self.0).into_response()
     }
+}
+
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .is_some_and(|v| v == "application/json" || (v.starts_with("application/") && v.ends_with("+json")))
+}
+
+async fn read_body<S: Send + Sync>(req: axum::extract::Request, state: &S) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::Bytes::from_request(req, state)
+        .await
+        .map_err(|rejection| match rejection.status() {
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+            _ => ApiError::BadRequest("the request body could not be read".into()),
+        })
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|error| {
+        let what = match error.classify() {
+            serde_json::error::Category::Data => "the JSON body does not fit this endpoint",
+            _ => "the body is not valid JSON",
+        };
+        ApiError::BadRequest(format!("{what}: {}", redact_values(&error.to_string())))
+    })
 }
 
 /// `axum::extract::Query` with problem+json rejections.
@@ -86,25 +131,14 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
-        let has_json_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json"));
-        let bytes =
-            axum::body::Bytes::from_request(req, state)
-                .await
-                .map_err(|rejection| match rejection.status() {
-                    axum::http::StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
-                    _ => ApiError::BadRequest("the request body could not be read".into()),
-                })?;
+        let json = is_json(req.headers());
+        let bytes = read_body(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(JsonOrEmpty(T::default()));
         }
-        if !has_json_type {
+        if !json {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
-        Ok(JsonOrEmpty(value))
+        parse_json(&bytes).map(JsonOrEmpty)
     }
 }

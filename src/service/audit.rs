@@ -3,12 +3,12 @@
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::{Context, Result};
+use super::{Context, Error, Result};
 use crate::domain::audit::{AuditEvent, Outcome};
 use crate::domain::authz::{authorize, Action, Caller};
 use crate::domain::ids::TenantId;
 use crate::domain::page::{check_limit, Page};
-use crate::domain::validation::ValidationErrors;
+use crate::domain::validation::{check_filter, check_time, ValidationErrors};
 use crate::repo::{self, audit::AuditFilter};
 
 /// Query of `GET /v1/audit` and `GET /v1/tenants/{tenant_id}/audit`.
@@ -41,6 +41,7 @@ pub async fn list(
     query: AuditQuery,
 ) -> Result<Page<AuditEvent>> {
     let (filter, limit) = filter(caller, tenant, query)?;
+    check_tenant(ctx, tenant).await?;
     let rows = repo::audit::list(&ctx.pool, &filter).await?;
     Ok(Page::from_rows(rows, limit, |e| e.id.to_string()))
 }
@@ -53,10 +54,20 @@ pub async fn export(
     query: AuditQuery,
 ) -> Result<tokio::sync::mpsc::Receiver<Result<AuditEvent, sqlx::Error>>> {
     let (filter, _) = filter(caller, tenant, query)?;
+    check_tenant(ctx, tenant).await?;
     let (sink, events) = tokio::sync::mpsc::channel(256);
     let pool = ctx.pool.clone();
     tokio::spawn(async move { repo::audit::export(&pool, &filter, sink).await });
     Ok(events)
+}
+
+async fn check_tenant(ctx: &Context, tenant: Option<TenantId>) -> Result<()> {
+    if let Some(id) = tenant {
+        repo::tenants::get(&ctx.pool, id)
+            .await?
+            .ok_or(Error::NotFound("tenant"))?;
+    }
+    Ok(())
 }
 
 fn filter(caller: &Caller, tenant: Option<TenantId>, query: AuditQuery) -> Result<(AuditFilter, i64)> {
@@ -76,6 +87,11 @@ fn filter(caller: &Caller, tenant: Option<TenantId>, query: AuditQuery) -> Resul
         }),
         None => None,
     };
+    check_filter(&mut errors, "actor", query.actor.as_deref(), 256);
+    check_filter(&mut errors, "action", query.action.as_deref(), 256);
+    check_filter(&mut errors, "target", query.target.as_deref(), 256);
+    check_time(&mut errors, "since", query.since);
+    check_time(&mut errors, "until", query.until);
     errors.finish(())?;
     let filter = AuditFilter {
         tenant: tenant.or(query.tenant_id),

@@ -12,7 +12,7 @@ use crate::domain::audit::{Actor, ActorKind, NewAuditEvent, Outcome, RequestMeta
 use crate::domain::authz::{Caller, Grant, Principal};
 use crate::domain::ids::TenantId;
 use crate::domain::token::{NewToken, PresentedToken, TokenPrefix};
-use crate::domain::user::{check_email, check_password, Membership, User, UserId};
+use crate::domain::user::{check_email, check_password, Membership, User, UserId, MAX_EMAIL_LEN};
 use crate::domain::validation::ValidationErrors;
 use crate::repo::{self, users::NewRefreshToken};
 
@@ -60,6 +60,10 @@ pub async fn login(ctx: &Context, meta: &RequestMeta, email: &str, password: &Se
     let jwt = jwt(ctx)?;
     let now = ctx.clock.now();
     let email = email.trim();
+    if email.is_empty() || email.len() > MAX_EMAIL_LEN || email.chars().any(char::is_control) {
+        ctx.passwords.check(password, None).await?;
+        return Err(Error::InvalidLogin);
+    }
     check_throttle(ctx, email, meta, now).await?;
     let found = repo::users::find_by_email(&ctx.pool, email).await?;
     let (user, stored) = match found {

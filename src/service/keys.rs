@@ -11,12 +11,12 @@ use crate::domain::authz::{authorize, Action, Caller, Denied, TenantScope};
 use crate::domain::ids::{KeyId, KeyKind, TenantId};
 use crate::domain::key::{
     Environment, Key, KeyDraft, KeyListQuery, KeyPatchDraft, KeyStatus, RevokeDraft, RotateDraft, ServiceTokenDraft,
-    ServiceTokenSpec,
+    ServiceTokenSpec, MAX_OWNER_ID_LEN,
 };
 use crate::domain::page::{check_limit, Page};
 use crate::domain::tenant::TenantStatus;
 use crate::domain::token::{NewToken, TokenPrefix};
-use crate::domain::validation::ValidationErrors;
+use crate::domain::validation::{check_filter, ValidationErrors};
 use crate::repo::{self, keys::KeyListFilter};
 
 /// A key together with its token, which is shown this once.
@@ -233,6 +233,7 @@ pub async fn list(
         }),
         None => None,
     };
+    check_filter(&mut errors, "owner_id", query.owner_id.as_deref(), MAX_OWNER_ID_LEN);
     errors.finish(())?;
     let mut conn = ctx.pool.acquire().await?;
     check_owner(&mut conn, owner, false).await?;
@@ -326,6 +327,11 @@ pub async fn rotate(
     let old = repo::keys::get(&mut *tx, owner, kind, &id, true)
         .await?
         .ok_or_else(|| not_found(kind))?;
+    if kind == KeyKind::Service {
+        if let Some(missing) = old.permissions().into_iter().find(|p| !caller.may_grant(*p, owner)) {
+            return Err(Denied::MissingPermission(missing.as_str()).into());
+        }
+    }
     match old.status(now) {
         KeyStatus::Revoked => return Err(Error::Conflict("a revoked key cannot be rotated".into())),
         KeyStatus::Expired => return Err(Error::Conflict("an expired key cannot be rotated".into())),
