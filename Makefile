@@ -41,6 +41,18 @@ USE_DEV_JWT = if [ -z "$${KEYWARD_JWT_SECRET:-}" ] && [ -z "$${KEYWARD_JWT_PRIVA
 	  export KEYWARD_JWT_SECRET; \
 	fi
 
+# Shell snippet: without master keys, use a development master key kept in .data/.
+USE_DEV_MASTER_KEY = if [ -z "$${KEYWARD_MASTER_KEYS:-}" ]; then \
+	  mkdir -p .data; \
+	  if [ ! -s .data/master-keys ]; then \
+	    (umask 077; printf 'v1:%s' "$$(head -c 32 /dev/urandom | base64 | tr -d '\n')" > .data/master-keys); \
+	    echo "==> generated a development master key for signing secrets in .data/master-keys"; \
+	  fi; \
+	  KEYWARD_MASTER_KEYS="$$(cat .data/master-keys)"; \
+	  export KEYWARD_MASTER_KEYS; \
+	  echo "==> using the development master key in .data/master-keys (set KEYWARD_MASTER_KEYS in production)"; \
+	fi
+
 .PHONY: help run test db-stop fmt lint openapi
 
 help:
@@ -54,6 +66,7 @@ help:
 run:
 	@$(USE_DEV_DB); \
 	$(USE_DEV_JWT); \
+	$(USE_DEV_MASTER_KEY); \
 	echo "==> DATABASE_URL=$$DATABASE_URL"; \
 	echo "==> first admin token (in another terminal, once the server has applied the migrations):"; \
 	echo "    DATABASE_URL=$$DATABASE_URL $(CARGO) run $(PROFILE_FLAG) -- admin create-service-token --platform --name bootstrap --permissions tenants:admin,keys:read,keys:write,keys:verify,audit:read"; \

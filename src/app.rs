@@ -16,6 +16,7 @@ pub fn context(pool: sqlx::PgPool, clock: Clock, usage_flush: Duration) -> Conte
         clock,
         passwords: Passwords::default(),
         jwt: None,
+        master_keys: None,
     }
 }
 

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::crypto::jwt::Jwt;
+use crate::crypto::secrets::MasterKeys;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct DatabaseConfig {
@@ -29,6 +30,8 @@ pub struct ServeConfig {
     pub skip_migrations: bool,
     #[command(flatten)]
     pub sessions: SessionConfig,
+    #[command(flatten)]
+    pub secrets: SecretsConfig,
     /// How often coalesced `last_used_at` updates and verify-failure audit events are written (ms).
     #[arg(long, env = "KEYWARD_USAGE_FLUSH_MS", default_value_t = 1000)]
     pub usage_flush_ms: u64,
@@ -70,6 +73,23 @@ impl SessionConfig {
                 .map_err(|e| e.to_string());
         }
         Ok(None)
+    }
+}
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct SecretsConfig {
+    /// Master keys sealing signing secrets: `v2:<base64 32 bytes>,v1:<…>`; the first encrypts,
+    /// all decrypt.
+    #[arg(long, env = "KEYWARD_MASTER_KEYS", hide_env_values = true, value_parser = parse_secret)]
+    pub master_keys: Option<SecretString>,
+}
+
+impl SecretsConfig {
+    pub fn master_keys(&self) -> Result<Option<MasterKeys>, String> {
+        self.master_keys
+            .as_ref()
+            .map(|text| MasterKeys::parse(text).map_err(|e| e.to_string()))
+            .transpose()
     }
 }
 

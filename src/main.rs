@@ -35,6 +35,14 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AdminCommand {
+    /// Re-encrypt every signing secret under the first of KEYWARD_MASTER_KEYS (after adding a
+    /// new master key in front); then older master keys can be removed.
+    ResealSigningSecrets {
+        #[command(flatten)]
+        database: DatabaseConfig,
+        #[command(flatten)]
+        secrets: keyward::config::SecretsConfig,
+    },
     /// Create a user. The password is read from stdin (or asked for on a terminal), never from argv.
     CreateUser {
         #[command(flatten)]
@@ -101,6 +109,15 @@ async fn run(command: Command) -> Result<(), String> {
             Ok(())
         }
         Command::Serve(config) => serve(config).await,
+        Command::Admin(AdminCommand::ResealSigningSecrets { database, secrets }) => {
+            let keys = secrets.master_keys()?.ok_or("set KEYWARD_MASTER_KEYS")?;
+            let pool = connect(&database).await?;
+            db::migrate(&pool).await.map_err(|e| format!("migration failed: {e}"))?;
+            let ctx = app::context(pool, Clock::system(), std::time::Duration::from_secs(1)).with_master_keys(keys);
+            let count = service::keys::reseal_signing_secrets(&ctx).await.map_err(describe)?;
+            eprintln!("re-sealed {count} signing secrets");
+            Ok(())
+        }
         Command::Admin(AdminCommand::CreateUser {
             database,
             email,
@@ -224,6 +241,10 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
     match config.sessions.jwt()? {
         Some(jwt) => ctx = ctx.with_jwt(jwt),
         None => tracing::warn!("no KEYWARD_JWT_SECRET or KEYWARD_JWT_PRIVATE_KEY_FILE: user logins are disabled"),
+    }
+    match config.secrets.master_keys()? {
+        Some(keys) => ctx = ctx.with_master_keys(keys),
+        None => tracing::warn!("no KEYWARD_MASTER_KEYS: keys cannot be issued with signing secrets"),
     }
     app::serve(listener, ctx, app::shutdown_signal())
         .await

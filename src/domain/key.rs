@@ -10,6 +10,7 @@ use super::ids::{KeyId, KeyKind, TenantId};
 use super::scope::{parse_scopes, Scope, MAX_SCOPES_PER_KEY};
 use super::token::TokenPrefix;
 use super::validation::{check_text, ValidationErrors};
+use crate::crypto::secrets::Sealed;
 
 pub const MAX_NAME_LEN: usize = 200;
 pub const MAX_OWNER_ID_LEN: usize = 256;
@@ -82,6 +83,8 @@ pub struct Key {
     pub enabled: bool,
     pub last_used_at: Option<DateTime<Utc>>,
     pub rotated_from: Option<KeyId>,
+    /// The encrypted signing secret of a key that signs requests.
+    pub signing_secret: Option<Sealed>,
 }
 
 impl Key {
@@ -147,6 +150,9 @@ pub struct KeyDraft {
     pub ttl_seconds: Option<i64>,
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// Also issue a signing secret, for signed requests (`POST /v1/verify/request`).
+    #[serde(default)]
+    pub signing: bool,
 }
 
 fn default_environment() -> Environment {
@@ -167,6 +173,7 @@ pub struct KeySpec {
     pub owner_id: Option<String>,
     pub expires_at: Option<DateTime<Utc>>,
     pub enabled: bool,
+    pub signing: bool,
 }
 
 impl KeyDraft {
@@ -188,6 +195,7 @@ impl KeyDraft {
             owner_id: self.owner_id,
             expires_at,
             enabled: self.enabled,
+            signing: self.signing,
         })
     }
 }
@@ -421,6 +429,7 @@ mod tests {
             enabled,
             last_used_at: None,
             rotated_from: None,
+            signing_secret: None,
         }
     }
 

@@ -39,7 +39,45 @@ pub struct Tenant {
     pub slug: String,
     pub name: String,
     pub status: TenantStatus,
+    pub settings: TenantSettings,
     pub created_at: DateTime<Utc>,
+}
+
+pub const MAX_SKEW_SECONDS: i64 = 3600;
+
+/// How a tenant's signed requests are judged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct TenantSettings {
+    /// Accept AWS Signature Version 2 (HMAC-SHA1, legacy S3 clients). Off by default.
+    pub sigv2_enabled: bool,
+    /// Accept each signature only once within its validity window. On by default.
+    pub replay_protection: bool,
+    /// How far a signed request's timestamp may be from keyward's clock, in seconds.
+    pub signature_max_skew_seconds: i64,
+}
+
+impl Default for TenantSettings {
+    fn default() -> Self {
+        TenantSettings {
+            sigv2_enabled: false,
+            replay_protection: true,
+            signature_max_skew_seconds: 300,
+        }
+    }
+}
+
+/// The settings to change; absent fields keep their value.
+#[derive(Debug, Default, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSettingsPatch {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sigv2_enabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replay_protection: Option<bool>,
+    /// 1 to 3600.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature_max_skew_seconds: Option<i64>,
 }
 
 /// `POST /v1/tenants` body before validation.
@@ -59,6 +97,7 @@ pub struct TenantDraft {
 pub struct TenantPatch {
     pub name: Option<String>,
     pub status: Option<TenantStatus>,
+    pub settings: Option<TenantSettingsPatch>,
 }
 
 pub fn is_valid_slug(slug: &str) -> bool {
@@ -77,6 +116,7 @@ impl TenantDraft {
             slug: self.slug,
             name: self.name.trim().to_owned(),
             status: TenantStatus::Active,
+            settings: TenantSettings::default(),
             created_at: now,
         })
     }
@@ -88,12 +128,21 @@ impl TenantPatch {
         if let Some(name) = &self.name {
             check_text(&mut errors, "name", name, MAX_NAME_LEN);
         }
-        if self.name.is_none() && self.status.is_none() {
-            errors.add("", "give at least one of name, status");
+        if let Some(skew) = self.settings.as_ref().and_then(|s| s.signature_max_skew_seconds) {
+            if !(1..=MAX_SKEW_SECONDS).contains(&skew) {
+                errors.add(
+                    "settings.signature_max_skew_seconds",
+                    format!("must be between 1 and {MAX_SKEW_SECONDS}"),
+                );
+            }
+        }
+        if self.name.is_none() && self.status.is_none() && self.settings.is_none() {
+            errors.add("", "give at least one of name, status, settings");
         }
         errors.finish(TenantPatch {
             name: self.name.map(|n| n.trim().to_owned()),
             status: self.status,
+            settings: self.settings,
         })
     }
 }

@@ -3,6 +3,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -50,6 +51,8 @@ pub struct KeyView {
     pub last_used_at: Option<DateTime<Utc>>,
     /// The key this one replaced by rotation.
     pub rotated_from: Option<KeyId>,
+    /// Whether the key has a signing secret for signed requests.
+    pub signing: bool,
     pub status: KeyStatus,
 }
 
@@ -74,6 +77,7 @@ impl KeyView {
             enabled: key.enabled,
             last_used_at: key.last_used_at,
             rotated_from: key.rotated_from,
+            signing: key.signing_secret.is_some(),
             status,
         }
     }
@@ -85,6 +89,9 @@ pub struct CreatedKey {
     /// The secret token. Shown this once; keyward keeps only its SHA-256.
     #[schema(example = "sk_live_…")]
     pub token: String,
+    /// With `signing: true`: the signing secret, shown this once. Its UTF-8 bytes are the HMAC key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_secret: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -95,6 +102,9 @@ pub struct RotatedKey {
     pub token: String,
     /// The old key, now expiring at the end of the grace period.
     pub previous: KeyView,
+    /// The new key's signing secret, when the old key had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_secret: Option<String>,
 }
 
 /// Issues a key; the response carries its token, shown only this once.
@@ -124,6 +134,7 @@ async fn create_key(
     let now = ctx.clock.now();
     let body = CreatedKey {
         token: issued.token.expose().to_owned(),
+        signing_secret: issued.signing_secret.as_ref().map(|s| s.expose_secret().to_owned()),
         key: KeyView::new(issued.key, now),
     };
     Ok((StatusCode::CREATED, Json(body)))
@@ -229,6 +240,11 @@ async fn rotate_key(
     let now = ctx.clock.now();
     let body = RotatedKey {
         token: rotated.issued.token.expose().to_owned(),
+        signing_secret: rotated
+            .issued
+            .signing_secret
+            .as_ref()
+            .map(|s| s.expose_secret().to_owned()),
         key: KeyView::new(rotated.issued.key, now),
         previous: KeyView::new(rotated.previous, now),
     };

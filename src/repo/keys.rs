@@ -6,6 +6,7 @@ use sqlx::{PgConnection, PgExecutor, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::bad_column;
+use crate::crypto::secrets::Sealed;
 use crate::domain::authz::TenantScope;
 use crate::domain::ids::{KeyId, KeyKind, TenantId};
 use crate::domain::key::{Environment, Key, KeyPatch, KeyStatus};
@@ -32,6 +33,8 @@ struct KeyRow {
     enabled: bool,
     last_used_at: Option<DateTime<Utc>>,
     rotated_from: Option<String>,
+    signing_secret: Option<Vec<u8>>,
+    signing_secret_version: Option<i32>,
 }
 
 impl TryFrom<KeyRow> for Key {
@@ -58,6 +61,10 @@ impl TryFrom<KeyRow> for Key {
             enabled: row.enabled,
             last_used_at: row.last_used_at,
             rotated_from: row.rotated_from.map(KeyId::from_trusted),
+            signing_secret: match (row.signing_secret, row.signing_secret_version) {
+                (Some(blob), Some(version)) => Some(Sealed { version, blob }),
+                _ => None,
+            },
         })
     }
 }
@@ -71,13 +78,14 @@ struct KeyWithTenantRow {
 
 const COLUMNS: &str = "k.id, k.tenant_id, k.kind, k.name, k.environment, k.prefix, k.start, k.scopes, \
     k.metadata, k.owner_id, k.created_at, k.created_by, k.expires_at, k.revoked_at, k.revoked_reason, \
-    k.enabled, k.last_used_at, k.rotated_from";
+    k.enabled, k.last_used_at, k.rotated_from, k.signing_secret, k.signing_secret_version";
 
 pub async fn insert(conn: &mut PgConnection, key: &Key, hash: &TokenHash) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO api_keys (id, tenant_id, kind, name, environment, prefix, start, token_hash, scopes,
-             metadata, owner_id, created_at, created_by, expires_at, enabled, rotated_from)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+             metadata, owner_id, created_at, created_by, expires_at, enabled, rotated_from, signing_secret,
+             signing_secret_version)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
     )
     .bind(key.id.as_str())
     .bind(key.tenant_id.map(|t| t.0))
@@ -95,6 +103,8 @@ pub async fn insert(conn: &mut PgConnection, key: &Key, hash: &TokenHash) -> Res
     .bind(key.expires_at)
     .bind(key.enabled)
     .bind(key.rotated_from.as_ref().map(KeyId::as_str))
+    .bind(key.signing_secret.as_ref().map(|s| s.blob.as_slice()))
+    .bind(key.signing_secret.as_ref().map(|s| s.version))
     .execute(conn)
     .await?;
     Ok(())
@@ -268,4 +278,32 @@ pub async fn record_last_used(db: impl PgExecutor<'_>, uses: &[(KeyId, DateTime<
     .execute(db)
     .await?;
     Ok(result.rows_affected())
+}
+
+/// Keys whose signing secret is sealed under another master key than `current`.
+pub async fn sealed_under_other_versions(
+    db: impl PgExecutor<'_>,
+    current: i32,
+    limit: i64,
+) -> Result<Vec<Key>, sqlx::Error> {
+    sqlx::query_as::<_, KeyRow>(&format!(
+        "SELECT {COLUMNS} FROM api_keys k WHERE k.signing_secret_version <> $1 ORDER BY k.id LIMIT $2"
+    ))
+    .bind(current)
+    .bind(limit)
+    .fetch_all(db)
+    .await?
+    .into_iter()
+    .map(Key::try_from)
+    .collect()
+}
+
+pub async fn reseal(conn: &mut PgConnection, id: &KeyId, sealed: &Sealed) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE api_keys SET signing_secret = $2, signing_secret_version = $3 WHERE id = $1")
+        .bind(id.as_str())
+        .bind(sealed.blob.as_slice())
+        .bind(sealed.version)
+        .execute(conn)
+        .await?;
+    Ok(())
 }

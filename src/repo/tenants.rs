@@ -14,6 +14,7 @@ struct TenantRow {
     slug: String,
     name: String,
     status: String,
+    settings: serde_json::Value,
     created_at: DateTime<Utc>,
 }
 
@@ -26,12 +27,14 @@ impl TryFrom<TenantRow> for Tenant {
             status: TenantStatus::parse(&row.status).ok_or_else(|| bad_column("tenants.status", &row.status))?,
             slug: row.slug,
             name: row.name,
+            // Absent keys take their defaults.
+            settings: serde_json::from_value(row.settings).unwrap_or_default(),
             created_at: row.created_at,
         })
     }
 }
 
-const COLUMNS: &str = "id, slug, name, status, created_at";
+const COLUMNS: &str = "id, slug, name, status, settings, created_at";
 
 pub async fn insert(conn: &mut PgConnection, tenant: &Tenant) -> Result<(), sqlx::Error> {
     sqlx::query("INSERT INTO tenants (id, slug, name, status, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)")
@@ -75,13 +78,20 @@ pub async fn update(
     now: DateTime<Utc>,
 ) -> Result<Option<Tenant>, sqlx::Error> {
     sqlx::query_as::<_, TenantRow>(&format!(
-        "UPDATE tenants SET name = COALESCE($2, name), status = COALESCE($3, status), updated_at = $4
+        "UPDATE tenants SET name = COALESCE($2, name), status = COALESCE($3, status),
+             settings = settings || COALESCE($5, '{{}}'::jsonb), updated_at = $4
          WHERE id = $1 RETURNING {COLUMNS}"
     ))
     .bind(id.0)
     .bind(patch.name.as_deref())
     .bind(patch.status.map(TenantStatus::as_str))
     .bind(now)
+    .bind(
+        patch
+            .settings
+            .as_ref()
+            .map(|s| serde_json::to_value(s).unwrap_or_default()),
+    )
     .fetch_optional(conn)
     .await?
     .map(Tenant::try_from)

@@ -3,9 +3,11 @@
 //! audit trail calls them.
 
 use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgConnection;
 
 use super::{actor_of, Context, Error, Result};
+use crate::crypto::secrets::new_signing_secret;
 use crate::domain::audit::{Actor, NewAuditEvent, Outcome, RequestMeta};
 use crate::domain::authz::{authorize, Action, Caller, Denied, TenantScope};
 use crate::domain::ids::{KeyId, KeyKind, TenantId};
@@ -24,6 +26,8 @@ use crate::repo::{self, keys::KeyListFilter};
 pub struct IssuedKey {
     pub key: Key,
     pub token: NewToken,
+    /// The signing secret of a key issued with `signing`, shown this once too.
+    pub signing_secret: Option<SecretString>,
 }
 
 #[derive(Debug)]
@@ -107,7 +111,18 @@ fn new_key(
         enabled: template.enabled,
         last_used_at: None,
         rotated_from: template.rotated_from,
+        signing_secret: None,
     }
+}
+
+/// Gives `key` a fresh signing secret, sealed under the current master key.
+fn attach_signing_secret(ctx: &Context, key: &mut Key) -> Result<SecretString> {
+    let master = ctx.master_keys.as_deref().ok_or(Error::NotConfigured(
+        "signing secrets need KEYWARD_MASTER_KEYS to be set",
+    ))?;
+    let secret = new_signing_secret();
+    key.signing_secret = Some(master.seal(secret.expose_secret(), key.id.as_str()));
+    Ok(secret)
 }
 
 struct KeyTemplate {
@@ -144,7 +159,12 @@ pub async fn create_key(
         enabled: spec.enabled,
         rotated_from: None,
     };
-    let key = new_key(KeyKind::Customer, owner, &token, &actor, now, template);
+    let mut key = new_key(KeyKind::Customer, owner, &token, &actor, now, template);
+    let signing_secret = if spec.signing {
+        Some(attach_signing_secret(ctx, &mut key)?)
+    } else {
+        None
+    };
     let mut tx = ctx.pool.begin().await?;
     check_owner(&mut tx, owner, true).await?;
     repo::keys::insert(&mut tx, &key, &token.hash()).await?;
@@ -155,10 +175,15 @@ pub async fn create_key(
             "environment": key.environment.as_str(),
             "scopes": key.scopes,
             "expires_at": key.expires_at,
+            "signing": signing_secret.is_some(),
         }));
     repo::audit::append(&mut tx, &event).await?;
     tx.commit().await?;
-    Ok(IssuedKey { key, token })
+    Ok(IssuedKey {
+        key,
+        token,
+        signing_secret,
+    })
 }
 
 /// Issues a service token on behalf of a caller, who cannot grant permissions it lacks.
@@ -213,7 +238,11 @@ pub async fn issue_service_token(
     .details(serde_json::json!({ "name": key.name, "permissions": key.scopes, "expires_at": key.expires_at }));
     repo::audit::append(&mut tx, &event).await?;
     tx.commit().await?;
-    Ok(IssuedKey { key, token })
+    Ok(IssuedKey {
+        key,
+        token,
+        signing_secret: None,
+    })
 }
 
 pub async fn list(
@@ -352,7 +381,12 @@ pub async fn rotate(
         enabled: old.enabled,
         rotated_from: Some(old.id.clone()),
     };
-    let key = new_key(kind, owner, &token, &actor, now, template);
+    let mut key = new_key(kind, owner, &token, &actor, now, template);
+    let signing_secret = if old.signing_secret.is_some() {
+        Some(attach_signing_secret(ctx, &mut key)?)
+    } else {
+        None
+    };
     repo::keys::insert(&mut tx, &key, &token.hash()).await?;
     let previous = repo::keys::set_expires_at(&mut tx, &old.id, old.expiry_after_rotation(now, grace)).await?;
     let event = NewAuditEvent::new(
@@ -372,7 +406,11 @@ pub async fn rotate(
     repo::audit::append(&mut tx, &event).await?;
     tx.commit().await?;
     Ok(Rotated {
-        issued: IssuedKey { key, token },
+        issued: IssuedKey {
+            key,
+            token,
+            signing_secret,
+        },
         previous,
     })
 }
@@ -413,4 +451,31 @@ pub async fn revoke(
     repo::audit::append(&mut tx, &event).await?;
     tx.commit().await?;
     Ok(revoked)
+}
+
+/// Re-seals every signing secret under the current master key (after a master-key rotation).
+/// Returns how many were re-sealed.
+pub async fn reseal_signing_secrets(ctx: &Context) -> Result<u64> {
+    let master = ctx
+        .master_keys
+        .as_deref()
+        .ok_or(Error::NotConfigured("KEYWARD_MASTER_KEYS is not set"))?;
+    let mut total = 0;
+    loop {
+        let batch = repo::keys::sealed_under_other_versions(&ctx.pool, master.current_version(), 500).await?;
+        if batch.is_empty() {
+            return Ok(total);
+        }
+        let mut tx = ctx.pool.begin().await?;
+        for key in &batch {
+            let Some(sealed) = &key.signing_secret else { continue };
+            let secret = master
+                .open(sealed, key.id.as_str())
+                .map_err(|e| Error::Conflict(format!("{}: {e}", key.id)))?;
+            let resealed = master.seal(secret.expose_secret(), key.id.as_str());
+            repo::keys::reseal(&mut tx, &key.id, &resealed).await?;
+            total += 1;
+        }
+        tx.commit().await?;
+    }
 }

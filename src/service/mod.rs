@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use crate::crypto::jwt::Jwt;
 use crate::crypto::password::{PasswordError, Passwords};
+use crate::crypto::secrets::MasterKeys;
 
 use crate::clock::Clock;
 use crate::domain::audit::Actor;
@@ -31,11 +32,18 @@ pub struct Context {
     pub usage: UsageRecorder,
     pub passwords: Passwords,
     pub jwt: Option<Arc<Jwt>>,
+    /// Master keys sealing signing secrets (`None`: keys cannot be issued with `signing`).
+    pub master_keys: Option<Arc<MasterKeys>>,
 }
 
 impl Context {
     pub fn with_jwt(mut self, jwt: Jwt) -> Self {
         self.jwt = Some(Arc::new(jwt));
+        self
+    }
+
+    pub fn with_master_keys(mut self, keys: MasterKeys) -> Self {
+        self.master_keys = Some(Arc::new(keys));
         self
     }
 }

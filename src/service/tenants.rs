@@ -85,6 +85,7 @@ pub async fn update(
     .details(serde_json::json!({
         "name": patch.name,
         "status": patch.status.map(|s| s.as_str()),
+        "settings": patch.settings,
     }));
     repo::audit::append(&mut tx, &event).await?;
     tx.commit().await?;

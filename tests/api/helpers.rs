@@ -4,6 +4,7 @@
 use chrono::Duration;
 use keyward::clock::Clock;
 use keyward::crypto::jwt::Jwt;
+use keyward::crypto::secrets::MasterKeys;
 use keyward::domain::audit::{Actor, ActorKind, RequestMeta};
 use keyward::domain::authz::{Permission, TenantScope};
 use keyward::domain::key::ServiceTokenSpec;
@@ -54,8 +55,9 @@ impl TestApp {
     }
 
     pub async fn spawn_with_jwt(pool: PgPool, jwt: Jwt) -> TestApp {
-        let ctx =
-            keyward::app::context(pool.clone(), Clock::system(), std::time::Duration::from_secs(3600)).with_jwt(jwt);
+        let ctx = keyward::app::context(pool.clone(), Clock::system(), std::time::Duration::from_secs(3600))
+            .with_jwt(jwt)
+            .with_master_keys(MasterKeys::parse(&MasterKeys::generate_config(1)).unwrap());
         let admin = issue_token(&ctx, TenantScope::Platform, &Permission::ALL).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();

@@ -384,3 +384,67 @@ async fn unknown_or_malformed_key_ids_are_not_found(pool: PgPool) {
         assert_eq!(reply.content_type(), "application/problem+json");
     }
 }
+
+#[sqlx::test]
+async fn a_signing_key_shows_its_signing_secret_once_and_stores_it_encrypted(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+
+    let reply = app
+        .post(
+            &keys_path(&tenant),
+            &app.admin,
+            json!({"name": "signer", "signing": true}),
+        )
+        .await;
+
+    assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+    let secret = reply.body["signing_secret"].as_str().unwrap();
+    assert_eq!(secret.len(), 43);
+    assert_eq!(reply.body["key"]["signing"], true);
+    let id = reply.body["key"]["id"].as_str().unwrap();
+    let shown = app.get(&format!("{}/{id}", keys_path(&tenant)), &app.admin).await;
+    assert!(!shown.body.to_string().contains(secret));
+    let stored: Vec<u8> = sqlx::query_scalar("SELECT signing_secret FROM api_keys WHERE id = $1")
+        .bind(id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert!(!stored.windows(secret.len()).any(|w| w == secret.as_bytes()));
+}
+
+#[sqlx::test]
+async fn rotating_a_signing_key_issues_a_new_signing_secret(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let created = app
+        .post(
+            &keys_path(&tenant),
+            &app.admin,
+            json!({"name": "signer", "signing": true}),
+        )
+        .await;
+    let id = created.body["key"]["id"].as_str().unwrap();
+
+    let rotated = app
+        .post(&format!("{}/{id}/rotate", keys_path(&tenant)), &app.admin, json!({}))
+        .await;
+
+    assert_eq!(rotated.status, StatusCode::CREATED);
+    assert_eq!(rotated.body["key"]["signing"], true);
+    assert_ne!(rotated.body["signing_secret"], created.body["signing_secret"]);
+    assert_eq!(rotated.body["signing_secret"].as_str().unwrap().len(), 43);
+}
+
+#[sqlx::test]
+async fn a_key_without_signing_has_no_signing_secret(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+
+    let reply = app
+        .post(&keys_path(&tenant), &app.admin, json!({"name": "plain"}))
+        .await;
+
+    assert!(reply.body.get("signing_secret").is_none());
+    assert_eq!(reply.body["key"]["signing"], false);
+}

@@ -157,3 +157,41 @@ async fn pg_dump_is_installed_and_dumps_this_tests_database(pool: PgPool) {
     assert!(dump.contains(&tenant));
     assert!(dump.contains("storage-probe"));
 }
+
+#[sqlx::test]
+async fn a_full_pg_dump_holds_no_signing_secret_in_any_encoding(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let created = app
+        .post(&format!("/v1/tenants/{tenant}/keys"), &app.admin, json!({"name": "signer", "signing": true}))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let id = created.body["key"]["id"].as_str().unwrap();
+    let rotated = app
+        .post(&format!("/v1/tenants/{tenant}/keys/{id}/rotate"), &app.admin, json!({}))
+        .await;
+    let mut secrets = Vec::new();
+    for reply in [&created.body, &rotated.body] {
+        secrets.push(reply["signing_secret"].as_str().unwrap().to_owned());
+    }
+
+    let dump = pg_dump(&app).await;
+
+    for secret in &secrets {
+        let raw = URL_SAFE_NO_PAD.decode(secret).unwrap();
+        let forms = [
+            secret.clone(),
+            STANDARD.encode(secret),
+            URL_SAFE_NO_PAD.encode(secret),
+            hex::encode(secret),
+            hex::encode_upper(secret),
+            STANDARD.encode(&raw),
+            hex::encode(&raw),
+            hex::encode_upper(&raw),
+        ];
+        for form in forms {
+            assert!(!dump.contains(&form), "a signing secret is recoverable from the dump");
+        }
+    }
+    assert!(dump.contains(id), "the dump holds the keys themselves");
+}

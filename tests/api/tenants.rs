@@ -40,7 +40,48 @@ async fn creating_a_tenant_returns_201_with_id_slug_name_status_and_created_at(p
     assert!(chrono::DateTime::parse_from_rfc3339(created_at).is_ok());
     let mut keys: Vec<&str> = reply.body.as_object().unwrap().keys().map(String::as_str).collect();
     keys.sort_unstable();
-    assert_eq!(keys, ["created_at", "id", "name", "slug", "status"]);
+    assert_eq!(keys, ["created_at", "id", "name", "settings", "slug", "status"]);
+    assert_eq!(
+        reply.body["settings"],
+        json!({"sigv2_enabled": false, "replay_protection": true, "signature_max_skew_seconds": 300})
+    );
+}
+
+#[sqlx::test]
+async fn patching_settings_changes_only_the_given_ones(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let id = app.tenant("acme").await;
+
+    let reply = app
+        .patch(
+            &format!("/v1/tenants/{id}"),
+            &app.admin,
+            json!({"settings": {"sigv2_enabled": true}}),
+        )
+        .await;
+
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(
+        reply.body["settings"],
+        json!({"sigv2_enabled": true, "replay_protection": true, "signature_max_skew_seconds": 300})
+    );
+}
+
+#[sqlx::test]
+async fn a_skew_outside_1_to_3600_seconds_is_refused(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let id = app.tenant("acme").await;
+
+    let reply = app
+        .patch(
+            &format!("/v1/tenants/{id}"),
+            &app.admin,
+            json!({"settings": {"signature_max_skew_seconds": 0}}),
+        )
+        .await;
+
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(reply.body["errors"][0]["field"], "settings.signature_max_skew_seconds");
 }
 
 #[sqlx::test]
