@@ -17,6 +17,7 @@ pub fn context(pool: sqlx::PgPool, clock: Clock, usage_flush: Duration) -> Conte
         passwords: Passwords::default(),
         jwt: None,
         master_keys: None,
+        sigv4: Default::default(),
     }
 }
 

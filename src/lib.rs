@@ -12,6 +12,7 @@ pub mod error;
 pub mod http;
 pub mod repo;
 pub mod service;
+pub mod signing;
 
 /// The OpenAPI document as pretty JSON, exactly as committed in `openapi/openapi.json`.
 pub fn openapi_json() -> String {

@@ -20,6 +20,16 @@ pub enum VerifyCode {
     Disabled,
     TenantSuspended,
     InsufficientScope,
+    /// Signed requests: the signature is not the one the key's secret gives for this request.
+    SignatureMismatch,
+    /// Signed requests: signed too long ago (or too far ahead), or a presigned URL has lapsed.
+    SignatureExpired,
+    /// Signed requests: this signature was already accepted once.
+    Replayed,
+    /// Signed requests: something that must be signed (e.g. `host`) is not.
+    UnsignedHeaderRequired,
+    /// Signed requests: the tenant does not accept this scheme (AWS SigV2 unless enabled).
+    SchemeDisabled,
 }
 
 impl VerifyCode {
@@ -33,6 +43,11 @@ impl VerifyCode {
             VerifyCode::Disabled => "DISABLED",
             VerifyCode::TenantSuspended => "TENANT_SUSPENDED",
             VerifyCode::InsufficientScope => "INSUFFICIENT_SCOPE",
+            VerifyCode::SignatureMismatch => "SIGNATURE_MISMATCH",
+            VerifyCode::SignatureExpired => "SIGNATURE_EXPIRED",
+            VerifyCode::Replayed => "REPLAYED",
+            VerifyCode::UnsignedHeaderRequired => "UNSIGNED_HEADER_REQUIRED",
+            VerifyCode::SchemeDisabled => "SCHEME_DISABLED",
         }
     }
 }
@@ -46,5 +61,17 @@ pub fn judge(key: &Key, tenant_status: TenantStatus, required: &[Scope], now: Da
         KeyStatus::Active if tenant_status == TenantStatus::Suspended => VerifyCode::TenantSuspended,
         KeyStatus::Active if !covers_all(&key.granted_scopes(), required) => VerifyCode::InsufficientScope,
         KeyStatus::Active => VerifyCode::Valid,
+    }
+}
+
+impl VerifyCode {
+    /// The code for a signing-library error code string.
+    pub fn from_signature_code(code: &str) -> VerifyCode {
+        match code {
+            "SIGNATURE_MISMATCH" => VerifyCode::SignatureMismatch,
+            "SIGNATURE_EXPIRED" => VerifyCode::SignatureExpired,
+            "UNSIGNED_HEADER_REQUIRED" => VerifyCode::UnsignedHeaderRequired,
+            _ => VerifyCode::Malformed,
+        }
     }
 }

@@ -8,13 +8,17 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::{Authenticated, Json, Meta};
 use crate::domain::ids::{KeyId, TenantId};
-use crate::domain::key::Environment;
+use crate::domain::key::{Environment, Key};
+use crate::domain::validation::ValidationErrors;
 use crate::domain::verify::VerifyCode;
 use crate::error::{ApiError, Problem};
-use crate::service::{verify, Context};
+use crate::service::{signed, verify, Context};
+use crate::signing;
 
 pub fn router() -> OpenApiRouter<Context> {
-    OpenApiRouter::new().routes(routes!(verify_key))
+    OpenApiRouter::new()
+        .routes(routes!(verify_key))
+        .routes(routes!(verify_request))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -32,6 +36,10 @@ pub struct VerifyRequest {
 pub struct VerifyResponse {
     pub valid: bool,
     pub code: VerifyCode,
+    /// Signed requests: the scheme the request was signed with (`aws-sigv4`, `hmac`, `rfc9421`,
+    /// `arrow`, `aws-sigv2`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_id: Option<KeyId>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -71,16 +79,148 @@ async fn verify_key(
     Json(request): Json<VerifyRequest>,
 ) -> Result<Json<VerifyResponse>, ApiError> {
     let verdict = verify::verify_key(&ctx, &caller, &meta, &request.key, &request.scopes).await?;
-    let key = verdict.key;
-    Ok(Json(VerifyResponse {
-        valid: verdict.code == VerifyCode::Valid,
-        code: verdict.code,
-        tenant_id: key.as_ref().and_then(|k| k.tenant_id),
-        environment: key.as_ref().map(|k| k.environment),
-        expires_at: key.as_ref().and_then(|k| k.expires_at),
-        key_id: key.as_ref().map(|k| k.id.clone()),
-        owner_id: key.as_ref().and_then(|k| k.owner_id.clone()),
-        metadata: key.as_ref().map(|k| k.metadata.clone()),
-        scopes: key.map(|k| k.scopes),
-    }))
+    Ok(Json(VerifyResponse::new(verdict.code, verdict.key, None)))
+}
+
+impl VerifyResponse {
+    fn new(code: VerifyCode, key: Option<Key>, scheme: Option<&str>) -> Self {
+        VerifyResponse {
+            valid: code == VerifyCode::Valid,
+            code,
+            scheme: scheme.map(str::to_owned),
+            tenant_id: key.as_ref().and_then(|k| k.tenant_id),
+            environment: key.as_ref().map(|k| k.environment),
+            expires_at: key.as_ref().and_then(|k| k.expires_at),
+            key_id: key.as_ref().map(|k| k.id.clone()),
+            owner_id: key.as_ref().and_then(|k| k.owner_id.clone()),
+            metadata: key.as_ref().map(|k| k.metadata.clone()),
+            scopes: key.map(|k| k.scopes),
+        }
+    }
+}
+
+/// A request as a gateway or backend received it, for `POST /v1/verify/request`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignedRequestBody {
+    #[schema(example = "GET")]
+    pub method: String,
+    /// As it appeared on the wire, still percent-encoded, without the query.
+    #[schema(example = "/v1/orders")]
+    pub path: String,
+    /// The raw query after `?`; empty when there is none.
+    #[serde(default)]
+    pub query: String,
+    /// Header fields in arrival order, repeats kept, each `[name, value]`. A `Host` is expected.
+    #[serde(default)]
+    #[schema(value_type = Vec<Vec<String>>, example = json!([["host", "api.example.com"]]))]
+    pub headers: Vec<(String, String)>,
+    /// The body, base64; or give `body_sha256` instead.
+    pub body_base64: Option<String>,
+    /// Hex SHA-256 of the body, when the body itself is not sent.
+    pub body_sha256: Option<String>,
+    /// `https` (default) or `http`, as the client used it.
+    pub url_scheme: Option<String>,
+    /// Scopes the key must cover.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+const MAX_PATH_LEN: usize = 8192;
+
+impl SignedRequestBody {
+    fn into_request(self) -> Result<signing::Request, ValidationErrors> {
+        use base64::Engine;
+        let mut errors = ValidationErrors::default();
+        if self.method.is_empty() || self.method.len() > 32 || !self.method.bytes().all(|b| b.is_ascii_graphic()) {
+            errors.add("method", "must be an HTTP method, e.g. GET");
+        }
+        if !self.path.starts_with('/') || self.path.len() > MAX_PATH_LEN || self.path.chars().any(char::is_control) {
+            errors.add(
+                "path",
+                "must start with '/', without control characters, at most 8192 bytes",
+            );
+        }
+        if self.query.len() > MAX_PATH_LEN || self.query.chars().any(char::is_control) {
+            errors.add("query", "must be at most 8192 bytes, without control characters");
+        }
+        for (i, (name, value)) in self.headers.iter().enumerate() {
+            let bad_name = name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':');
+            let bad_value = value.chars().any(|c| c.is_control() && c != '\t');
+            if bad_name || bad_value {
+                errors.add(
+                    format!("headers[{i}]"),
+                    "must be a header name and a value without line breaks",
+                );
+            }
+        }
+        let body = match (self.body_base64, self.body_sha256) {
+            (Some(_), Some(_)) => {
+                errors.add("body_sha256", "give either body_base64 or body_sha256, not both");
+                signing::Body::default()
+            }
+            (Some(text), None) => match base64::engine::general_purpose::STANDARD.decode(text) {
+                Ok(bytes) => signing::Body::Bytes(bytes),
+                Err(_) => {
+                    errors.add("body_base64", "must be standard base64");
+                    signing::Body::default()
+                }
+            },
+            (None, Some(hex_digest)) => {
+                match hex::decode(&hex_digest).ok().and_then(|b| <[u8; 32]>::try_from(b).ok()) {
+                    Some(digest) => signing::Body::Sha256(digest),
+                    None => {
+                        errors.add("body_sha256", "must be 64 hex characters");
+                        signing::Body::default()
+                    }
+                }
+            }
+            (None, None) => signing::Body::default(),
+        };
+        if let Some(scheme) = &self.url_scheme {
+            if scheme != "https" && scheme != "http" {
+                errors.add("url_scheme", "must be https or http");
+            }
+        }
+        errors.finish(signing::Request {
+            method: self.method,
+            path: self.path,
+            query: self.query,
+            headers: self.headers,
+            body,
+            scheme: self.url_scheme,
+        })
+    }
+}
+
+/// Verifies a signed request: AWS Signature Version 4 (header or presigned URL), the plain
+/// `X-Keyward-*` HMAC headers, RFC 9421 HTTP Message Signatures (hmac-sha256), the `x-arrow-*`
+/// profile, or AWS Signature Version 2 where the tenant enables it. Every well-formed call gets
+/// 200 with `valid`, `code` and `scheme`.
+#[utoipa::path(
+    post, path = "/v1/verify/request", tag = "verify",
+    request_body = SignedRequestBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = VerifyResponse),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn verify_request(
+    State(ctx): State<Context>,
+    Authenticated(caller): Authenticated,
+    Meta(meta): Meta,
+    Json(body): Json<SignedRequestBody>,
+) -> Result<Json<VerifyResponse>, ApiError> {
+    let scopes = body.scopes.clone();
+    let request = body.into_request().map_err(crate::service::Error::from)?;
+    let verdict = signed::verify_request(&ctx, &caller, &meta, &request, &scopes).await?;
+    Ok(Json(VerifyResponse::new(
+        verdict.code,
+        verdict.key,
+        verdict.scheme.map(|s| s.as_str()),
+    )))
 }

@@ -10,7 +10,7 @@ use crate::crypto::secrets::Sealed;
 use crate::domain::authz::TenantScope;
 use crate::domain::ids::{KeyId, KeyKind, TenantId};
 use crate::domain::key::{Environment, Key, KeyPatch, KeyStatus};
-use crate::domain::tenant::TenantStatus;
+use crate::domain::tenant::{TenantSettings, TenantStatus};
 use crate::domain::token::TokenHash;
 
 #[derive(sqlx::FromRow)]
@@ -132,6 +132,34 @@ pub async fn find_by_hash(
         None => None,
     };
     Ok(Some((Key::try_from(row.key)?, status)))
+}
+
+/// The customer key with this id, with its tenant's status and settings (signed requests
+/// name their key by id).
+pub async fn find_customer_by_id(
+    db: impl PgExecutor<'_>,
+    id: &KeyId,
+) -> Result<Option<(Key, TenantStatus, TenantSettings)>, sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        key: KeyRow,
+        tenant_status: String,
+        tenant_settings: serde_json::Value,
+    }
+    let row = sqlx::query_as::<_, Row>(&format!(
+        "SELECT {COLUMNS}, t.status AS tenant_status, t.settings AS tenant_settings
+         FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+         WHERE k.id = $1 AND k.kind = 'customer'"
+    ))
+    .bind(id.as_str())
+    .fetch_optional(db)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let status =
+        TenantStatus::parse(&row.tenant_status).ok_or_else(|| bad_column("tenants.status", &row.tenant_status))?;
+    let settings = serde_json::from_value(row.tenant_settings).unwrap_or_default();
+    Ok(Some((Key::try_from(row.key)?, status, settings)))
 }
 
 /// One key of `kind` held by `owner`; `for_update` locks it for the rest of the transaction.

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod keys;
+pub mod replays;
 pub mod tenants;
 pub mod users;
 

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod identity;
 pub mod keys;
 pub mod members;
+pub mod signed;
 pub mod tenants;
 pub mod usage;
 pub mod verify;
@@ -34,6 +35,8 @@ pub struct Context {
     pub jwt: Option<Arc<Jwt>>,
     /// Master keys sealing signing secrets (`None`: keys cannot be issued with `signing`).
     pub master_keys: Option<Arc<MasterKeys>>,
+    /// The SigV4 regions and services this deployment accepts.
+    pub sigv4: Arc<crate::signing::sigv4::Accept>,
 }
 
 impl Context {

@@ -96,6 +96,9 @@ async fn run(pool: PgPool, mut receiver: mpsc::Receiver<Message>, interval: Dura
 
 impl Pending {
     async fn write(&mut self, pool: &PgPool) {
+        if let Err(error) = repo::replays::prune(pool, Utc::now()).await {
+            tracing::warn!(%error, "could not prune the signature replay store");
+        }
         if !self.last_used.is_empty() {
             let uses: Vec<(KeyId, DateTime<Utc>)> = self.last_used.drain().collect();
             if let Err(error) = repo::keys::record_last_used(pool, &uses).await {

@@ -349,7 +349,10 @@ mod tests {
         let b = parse_http_date("Tue, 27 Mar 2007 19:36:42 GMT");
         assert!(a.is_some());
         assert_eq!(a, b);
-        assert_eq!(a.map(format_http_date).as_deref(), Some("Tue, 27 Mar 2007 19:36:42 GMT"));
+        assert_eq!(
+            a.map(format_http_date).as_deref(),
+            Some("Tue, 27 Mar 2007 19:36:42 GMT")
+        );
     }
 
     #[test]

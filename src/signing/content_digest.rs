@@ -104,7 +104,8 @@ mod tests {
 
     #[test]
     fn sha512_cannot_be_checked_without_the_bytes() {
-        let field = "sha-512=:YMAam51Jz/jOATT6/zvHrLVgOYTGFy1d6GJiOHTohq4yP+pgk4vf2aCsyRZOtw8MjkM7iw7yZ/WkppmM44T3qg==:";
+        let field =
+            "sha-512=:YMAam51Jz/jOATT6/zvHrLVgOYTGFy1d6GJiOHTohq4yP+pgk4vf2aCsyRZOtw8MjkM7iw7yZ/WkppmM44T3qg==:";
         assert_eq!(check(field, &Body::Bytes(HELLO.to_vec())), Ok(()));
         let hashed = Body::Sha256(Body::Bytes(HELLO.to_vec()).sha256());
         assert_eq!(check(field, &hashed), Err(DigestError::Unsupported));

@@ -57,12 +57,9 @@ pub fn parse(req: &Request) -> Result<Parsed, SchemeError> {
     .then(|| timestamp_text.parse::<i64>().ok())
     .flatten()
     .and_then(|secs| DateTime::from_timestamp(secs, 0))
-    .ok_or(SchemeError::Malformed(
-        "X-Keyward-Timestamp must be Unix seconds",
-    ))?;
-    let signature = decode_hex32(signature).ok_or(SchemeError::Malformed(
-        "X-Keyward-Signature must be 64 hex digits",
-    ))?;
+    .ok_or(SchemeError::Malformed("X-Keyward-Timestamp must be Unix seconds"))?;
+    let signature =
+        decode_hex32(signature).ok_or(SchemeError::Malformed("X-Keyward-Signature must be 64 hex digits"))?;
     Ok(Parsed {
         key_id: key_id.to_owned(),
         timestamp_text: timestamp_text.to_owned(),
@@ -120,12 +117,7 @@ pub fn signature_headers(
 }
 
 /// Adds (or replaces) the three signature headers on `req`.
-pub fn sign(
-    req: &mut Request,
-    key_id: &str,
-    secret: &[u8],
-    time: DateTime<Utc>,
-) -> Result<(), SignError> {
+pub fn sign(req: &mut Request, key_id: &str, secret: &[u8], time: DateTime<Utc>) -> Result<(), SignError> {
     for (name, value) in signature_headers(req, key_id, secret, time)? {
         req.set_header(name, value);
     }
@@ -174,9 +166,7 @@ mod tests {
 
     #[test]
     fn the_string_to_sign_uses_the_canonical_query_and_body_hash() {
-        let req = Request::new("POST", "/a%20b", "b=2&a=1").with_body(super::super::Body::Bytes(
-            b"{}".to_vec(),
-        ));
+        let req = Request::new("POST", "/a%20b", "b=2&a=1").with_body(super::super::Body::Bytes(b"{}".to_vec()));
         assert_eq!(
             string_to_sign(&req, "1700000000"),
             "POST\n/a%20b\na=1&b=2\n1700000000\n44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"

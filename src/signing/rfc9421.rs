@@ -240,8 +240,7 @@ pub enum BaseError {
 pub fn signature_base(message: &Message<'_>, input: &SignatureInput) -> Result<String, BaseError> {
     let mut base = String::new();
     for component in &input.components {
-        let id = sfv::serialize_item(&component.to_item())
-            .map_err(|_| BaseError::Invalid("component identifier"))?;
+        let id = sfv::serialize_item(&component.to_item()).map_err(|_| BaseError::Invalid("component identifier"))?;
         let value = component_value(message, component)?;
         if value.contains(['\n', '\r']) {
             return Err(BaseError::Invalid("a component value holds a line break"));
@@ -268,12 +267,8 @@ fn component_value(message: &Message<'_>, c: &Component) -> Result<String, BaseE
     }
     let req = match (message, c.name.as_str()) {
         (Message::Response { status, .. }, "@status") => return Ok(status.to_string()),
-        (Message::Response { .. }, _) => {
-            return Err(BaseError::Invalid("request components in a response"))
-        }
-        (Message::Request(_), "@status") => {
-            return Err(BaseError::Invalid("@status in a request"))
-        }
+        (Message::Response { .. }, _) => return Err(BaseError::Invalid("request components in a response")),
+        (Message::Request(_), "@status") => return Err(BaseError::Invalid("@status in a request")),
         (Message::Request(req), _) => *req,
     };
     let scheme = req.scheme.as_deref().unwrap_or("https").to_ascii_lowercase();
@@ -395,8 +390,7 @@ fn field_value(message: &Message<'_>, c: &Component) -> Result<String, BaseError
     }
     let combined = lines.join(", ");
     if let Some(key) = c.string_param("key") {
-        let dict = sfv::parse_dictionary(&combined)
-            .map_err(|_| BaseError::Invalid("field is not a dictionary"))?;
+        let dict = sfv::parse_dictionary(&combined).map_err(|_| BaseError::Invalid("field is not a dictionary"))?;
         let member = dict
             .iter()
             .find(|(k, _)| k == key)
@@ -408,8 +402,7 @@ fn field_value(message: &Message<'_>, c: &Component) -> Result<String, BaseError
         if !DICTIONARY_FIELDS.contains(&c.name.as_str()) {
             return Err(BaseError::Invalid("structured type of the field is unknown"));
         }
-        let dict = sfv::parse_dictionary(&combined)
-            .map_err(|_| BaseError::Invalid("field is not a dictionary"))?;
+        let dict = sfv::parse_dictionary(&combined).map_err(|_| BaseError::Invalid("field is not a dictionary"))?;
         return sfv::serialize_dictionary(&dict).map_err(|_| BaseError::Invalid("dictionary"));
     }
     Ok(combined)
@@ -425,6 +418,9 @@ pub struct Requirements {
     pub created: bool,
     /// `content-digest` covered whenever the body is not empty.
     pub content_digest: bool,
+    /// The whole query covered (`@query`, `@request-target` or `@target-uri`) whenever there is
+    /// one: with `@path` alone a query could be changed unnoticed. Stricter than issue 5 asks.
+    pub query: bool,
 }
 
 impl Default for Requirements {
@@ -433,6 +429,7 @@ impl Default for Requirements {
             core_components: true,
             created: true,
             content_digest: true,
+            query: true,
         }
     }
 }
@@ -443,6 +440,7 @@ impl Requirements {
             core_components: false,
             created: false,
             content_digest: false,
+            query: false,
         }
     }
 }
@@ -474,9 +472,7 @@ impl Parsed {
     }
 
     pub fn created(&self) -> Option<DateTime<Utc>> {
-        self.input
-            .created()
-            .and_then(|s| DateTime::from_timestamp(s, 0))
+        self.input.created().and_then(|s| DateTime::from_timestamp(s, 0))
     }
 }
 
@@ -517,11 +513,7 @@ fn signature_inputs(req: &Request) -> Result<sfv::Dictionary, SchemeError> {
 }
 
 /// Reads the signature with `label`.
-pub fn parse_label(
-    req: &Request,
-    label: &str,
-    requirements: &Requirements,
-) -> Result<Parsed, SchemeError> {
+pub fn parse_label(req: &Request, label: &str, requirements: &Requirements) -> Result<Parsed, SchemeError> {
     let inputs = signature_inputs(req)?;
     let member = inputs
         .iter()
@@ -540,8 +532,7 @@ pub fn parse_label(
         .to_owned();
 
     let raw = joined(req, SIGNATURE).ok_or(SchemeError::Malformed("no Signature header"))?;
-    let signatures =
-        sfv::parse_dictionary(&raw).map_err(|_| SchemeError::Malformed("unparseable Signature"))?;
+    let signatures = sfv::parse_dictionary(&raw).map_err(|_| SchemeError::Malformed("unparseable Signature"))?;
     let signature = match signatures.iter().find(|(l, _)| l == label).map(|(_, m)| m) {
         Some(Member::Item(Item {
             bare: BareItem::ByteSeq(bytes),
@@ -563,6 +554,12 @@ pub fn parse_label(
     }
     if requirements.created && input.created().is_none() {
         return Err(SchemeError::UnsignedHeaderRequired("created"));
+    }
+    let query_covered = ["@query", "@request-target", "@target-uri"]
+        .iter()
+        .any(|name| input.covers(name));
+    if requirements.query && !req.query.is_empty() && !query_covered {
+        return Err(SchemeError::UnsignedHeaderRequired("@query"));
     }
     if requirements.content_digest && !req.body.is_empty() && !input.covers("content-digest") {
         return Err(SchemeError::UnsignedHeaderRequired("content-digest"));
@@ -662,21 +659,13 @@ pub fn sign_with(req: &mut Request, secret: &[u8], params: &SignParams<'_>) -> R
         return Err(SignError::Invalid("label must be a structured-field key"));
     }
     req.set_header(SIGNATURE_INPUT, format!("{}={member}", params.label));
-    req.set_header(
-        SIGNATURE,
-        format!("{}=:{}:", params.label, STANDARD.encode(signature)),
-    );
+    req.set_header(SIGNATURE, format!("{}=:{}:", params.label, STANDARD.encode(signature)));
     Ok(())
 }
 
 /// Signs the way keyward wants to verify: label `sig1`, `@method @authority @path`, `@query`
 /// when there is one, and `content-digest` (added as sha-256 when missing) when there is a body.
-pub fn sign(
-    req: &mut Request,
-    key_id: &str,
-    secret: &[u8],
-    created: DateTime<Utc>,
-) -> Result<(), SignError> {
+pub fn sign(req: &mut Request, key_id: &str, secret: &[u8], created: DateTime<Utc>) -> Result<(), SignError> {
     let mut components = vec![
         Component::new("@method"),
         Component::new("@authority"),
@@ -790,11 +779,9 @@ mod tests {
     fn a_dictionary_member_is_picked_by_key() {
         let req = Request::new("GET", "/", "").with_header("Content-Digest", "sha-256=:AAAA:, sha-512=:BBBB:");
         let mut c = Component::new("content-digest");
-        c.params.push(("key".to_owned(), BareItem::String("sha-512".to_owned())));
-        assert_eq!(
-            component_value(&Message::Request(&req), &c),
-            Ok(":BBBB:".to_owned())
-        );
+        c.params
+            .push(("key".to_owned(), BareItem::String("sha-512".to_owned())));
+        assert_eq!(component_value(&Message::Request(&req), &c), Ok(":BBBB:".to_owned()));
     }
 
     #[test]
@@ -866,6 +853,23 @@ mod tests {
     }
 
     #[test]
+    fn keyward_requires_the_query_covered_when_there_is_one() {
+        let mut req = signed(r#"sig1=("@method" "@authority" "@path");created=1;keyid="k""#);
+        req.query = "a=1".to_owned();
+        assert_eq!(parse(&req), Err(SchemeError::UnsignedHeaderRequired("@query")));
+        req.set_header(
+            "Signature-Input",
+            r#"sig1=("@method" "@authority" "@path" "@query");created=1;keyid="k""#,
+        );
+        assert!(parse(&req).is_ok());
+        req.set_header(
+            "Signature-Input",
+            r#"sig1=("@method" "@authority" "@target-uri");created=1;keyid="k""#,
+        );
+        assert!(parse(&req).is_ok());
+    }
+
+    #[test]
     fn keyward_requires_content_digest_when_there_is_a_body() {
         let req = signed(r#"sig1=("@method" "@authority" "@path");created=1;keyid="k""#)
             .with_body(super::super::Body::Bytes(b"x".to_vec()));
@@ -905,7 +909,10 @@ mod tests {
         let req = Request::new("GET", "/", "")
             .with_header("Host", "h")
             .with_header("Signature-Input", r#"a=("@method");created=1;keyid="x";alg="ed25519""#)
-            .with_header("Signature-Input", r#"sig1=("@method" "@authority" "@path");created=1;keyid="k""#)
+            .with_header(
+                "Signature-Input",
+                r#"sig1=("@method" "@authority" "@path");created=1;keyid="k""#,
+            )
             .with_header("Signature", "sig1=:AAAA:");
         assert_eq!(parse(&req).map(|p| p.label().to_owned()), Ok("sig1".to_owned()));
     }

@@ -17,6 +17,12 @@ const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
 
 const MAX_INTEGER: i64 = 999_999_999_999_999;
 
+/// RFC 8941 §3 sizes every parser must support; we support exactly those, which also bounds the
+/// work a hostile header can cause (repeated keys are looked up linearly).
+const MAX_MEMBERS: usize = 1024;
+const MAX_INNER_ITEMS: usize = 256;
+const MAX_PARAMS: usize = 256;
+
 /// A decimal kept as thousandths, so it serialises back exactly.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Decimal(pub i64);
@@ -142,6 +148,9 @@ impl<'a> Parser<'a> {
             return Ok(members);
         }
         loop {
+            if members.len() == MAX_MEMBERS {
+                return Err(SfvError("more than 1024 members"));
+            }
             members.push(self.member()?);
             if !self.member_separator()? {
                 return Ok(members);
@@ -166,6 +175,9 @@ impl<'a> Parser<'a> {
                 })
             };
             insert(&mut members, key, member);
+            if members.len() > MAX_MEMBERS {
+                return Err(SfvError("more than 1024 members"));
+            }
             if !self.member_separator()? {
                 return Ok(members);
             }
@@ -193,6 +205,9 @@ impl<'a> Parser<'a> {
                 }
                 None => return Err(SfvError("unterminated inner list")),
                 Some(_) => {
+                    if items.len() == MAX_INNER_ITEMS {
+                        return Err(SfvError("more than 256 inner list items"));
+                    }
                     items.push(self.item()?);
                     if !matches!(self.peek(), Some(b' ' | b')')) {
                         return Err(SfvError("inner list items must be separated by spaces"));
@@ -221,6 +236,9 @@ impl<'a> Parser<'a> {
                 BareItem::Boolean(true)
             };
             insert(&mut params, key, value);
+            if params.len() > MAX_PARAMS {
+                return Err(SfvError("more than 256 parameters"));
+            }
         }
         Ok(params)
     }
@@ -232,8 +250,7 @@ impl<'a> Parser<'a> {
         }
         let start = self.pos;
         while let Some(b) = self.peek() {
-            if b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.' | b'*')
-            {
+            if b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.' | b'*') {
                 self.pos += 1;
             } else {
                 break;
@@ -415,12 +432,8 @@ pub fn parse_item(input: &str) -> Result<Item> {
 /// RFC 8941 key syntax: `lcalpha` or `*`, then `lcalpha`, digits, `_ - . *`.
 pub fn is_valid_key(key: &str) -> bool {
     let mut bytes = key.bytes();
-    bytes
-        .next()
-        .is_some_and(|b| b.is_ascii_lowercase() || b == b'*')
-        && bytes.all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.' | b'*')
-        })
+    bytes.next().is_some_and(|b| b.is_ascii_lowercase() || b == b'*')
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.' | b'*'))
 }
 
 pub fn serialize_bare_item(bare: &BareItem, out: &mut String) -> Result<()> {
@@ -460,9 +473,7 @@ pub fn serialize_bare_item(bare: &BareItem, out: &mut String) -> Result<()> {
         }
         BareItem::Token(t) => {
             let mut bytes = t.bytes();
-            let first_ok = bytes
-                .next()
-                .is_some_and(|b| b.is_ascii_alphabetic() || b == b'*');
+            let first_ok = bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'*');
             if !first_ok || !bytes.all(|b| is_tchar(b) || b == b':' || b == b'/') {
                 return Err(SfvError("invalid token"));
             }
@@ -666,10 +677,7 @@ mod tests {
     #[test]
     fn inner_lists_allow_extra_spaces_but_need_one_between_items() {
         let dict = parse_dictionary(r#"sig=(  "a"   "b" );created=1"#).unwrap();
-        assert_eq!(
-            serialize_dictionary(&dict).unwrap(),
-            r#"sig=("a" "b");created=1"#
-        );
+        assert_eq!(serialize_dictionary(&dict).unwrap(), r#"sig=("a" "b");created=1"#);
         assert!(parse_dictionary(r#"sig=("a""b")"#).is_err());
         assert!(parse_dictionary(r#"sig=("a" "b""#).is_err());
     }
@@ -712,6 +720,21 @@ mod tests {
         let list = parse_list(r#"a, (1 2);p, "s""#).unwrap();
         assert_eq!(list.len(), 3);
         assert_eq!(serialize_list(&list).unwrap(), r#"a, (1 2);p, "s""#);
+    }
+
+    #[test]
+    fn dictionaries_stop_at_1024_members() {
+        let fits: Vec<String> = (0..1024).map(|i| format!("k{i}=1")).collect();
+        assert!(parse_dictionary(&fits.join(",")).is_ok());
+        let too_many: Vec<String> = (0..1025).map(|i| format!("k{i}=1")).collect();
+        assert!(parse_dictionary(&too_many.join(",")).is_err());
+    }
+
+    #[test]
+    fn parameters_stop_at_256() {
+        let fits: String = (0..256).map(|i| format!(";p{i}")).collect();
+        assert!(parse_item(&format!("a{fits}")).is_ok());
+        assert!(parse_item(&format!("a{fits};q")).is_err());
     }
 
     #[test]

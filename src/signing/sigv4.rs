@@ -4,9 +4,8 @@
 use chrono::{DateTime, Duration, Utc};
 
 use super::canon::{
-    canonical_query_excluding, decode_hex32, fold_whitespace, format_amz_date, hex_sha256,
-    hmac_sha256, hmac_sha256_matches, parse_amz_date, parse_http_date, percent_decode,
-    raw_query_pairs, uri_encode, within_skew,
+    canonical_query_excluding, decode_hex32, fold_whitespace, format_amz_date, hex_sha256, hmac_sha256,
+    hmac_sha256_matches, parse_amz_date, parse_http_date, percent_decode, raw_query_pairs, uri_encode, within_skew,
 };
 use super::error::{SchemeError, SignError, VerifyError};
 use super::request::Request;
@@ -25,6 +24,9 @@ const P_EXPIRES: &str = "X-Amz-Expires";
 const P_SIGNED_HEADERS: &str = "X-Amz-SignedHeaders";
 const P_SIGNATURE: &str = "X-Amz-Signature";
 const P_SECURITY_TOKEN: &str = "X-Amz-Security-Token";
+
+/// More signed headers than any real client sends; bounds the work of a hostile list.
+const MAX_SIGNED_HEADERS: usize = 64;
 
 /// Headers our signer leaves out, as the AWS SDKs do: proxies rewrite them.
 const UNSIGNED_BY_SIGNER: [&str; 4] = ["authorization", "user-agent", "expect", "x-amzn-trace-id"];
@@ -48,10 +50,7 @@ pub struct CredentialScope {
 
 impl CredentialScope {
     pub fn to_scope_string(&self) -> String {
-        format!(
-            "{}/{}/{}/{TERMINATOR}",
-            self.date, self.region, self.service
-        )
+        format!("{}/{}/{}/{TERMINATOR}", self.date, self.region, self.service)
     }
 }
 
@@ -105,9 +104,7 @@ impl Parsed {
     /// tests: it must never be logged in production (it is the signature base).
     pub fn canonical_request(&self, req: &Request) -> Result<String, VerifyError> {
         let candidates = payload_candidates(self, req, true)?;
-        let first = candidates
-            .first()
-            .ok_or(VerifyError::Malformed("no payload hash"))?;
+        let first = candidates.first().ok_or(VerifyError::Malformed("no payload hash"))?;
         Ok(canonical_request(self, req, first))
     }
 
@@ -280,9 +277,7 @@ fn parse_presigned(req: &Request) -> Result<Parsed, SchemeError> {
         None
     }
     .filter(|s| (1..=MAX_PRESIGN_EXPIRES_SECS).contains(s))
-    .ok_or(SchemeError::Malformed(
-        "X-Amz-Expires must be 1 to 604800 seconds",
-    ))?;
+    .ok_or(SchemeError::Malformed("X-Amz-Expires must be 1 to 604800 seconds"))?;
     build(
         Form::Presigned,
         &credential,
@@ -326,6 +321,9 @@ fn build(
     }
 
     let names: Vec<String> = signed_headers.split(';').map(str::to_owned).collect();
+    if names.len() > MAX_SIGNED_HEADERS {
+        return Err(SchemeError::Malformed("more than 64 SignedHeaders"));
+    }
     for (i, name) in names.iter().enumerate() {
         let valid = !name.is_empty()
             && name
@@ -343,8 +341,7 @@ fn build(
     if !names.iter().any(|n| n == "host") {
         return Err(SchemeError::UnsignedHeaderRequired("host"));
     }
-    let signature =
-        decode_hex32(signature).ok_or(SchemeError::Malformed("Signature must be 64 hex digits"))?;
+    let signature = decode_hex32(signature).ok_or(SchemeError::Malformed("Signature must be 64 hex digits"))?;
 
     Ok(Parsed {
         form,
@@ -421,11 +418,7 @@ fn canonical_request(parsed: &Parsed, req: &Request, payload_hash: &str) -> Stri
 }
 
 /// The payload hashes a signature may have been made with, the likeliest first.
-fn payload_candidates(
-    parsed: &Parsed,
-    req: &Request,
-    allow_unsigned_header: bool,
-) -> Result<Vec<String>, VerifyError> {
+fn payload_candidates(parsed: &Parsed, req: &Request, allow_unsigned_header: bool) -> Result<Vec<String>, VerifyError> {
     let body_hash = hex::encode(req.body.sha256());
     let declared = req
         .single_header("x-amz-content-sha256")
@@ -439,9 +432,8 @@ fn payload_candidates(
             Ok(vec![UNSIGNED_PAYLOAD.to_owned()])
         }
         Some(value) => {
-            let declared_hash = decode_hex32(value).ok_or(VerifyError::Malformed(
-                "unsupported x-amz-content-sha256 value",
-            ))?;
+            let declared_hash =
+                decode_hex32(value).ok_or(VerifyError::Malformed("unsupported x-amz-content-sha256 value"))?;
             // A body that differs from the hash the client signed was changed on the way.
             if declared_hash != req.body.sha256() {
                 return Err(VerifyError::Mismatch);
@@ -477,10 +469,10 @@ pub fn verify(
     max_skew: Duration,
     accept: &Accept,
 ) -> Result<(), VerifyError> {
-    if !accept.regions.iter().any(|r| *r == parsed.scope.region) {
+    if !accept.regions.contains(&parsed.scope.region) {
         return Err(VerifyError::ScopeNotAccepted("region"));
     }
-    if !accept.services.iter().any(|s| *s == parsed.scope.service) {
+    if !accept.services.contains(&parsed.scope.service) {
         return Err(VerifyError::ScopeNotAccepted("service"));
     }
     let key = signing_key(secret, &parsed.scope);
@@ -495,7 +487,11 @@ pub fn verify(
     }
     let fresh = match parsed.expires {
         None => within_skew(parsed.timestamp, now, max_skew),
-        Some(expires) => now >= parsed.timestamp - max_skew && now <= parsed.timestamp + expires,
+        Some(expires) => {
+            let start = parsed.timestamp.checked_sub_signed(max_skew);
+            let end = parsed.timestamp.checked_add_signed(expires);
+            start.is_some_and(|start| now >= start) && end.is_some_and(|end| now <= end)
+        }
     };
     if !fresh {
         return Err(VerifyError::Expired);

@@ -45,6 +45,9 @@ pub const JWT_SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
 pub const JWT_ISSUER: &str = "keyward";
 pub const JWT_AUDIENCE: &str = "keyward-api";
 
+/// The master key of every test server, so replicas of one test share it.
+pub const MASTER_KEYS: &str = "v1:dGVzdC1tYXN0ZXIta2V5LXRlc3QtbWFzdGVyLWtleSE=";
+
 /// A password that meets the policy.
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -57,7 +60,7 @@ impl TestApp {
     pub async fn spawn_with_jwt(pool: PgPool, jwt: Jwt) -> TestApp {
         let ctx = keyward::app::context(pool.clone(), Clock::system(), std::time::Duration::from_secs(3600))
             .with_jwt(jwt)
-            .with_master_keys(MasterKeys::parse(&MasterKeys::generate_config(1)).unwrap());
+            .with_master_keys(MasterKeys::parse(&secrecy::SecretString::from(MASTER_KEYS.to_owned())).unwrap());
         let admin = issue_token(&ctx, TenantScope::Platform, &Permission::ALL).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();

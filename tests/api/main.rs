@@ -11,6 +11,7 @@ mod keys;
 mod logs;
 mod openapi;
 mod service_tokens;
+mod signed;
 mod storage;
 mod tenants;
 mod verify;

@@ -163,7 +163,11 @@ async fn a_full_pg_dump_holds_no_signing_secret_in_any_encoding(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let tenant = app.tenant("acme").await;
     let created = app
-        .post(&format!("/v1/tenants/{tenant}/keys"), &app.admin, json!({"name": "signer", "signing": true}))
+        .post(
+            &format!("/v1/tenants/{tenant}/keys"),
+            &app.admin,
+            json!({"name": "signer", "signing": true}),
+        )
         .await;
     assert_eq!(created.status, StatusCode::CREATED);
     let id = created.body["key"]["id"].as_str().unwrap();

@@ -1,0 +1,146 @@
+//! Verification of signed requests, for every scheme of `signing`: the signature is read
+//! without any secret (so a malformed one costs no lookup), the key is found by the id the
+//! client named, its signing secret is unsealed, and the signature is checked against keyward's
+//! clock and the tenant's settings. An accepted signature is remembered so a replay is refused
+//! on every replica.
+
+use chrono::Duration;
+use secrecy::ExposeSecret;
+
+use super::{actor_of, Context, Error, Result};
+use crate::domain::audit::{NewAuditEvent, Outcome, RequestMeta};
+use crate::domain::authz::{authorize, Action, Caller};
+use crate::domain::ids::{KeyId, KeyKind};
+use crate::domain::key::{Key, KeyStatus};
+use crate::domain::scope::{covers_all, parse_scopes, MAX_SCOPES_PER_KEY};
+use crate::domain::tenant::TenantStatus;
+use crate::domain::validation::ValidationErrors;
+use crate::domain::verify::VerifyCode;
+use crate::repo;
+use crate::signing::{self, Policy, Scheme};
+
+#[derive(Debug)]
+pub struct SignedVerdict {
+    /// The scheme the request was signed with, when one was recognised.
+    pub scheme: Option<Scheme>,
+    pub code: VerifyCode,
+    /// The key, on `VALID` only.
+    pub key: Option<Key>,
+}
+
+pub async fn verify_request(
+    ctx: &Context,
+    caller: &Caller,
+    meta: &RequestMeta,
+    request: &signing::Request,
+    required_scopes: &[String],
+) -> Result<SignedVerdict> {
+    authorize(caller, Action::VerifyKeys, None)?;
+    let mut errors = ValidationErrors::default();
+    let required = parse_scopes(&mut errors, "scopes", required_scopes, MAX_SCOPES_PER_KEY);
+    errors.finish(())?;
+    let now = ctx.clock.now();
+
+    let parsed = match signing::parse(request) {
+        Ok(Some(parsed)) => parsed,
+        Ok(None) => return Ok(refused(ctx, caller, meta, None, None, VerifyCode::Malformed).await),
+        Err(error) => {
+            let scheme = signing::detect(request);
+            let code = VerifyCode::from_signature_code(error.code());
+            return Ok(refused(ctx, caller, meta, scheme, None, code).await);
+        }
+    };
+    let scheme = Some(parsed.scheme());
+    let found = match KeyId::parse(KeyKind::Customer, parsed.key_id()) {
+        Some(id) => repo::keys::find_customer_by_id(&ctx.pool, &id).await?,
+        None => None,
+    };
+    let Some((key, tenant_status, settings)) =
+        found.filter(|(key, _, _)| caller.bound_tenant().is_none_or(|own| key.tenant_id == Some(own)))
+    else {
+        return Ok(refused(ctx, caller, meta, scheme, None, VerifyCode::NotFound).await);
+    };
+    let state = match key.status(now) {
+        KeyStatus::Revoked => Some(VerifyCode::Revoked),
+        KeyStatus::Expired => Some(VerifyCode::Expired),
+        KeyStatus::Disabled => Some(VerifyCode::Disabled),
+        KeyStatus::Active if tenant_status == TenantStatus::Suspended => Some(VerifyCode::TenantSuspended),
+        KeyStatus::Active if key.signing_secret.is_none() => Some(VerifyCode::NotFound),
+        KeyStatus::Active if parsed.scheme() == Scheme::AwsSigV2 && !settings.sigv2_enabled => {
+            Some(VerifyCode::SchemeDisabled)
+        }
+        KeyStatus::Active => None,
+    };
+    if let Some(code) = state {
+        return Ok(refused(ctx, caller, meta, scheme, Some(&key), code).await);
+    }
+
+    let (Some(sealed), Some(master)) = (&key.signing_secret, ctx.master_keys.as_deref()) else {
+        return Err(Error::NotConfigured(
+            "signing secrets need KEYWARD_MASTER_KEYS to be set",
+        ));
+    };
+    let secret = master.open(sealed, key.id.as_str()).map_err(|error| {
+        tracing::error!(key = %key.id, %error, "a signing secret does not decrypt with the configured master keys");
+        Error::NotConfigured("a signing secret does not decrypt with the configured master keys")
+    })?;
+    let max_skew = Duration::seconds(settings.signature_max_skew_seconds);
+    let policy = Policy {
+        max_skew,
+        sigv4: (*ctx.sigv4).clone(),
+        ..Policy::default()
+    };
+    if let Err(error) = parsed.verify(request, secret.expose_secret().as_bytes(), now, &policy) {
+        let code = VerifyCode::from_signature_code(error.code());
+        return Ok(refused(ctx, caller, meta, scheme, Some(&key), code).await);
+    }
+    if !covers_all(&key.granted_scopes(), &required) {
+        return Ok(refused(ctx, caller, meta, scheme, Some(&key), VerifyCode::InsufficientScope).await);
+    }
+    if settings.replay_protection {
+        let window_end = parsed.replay_window_end(max_skew).unwrap_or(now + max_skew).max(now);
+        let first = repo::replays::remember(&ctx.pool, &key.id, parsed.replay_id().as_bytes(), window_end).await?;
+        if !first {
+            return Ok(refused(ctx, caller, meta, scheme, Some(&key), VerifyCode::Replayed).await);
+        }
+    }
+    ctx.usage.key_used(&key.id, now);
+    Ok(SignedVerdict {
+        scheme,
+        code: VerifyCode::Valid,
+        key: Some(key),
+    })
+}
+
+/// Records the refusal (batched, like key verification failures) and builds the verdict.
+async fn refused(
+    ctx: &Context,
+    caller: &Caller,
+    meta: &RequestMeta,
+    scheme: Option<Scheme>,
+    key: Option<&Key>,
+    code: VerifyCode,
+) -> SignedVerdict {
+    let tenant = key.and_then(|k| k.tenant_id).or(caller.bound_tenant());
+    let mut event = NewAuditEvent::new(
+        ctx.clock.now(),
+        &actor_of(caller),
+        meta,
+        tenant,
+        "key.verify_failed",
+        Outcome::Denied,
+    )
+    .details(serde_json::json!({
+        "code": code.as_str(),
+        "scheme": scheme.map(Scheme::as_str),
+    }));
+    if let Some(key) = key {
+        event = event.target("key", &key.id);
+    }
+    ctx.usage.verify_failed(event).await;
+    SignedVerdict {
+        scheme,
+        code,
+        key: None,
+    }
+}

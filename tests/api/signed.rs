@@ -1,0 +1,416 @@
+//! POST /v1/verify/request: signed requests of every scheme, checked against real keys, the
+//! server's clock and the tenant's settings.
+
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+use crate::helpers::TestApp;
+use keyward::domain::authz::Permission;
+use keyward::signing::{self, keyward_hmac, sigv2, sigv4, Body, Request};
+
+/// Issues a signing key in `tenant`; returns (key id, signing secret).
+async fn signing_key(app: &TestApp, tenant: &str, scopes: &[&str]) -> (String, String) {
+    let reply = app
+        .post(
+            &format!("/v1/tenants/{tenant}/keys"),
+            &app.admin,
+            json!({"name": "signer", "signing": true, "scopes": scopes}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+    (
+        reply.body["key"]["id"].as_str().unwrap().to_owned(),
+        reply.body["signing_secret"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn request(path: &str, query: &str) -> Request {
+    Request::new("POST", path, query)
+        .with_header("Host", "api.example.com")
+        .with_header("Content-Type", "application/json")
+        .with_body(Body::Bytes(br#"{"amount":100}"#.to_vec()))
+}
+
+fn hmac_signed(key_id: &str, secret: &str, at: DateTime<Utc>) -> Request {
+    let mut req = request("/v1/orders", "b=2&a=1");
+    keyward_hmac::sign(&mut req, key_id, secret.as_bytes(), at).unwrap();
+    req
+}
+
+async fn verify_as(app: &TestApp, verifier: &str, req: &Request, scopes: &[&str]) -> Value {
+    let body = match &req.body {
+        Body::Bytes(bytes) => json!(base64::engine::general_purpose::STANDARD.encode(bytes)),
+        _ => Value::Null,
+    };
+    let reply = app
+        .post(
+            "/v1/verify/request",
+            verifier,
+            json!({"method": req.method, "path": req.path, "query": req.query, "headers": req.headers,
+                   "body_base64": body, "scopes": scopes}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    reply.body
+}
+
+async fn verify(app: &TestApp, req: &Request) -> Value {
+    verify_as(app, &app.admin, req, &[]).await
+}
+
+#[sqlx::test]
+async fn hmac_signed_request_is_valid_and_names_its_scheme(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let (key_id, secret) = signing_key(&app, &tenant, &["orders:write"]).await;
+
+    let answer = verify_as(
+        &app,
+        &app.admin,
+        &hmac_signed(&key_id, &secret, app.clock().now()),
+        &["orders:write"],
+    )
+    .await;
+
+    assert_eq!(answer["valid"], true);
+    assert_eq!(answer["code"], "VALID");
+    assert_eq!(answer["scheme"], "hmac");
+    assert_eq!(answer["key_id"], key_id.as_str());
+    assert_eq!(answer["tenant_id"], tenant.as_str());
+}
+
+#[sqlx::test]
+async fn changing_any_signed_part_is_a_signature_mismatch(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let (key_id, secret) = signing_key(&app, &tenant, &[]).await;
+    let signed = hmac_signed(&key_id, &secret, app.clock().now());
+    type Tamper = Box<dyn Fn(&mut Request)>;
+    let tamperings: Vec<(&str, Tamper)> = vec![
+        ("method", Box::new(|r| r.method = "PUT".into())),
+        ("path", Box::new(|r| r.path = "/v1/orderz".into())),
+        ("query value", Box::new(|r| r.query = "b=3&a=1".into())),
+        (
+            "body",
+            Box::new(|r| r.body = Body::Bytes(br#"{"amount":999}"#.to_vec())),
+        ),
+    ];
+
+    for (what, tamper) in tamperings {
+        let mut req = signed.clone();
+        tamper(&mut req);
+        assert_eq!(verify(&app, &req).await["code"], "SIGNATURE_MISMATCH", "{what}");
+    }
+}
+
+#[sqlx::test]
+async fn a_signature_from_the_wrong_secret_is_a_mismatch(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let (key_id, _) = signing_key(&app, &tenant, &[]).await;
+
+    let answer = verify(&app, &hmac_signed(&key_id, "not-the-secret", app.clock().now())).await;
+
+    assert_eq!(answer["code"], "SIGNATURE_MISMATCH");
+}
+
+#[sqlx::test]
+async fn a_signature_older_than_the_skew_is_expired(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let (key_id, secret) = signing_key(&app, &tenant, &[]).await;
+    let signed = hmac_signed(&key_id, &secret, app.clock().now());
+
+    app.advance(301);
+
+    assert_eq!(verify(&app, &signed).await["code"], "SIGNATURE_EXPIRED");
+}
+
+#[sqlx::test]
+async fn the_tenants_skew_setting_widens_the_window(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    app.patch(
+        &format!("/v1/tenants/{tenant}"),
+        &app.admin,
+        json!({"settings": {"signature_max_skew_seconds": 900}}),
+    )
+    .await;
+    let (key_id, secret) = signing_key(&app, &tenant, &[]).await;
+    let signed = hmac_signed(&key_id, &secret, app.clock().now());
+
+    app.advance(600);
+
+    assert_eq!(verify(&app, &signed).await["code"], "VALID");
+}
+
+#[sqlx::test]
+async fn the_same_signature_is_accepted_once(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let (key_id, secret) = signing_key(&app, &tenant, &[]).await;
+    let signed = hmac_signed(&key_id, &secret, app.clock().now());
+
+    assert_eq!(verify(&app, &signed).await["code"], "VALID");
+    assert_eq!(verify(&app, &signed).await["code"], "REPLAYED");
+}
+
+#[sqlx::test]
+async fn replay_protection_can_be_turned_off_per_tenant(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    app.patch(
+        &format!("/v1/tenants/{tenant}"),
+        &app.admin,
+        json!({"settings": {"replay_protection": false}}),
+    )
+    .await;
+    let (key_id, secret) = signing_key(&app, &tenant, &[]).await;
+    let signed = hmac_signed(&key_id, &secret, app.clock().now());
+
+    assert_eq!(verify(&app, &signed).await["code"], "VALID");
+    assert_eq!(verify(&app, &signed).await["code"], "VALID");
+}
+
+#[sqlx::test]
+async fn replays_are_refused_across_replicas_sharing_the_database(pool: PgPool) {
+    let first = TestApp::spawn(pool.clone()).await;
+    let second = TestApp::spawn(pool).await;
+    let tenant = first.tenant("acme").await;
+    let (key_id, secret) = signing_key(&first, &tenant, &[]).await;
+    let signed = hmac_signed(&key_id, &secret, first.clock().now());
+
+    assert_eq!(verify(&first, &signed).await["code"], "VALID");
+    assert_eq!(verify(&second, &signed).await["code"], "REPLAYED");
+}
+
+#[sqlx::test]
+async fn sigv4_signed_request_is_valid(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let (key_id, secret) = signing_key(&app, &tenant, &[]).await;
+    let mut req = request("/v1/orders", "");
+    let creds = sigv4::Credentials {
+        key_id: &key_id,
+        secret: secret.as_bytes(),
+        region: "us-east-1",
+        service: "keyward",
+        session_token: None,
+    };
+    sigv4::sign(&mut req, &creds, app.clock().now()).unwrap();
+
+    let answer = verify(&app, &req).await;
+
+    assert_eq!(
+        (answer["code"].as_str(), answer["scheme"].as_str()),
+        (Some("VALID"), Some("aws-sigv4"))
+    );
+}
+
+#[sqlx::test]
+async fn sigv4_with_an_unaccepted_region_is_refused(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let (key_id, secret) = signing_key(&app, &tenant, &[]).await;
+    let mut req = request("/v1/orders", "");
+    let creds = sigv4::Credentials {
+        key_id: &key_id,
+        secret: secret.as_bytes(),
+        region: "eu-west-1",
+        service: "keyward",
+        session_token: None,
+    };
+    sigv4::sign(&mut req, &creds, app.clock().now()).unwrap();
+
+    assert_eq!(verify(&app, &req).await["valid"], false);
+}
+
+#[sqlx::test]
+async fn rfc9421_signed_request_is_valid(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let (key_id, secret) = signing_key(&app, &tenant, &[]).await;
+    let mut req = request("/v1/orders", "");
+    req.set_header(
+        "Content-Digest",
+        signing::content_digest::sha256_field(&req.body.sha256()),
+    );
+    signing::rfc9421::sign(&mut req, &key_id, secret.as_bytes(), app.clock().now()).unwrap();
+
+    let answer = verify(&app, &req).await;
+
+    assert_eq!(
+        (answer["code"].as_str(), answer["scheme"].as_str()),
+        (Some("VALID"), Some("rfc9421"))
+    );
+}
+
+#[sqlx::test]
+async fn arrow_signed_request_is_valid(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let (key_id, secret) = signing_key(&app, &tenant, &[]).await;
+    let mut req = request("/v1/orders", "a=1");
+    signing::arrow::sign(&mut req, &key_id, secret.as_bytes(), app.clock().now()).unwrap();
+
+    let answer = verify(&app, &req).await;
+
+    assert_eq!(
+        (answer["code"].as_str(), answer["scheme"].as_str()),
+        (Some("VALID"), Some("arrow"))
+    );
+}
+
+#[sqlx::test]
+async fn sigv2_is_disabled_until_the_tenant_enables_it(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let (key_id, secret) = signing_key(&app, &tenant, &[]).await;
+    let mut req = request("/bucket/object.txt", "");
+    sigv2::sign(
+        &mut req,
+        &key_id,
+        secret.as_bytes(),
+        app.clock().now(),
+        &sigv2::Options::default(),
+    )
+    .unwrap();
+    assert_eq!(verify(&app, &req).await["code"], "SCHEME_DISABLED");
+
+    app.patch(
+        &format!("/v1/tenants/{tenant}"),
+        &app.admin,
+        json!({"settings": {"sigv2_enabled": true}}),
+    )
+    .await;
+
+    let answer = verify(&app, &req).await;
+    assert_eq!(
+        (answer["code"].as_str(), answer["scheme"].as_str()),
+        (Some("VALID"), Some("aws-sigv2"))
+    );
+}
+
+#[sqlx::test]
+async fn a_revoked_key_cannot_sign(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let (key_id, secret) = signing_key(&app, &tenant, &[]).await;
+    app.post(
+        &format!("/v1/tenants/{tenant}/keys/{key_id}/revoke"),
+        &app.admin,
+        json!({}),
+    )
+    .await;
+
+    assert_eq!(
+        verify(&app, &hmac_signed(&key_id, &secret, app.clock().now())).await["code"],
+        "REVOKED"
+    );
+}
+
+#[sqlx::test]
+async fn an_unknown_key_id_or_a_key_without_signing_is_not_found(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let (plain, _) = app.key(&tenant, json!({"name": "plain"})).await;
+
+    for key_id in [
+        "key_01ARZ3NDEKTSV4RRFFQ69G5FAV",
+        "nonsense",
+        plain["id"].as_str().unwrap(),
+    ] {
+        let answer = verify(&app, &hmac_signed(key_id, "whatever", app.clock().now())).await;
+        assert_eq!(answer["code"], "NOT_FOUND", "{key_id}");
+    }
+}
+
+#[sqlx::test]
+async fn a_tenant_bound_verifier_cannot_see_another_tenants_signer(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let acme = app.tenant("acme").await;
+    let globex = app.tenant("globex").await;
+    let (key_id, secret) = signing_key(&app, &globex, &[]).await;
+    let acme_verifier = app.service_token(Some(&acme), &[Permission::KeysVerify]).await;
+
+    let answer = verify_as(
+        &app,
+        &acme_verifier,
+        &hmac_signed(&key_id, &secret, app.clock().now()),
+        &[],
+    )
+    .await;
+
+    assert_eq!(answer["code"], "NOT_FOUND");
+}
+
+#[sqlx::test]
+async fn a_signer_lacking_a_required_scope_is_insufficient_scope(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let (key_id, secret) = signing_key(&app, &tenant, &["orders:read"]).await;
+
+    let answer = verify_as(
+        &app,
+        &app.admin,
+        &hmac_signed(&key_id, &secret, app.clock().now()),
+        &["orders:write"],
+    )
+    .await;
+
+    assert_eq!(answer["code"], "INSUFFICIENT_SCOPE");
+}
+
+#[sqlx::test]
+async fn an_unsigned_request_is_malformed(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+
+    let answer = verify(&app, &request("/v1/orders", "")).await;
+
+    assert_eq!(answer, json!({"valid": false, "code": "MALFORMED"}));
+}
+
+#[sqlx::test]
+async fn a_sigv4_request_that_does_not_sign_host_is_refused_for_it(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let (key_id, secret) = signing_key(&app, &tenant, &[]).await;
+    let mut req = request("/v1/orders", "");
+    let creds = sigv4::Credentials {
+        key_id: &key_id,
+        secret: secret.as_bytes(),
+        region: "us-east-1",
+        service: "keyward",
+        session_token: None,
+    };
+    sigv4::sign(&mut req, &creds, app.clock().now()).unwrap();
+    let authorization = req.header("authorization").unwrap().replace("host;", "");
+    req.set_header("Authorization", authorization);
+
+    assert_eq!(verify(&app, &req).await["code"], "UNSIGNED_HEADER_REQUIRED");
+}
+
+#[sqlx::test]
+async fn a_request_body_that_is_not_a_request_is_a_validation_error(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+
+    let reply = app
+        .post(
+            "/v1/verify/request",
+            &app.admin,
+            json!({"method": "", "path": "no-slash", "headers": [["bad name", "v"]], "body_sha256": "xyz"}),
+        )
+        .await;
+
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let fields: Vec<&str> = reply.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["method", "path", "headers[0]", "body_sha256"]);
+}
