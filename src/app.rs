@@ -18,6 +18,7 @@ pub fn context(pool: sqlx::PgPool, clock: Clock, usage_flush: Duration) -> Conte
         jwt: None,
         master_keys: None,
         sigv4: Default::default(),
+        authorize_open: false,
     }
 }
 

@@ -32,6 +32,25 @@ pub struct ServeConfig {
     pub sessions: SessionConfig,
     #[command(flatten)]
     pub secrets: SecretsConfig,
+    /// SigV4 regions accepted in credential scopes (comma-separated).
+    #[arg(
+        long,
+        env = "KEYWARD_SIGV4_REGION",
+        default_value = "us-east-1",
+        value_delimiter = ','
+    )]
+    pub sigv4_region: Vec<String>,
+    /// SigV4 services accepted in credential scopes (comma-separated).
+    #[arg(
+        long,
+        env = "KEYWARD_SIGV4_SERVICE",
+        default_value = "keyward",
+        value_delimiter = ','
+    )]
+    pub sigv4_service: Vec<String>,
+    /// Let `/v1/authorize` answer gateways that send no `X-Keyward-Gateway-Token`.
+    #[arg(long, env = "KEYWARD_AUTHORIZE_OPEN", default_value_t = false, action = clap::ArgAction::Set)]
+    pub authorize_open: bool,
     /// How often coalesced `last_used_at` updates and verify-failure audit events are written (ms).
     #[arg(long, env = "KEYWARD_USAGE_FLUSH_MS", default_value_t = 1000)]
     pub usage_flush_ms: u64,

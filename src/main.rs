@@ -242,6 +242,10 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
         Some(jwt) => ctx = ctx.with_jwt(jwt),
         None => tracing::warn!("no KEYWARD_JWT_SECRET or KEYWARD_JWT_PRIVATE_KEY_FILE: user logins are disabled"),
     }
+    let regions: Vec<&str> = config.sigv4_region.iter().map(|s| s.trim()).collect();
+    let services: Vec<&str> = config.sigv4_service.iter().map(|s| s.trim()).collect();
+    ctx = ctx.with_sigv4(keyward::signing::sigv4::Accept::new(&regions, &services));
+    ctx.authorize_open = config.authorize_open;
     match config.secrets.master_keys()? {
         Some(keys) => ctx = ctx.with_master_keys(keys),
         None => tracing::warn!("no KEYWARD_MASTER_KEYS: keys cannot be issued with signing secrets"),

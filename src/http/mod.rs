@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod authorize;
 pub mod extract;
 pub mod health;
 pub mod keys;
@@ -70,6 +71,7 @@ fn api() -> OpenApiRouter<Context> {
         .merge(audit::router())
         .merge(auth::router())
         .merge(members::router())
+        .merge(authorize::router())
 }
 
 /// The OpenAPI document, generated from the handlers.

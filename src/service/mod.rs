@@ -37,11 +37,18 @@ pub struct Context {
     pub master_keys: Option<Arc<MasterKeys>>,
     /// The SigV4 regions and services this deployment accepts.
     pub sigv4: Arc<crate::signing::sigv4::Accept>,
+    /// Whether `/v1/authorize` answers gateways without a gateway token.
+    pub authorize_open: bool,
 }
 
 impl Context {
     pub fn with_jwt(mut self, jwt: Jwt) -> Self {
         self.jwt = Some(Arc::new(jwt));
+        self
+    }
+
+    pub fn with_sigv4(mut self, accept: crate::signing::sigv4::Accept) -> Self {
+        self.sigv4 = Arc::new(accept);
         self
     }
 

@@ -3,6 +3,7 @@
 mod helpers;
 
 mod audit;
+mod authorize;
 mod authz;
 mod cli;
 mod errors;

@@ -1,0 +1,211 @@
+//! `/v1/authorize`: forward authentication for gateways (nginx `auth_request`, Traefik
+//! ForwardAuth, Envoy ext_authz over HTTP). The gateway authenticates itself with
+//! `X-Keyward-Gateway-Token`; the end client's credentials travel as the client sent them.
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::extract::Meta;
+use super::verify::VerifyResponse;
+use crate::domain::authz::{Caller, Permission, TenantScope};
+use crate::domain::ids::{KeyId, KeyKind};
+use crate::domain::key::Key;
+use crate::domain::verify::VerifyCode;
+use crate::error::{ApiError, Problem};
+use crate::service::{self, auth, signed, verify, Context};
+use crate::signing;
+
+pub fn router() -> OpenApiRouter<Context> {
+    OpenApiRouter::new().routes(routes!(authorize))
+}
+
+pub const GATEWAY_TOKEN: &str = "x-keyward-gateway-token";
+pub const REQUIRED_SCOPES: &str = "x-keyward-required-scopes";
+/// Headers that describe the original request or the gateway, never signed by the client.
+const GATEWAY_HEADERS: [&str; 8] = [
+    GATEWAY_TOKEN,
+    REQUIRED_SCOPES,
+    "x-original-method",
+    "x-original-uri",
+    "x-forwarded-method",
+    "x-forwarded-uri",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+];
+const MAX_BODY: usize = 64 * 1024;
+
+/// Checks the original request's credentials: a signed request (SigV4, RFC 9421, the
+/// `X-Keyward-*` HMAC headers, x-arrow, SigV2), `Authorization: Bearer <key>`, `X-API-Key: <key>`
+/// or `Authorization: Basic base64(<key id>:<key>)`. 200 with `X-Keyward-Tenant-Id`,
+/// `X-Keyward-Key-Id` and `X-Keyward-Scopes`; 401 with `WWW-Authenticate` for missing or bad
+/// credentials; 403 when scopes named in `X-Keyward-Required-Scopes` are missing.
+#[utoipa::path(
+    method(get, post, put, patch, delete, head, options), path = "/v1/authorize", tag = "verify",
+    params(
+        ("X-Keyward-Gateway-Token" = Option<String>, Header, description = "the gateway's service token (keys:verify)"),
+        ("X-Keyward-Required-Scopes" = Option<String>, Header, description = "comma-separated scopes the key must cover"),
+        ("X-Original-Method" = Option<String>, Header, description = "nginx: the client's method"),
+        ("X-Original-URI" = Option<String>, Header, description = "nginx: the client's request target"),
+        ("X-Forwarded-Method" = Option<String>, Header, description = "Traefik: the client's method"),
+        ("X-Forwarded-Uri" = Option<String>, Header, description = "Traefik: the client's request target"),
+        ("X-Forwarded-Host" = Option<String>, Header, description = "Traefik: the client's host"),
+    ),
+    responses(
+        (status = 200, description = "authorized", body = VerifyResponse, headers(
+            ("X-Keyward-Tenant-Id" = String), ("X-Keyward-Key-Id" = String), ("X-Keyward-Scopes" = String),
+        )),
+        (status = 401, description = "no or bad credentials", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "a required scope is missing", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn authorize(State(ctx): State<Context>, Meta(meta): Meta, request: Request) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
+    let gateway = gateway_caller(&ctx, headers).await?;
+    let scopes = required_scopes(headers);
+    let body = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge)?;
+
+    let original = original_request(&parts.method, &parts.uri, headers, body.to_vec());
+    let (code, key) = if signing::detect(&original).is_some() {
+        let verdict = signed::verify_request(&ctx, &gateway, &meta, &original, &scopes).await?;
+        (verdict.code, verdict.key)
+    } else if let Some((token, expected_id)) = presented_key(headers) {
+        let verdict = verify::verify_key(&ctx, &gateway, &meta, &token, &scopes).await?;
+        match (&verdict.key, expected_id) {
+            (Some(key), Some(id)) if key.id.as_str() != id => (VerifyCode::NotFound, None),
+            _ => (verdict.code, verdict.key),
+        }
+    } else {
+        return Ok(denied(StatusCode::UNAUTHORIZED, None, "no credentials were presented"));
+    };
+    Ok(answer(code, key))
+}
+
+/// The gateway, by its token; or, where the deployment allows it, an anonymous verifier.
+async fn gateway_caller(ctx: &Context, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    match headers.get(GATEWAY_TOKEN).and_then(|v| v.to_str().ok()) {
+        Some(token) => Ok(auth::authenticate(ctx, token.trim()).await?),
+        None if ctx.authorize_open => Ok(Caller::service(
+            KeyId::from_trusted("open-gateway".into()),
+            TenantScope::Platform,
+            vec![Permission::KeysVerify],
+        )),
+        None => Err(service::Error::Unauthenticated.into()),
+    }
+}
+
+fn required_scopes(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(REQUIRED_SCOPES)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split([',', ' ']))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The client's request as the gateway describes it (nginx `X-Original-*`, Traefik
+/// `X-Forwarded-*`), or this request itself when the gateway forwards it as is.
+fn original_request(
+    method: &axum::http::Method,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    body: Vec<u8>,
+) -> signing::Request {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let method = text("x-original-method")
+        .or(text("x-forwarded-method"))
+        .unwrap_or(method.as_str());
+    let target = text("x-original-uri")
+        .or(text("x-forwarded-uri"))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uri.path_and_query().map_or("/".to_owned(), |pq| pq.as_str().to_owned()));
+    let mut request = signing::Request::from_target(method, &target);
+    for (name, value) in headers {
+        if GATEWAY_HEADERS.contains(&name.as_str()) {
+            continue;
+        }
+        if let Ok(value) = value.to_str() {
+            request.headers.push((name.as_str().to_owned(), value.to_owned()));
+        }
+    }
+    if let Some(host) = text("x-forwarded-host") {
+        request.set_header("host", host);
+    }
+    request.scheme = text("x-forwarded-proto").map(str::to_owned);
+    request.body = signing::Body::Bytes(body);
+    request
+}
+
+/// A plain key: `Authorization: Bearer`, `X-API-Key`, or `Authorization: Basic` with the key id
+/// as user name (which must then match the key).
+fn presented_key(headers: &HeaderMap) -> Option<(String, Option<String>)> {
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    if let Some(token) = authorization.and_then(|v| v.strip_prefix("Bearer ")) {
+        return Some((token.trim().to_owned(), None));
+    }
+    if let Some(token) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some((token.trim().to_owned(), None));
+    }
+    let basic = authorization.and_then(|v| v.strip_prefix("Basic "))?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(basic.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (id, token) = text.split_once(':')?;
+    let id = KeyId::parse(KeyKind::Customer, id).map(|id| id.as_str().to_owned());
+    Some((token.to_owned(), Some(id.unwrap_or_else(|| "-".into()))))
+}
+
+fn answer(code: VerifyCode, key: Option<Key>) -> Response {
+    match (code, key) {
+        (VerifyCode::Valid, Some(key)) => {
+            let mut response = StatusCode::OK.into_response();
+            let headers = response.headers_mut();
+            let mut set = |name: &'static str, value: String| {
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    headers.insert(HeaderName::from_static(name), value);
+                }
+            };
+            set(
+                "x-keyward-tenant-id",
+                key.tenant_id.map(|t| t.to_string()).unwrap_or_default(),
+            );
+            set("x-keyward-key-id", key.id.to_string());
+            set("x-keyward-scopes", key.scopes.join(","));
+            set("x-keyward-code", code.as_str().to_owned());
+            response
+        }
+        (VerifyCode::InsufficientScope, _) => {
+            denied(StatusCode::FORBIDDEN, Some(code), "the key lacks a required scope")
+        }
+        (code, _) => denied(StatusCode::UNAUTHORIZED, Some(code), "the credentials were refused"),
+    }
+}
+
+fn denied(status: StatusCode, code: Option<VerifyCode>, detail: &str) -> Response {
+    let code_text = code.map_or("MISSING", VerifyCode::as_str);
+    let slug = if status == StatusCode::FORBIDDEN {
+        "insufficient-scope"
+    } else {
+        "unauthorized"
+    };
+    let mut response = Problem::new(status, slug, format!("{detail} ({code_text})")).into_response();
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(code_text) {
+        headers.insert(HeaderName::from_static("x-keyward-code"), value);
+    }
+    if status == StatusCode::UNAUTHORIZED {
+        let challenge = match code {
+            Some(_) => "Bearer realm=\"keyward\", error=\"invalid_token\"",
+            None => "Bearer realm=\"keyward\"",
+        };
+        headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    }
+    response
+}
