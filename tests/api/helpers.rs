@@ -58,9 +58,24 @@ impl TestApp {
     }
 
     pub async fn spawn_with_jwt(pool: PgPool, jwt: Jwt) -> TestApp {
+        Self::spawn_custom(pool, jwt, |ctx| ctx).await
+    }
+
+    /// A server whose `/v1/authorize` answers without a gateway token (`KEYWARD_AUTHORIZE_OPEN`).
+    pub async fn spawn_open_gateway(pool: PgPool) -> TestApp {
+        let jwt = Jwt::hs256(JWT_SECRET, JWT_ISSUER, JWT_AUDIENCE).unwrap();
+        Self::spawn_custom(pool, jwt, |mut ctx| {
+            ctx.authorize_open = true;
+            ctx
+        })
+        .await
+    }
+
+    pub async fn spawn_custom(pool: PgPool, jwt: Jwt, customize: impl FnOnce(Context) -> Context) -> TestApp {
         let ctx = keyward::app::context(pool.clone(), Clock::system(), std::time::Duration::from_secs(3600))
             .with_jwt(jwt)
             .with_master_keys(MasterKeys::parse(&secrecy::SecretString::from(MASTER_KEYS.to_owned())).unwrap());
+        let ctx = customize(ctx);
         let admin = issue_token(&ctx, TenantScope::Platform, &Permission::ALL).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
