@@ -28,9 +28,43 @@ enum Command {
     Migrate(DatabaseConfig),
     /// Print the OpenAPI document.
     Openapi,
+    /// Sign a request as a client would, and print the headers to add (one `Name: value` per
+    /// line). The signing secret is read from KEYWARD_SIGNING_SECRET or stdin, never from argv.
+    Sign(SignArgs),
     /// Administrative commands.
     #[command(subcommand)]
     Admin(AdminCommand),
+}
+
+#[derive(clap::Args)]
+struct SignArgs {
+    /// The key id (`key_…`), the public access key id.
+    #[arg(long)]
+    key_id: String,
+    #[arg(long, default_value = "hmac", value_parser = ["hmac", "aws-sigv4", "rfc9421", "arrow"])]
+    scheme: String,
+    #[arg(long, short = 'X', default_value = "GET")]
+    method: String,
+    /// A header to send and sign, `Name: value` (repeatable).
+    #[arg(long = "header", short = 'H')]
+    headers: Vec<String>,
+    /// The request body.
+    #[arg(long, short = 'd', conflicts_with = "data_file")]
+    data: Option<String>,
+    /// Read the request body from this file.
+    #[arg(long)]
+    data_file: Option<std::path::PathBuf>,
+    /// SigV4 region.
+    #[arg(long, default_value = "us-east-1")]
+    region: String,
+    /// SigV4 service.
+    #[arg(long, default_value = "keyward")]
+    service: String,
+    /// Sign as of this Unix time instead of now.
+    #[arg(long)]
+    timestamp: Option<i64>,
+    /// The absolute URL, e.g. https://api.example.com/v1/orders?page=2
+    url: String,
 }
 
 #[derive(Subcommand)]
@@ -109,6 +143,7 @@ async fn run(command: Command) -> Result<(), String> {
             Ok(())
         }
         Command::Serve(config) => serve(config).await,
+        Command::Sign(args) => sign(args),
         Command::Admin(AdminCommand::ResealSigningSecrets { database, secrets }) => {
             let keys = secrets.master_keys()?.ok_or("set KEYWARD_MASTER_KEYS")?;
             let pool = connect(&database).await?;
@@ -185,6 +220,58 @@ async fn run(command: Command) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+fn sign(args: SignArgs) -> Result<(), String> {
+    use keyward::signing::client::{self, ClientScheme, Outgoing};
+    use secrecy::ExposeSecret;
+    let secret = match std::env::var("KEYWARD_SIGNING_SECRET") {
+        Ok(secret) => SecretString::from(secret),
+        Err(_) => read_password()?,
+    };
+    let body = match (&args.data, &args.data_file) {
+        (Some(text), _) => text.as_bytes().to_vec(),
+        (None, Some(path)) => std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+        (None, None) => Vec::new(),
+    };
+    let mut headers = Vec::new();
+    for header in &args.headers {
+        let (name, value) = header
+            .split_once(':')
+            .ok_or_else(|| format!("--header {header:?} is not `Name: value`"))?;
+        headers.push((name.trim().to_owned(), value.trim().to_owned()));
+    }
+    let scheme = match args.scheme.as_str() {
+        "aws-sigv4" => ClientScheme::AwsSigV4 {
+            region: args.region,
+            service: args.service,
+        },
+        "rfc9421" => ClientScheme::Rfc9421,
+        "arrow" => ClientScheme::Arrow,
+        _ => ClientScheme::Hmac,
+    };
+    let time = match args.timestamp {
+        Some(secs) => chrono::DateTime::from_timestamp(secs, 0).ok_or("--timestamp is out of range")?,
+        None => chrono::Utc::now(),
+    };
+    let outgoing = Outgoing {
+        method: &args.method,
+        url: &args.url,
+        headers,
+        body,
+    };
+    let added = client::sign(
+        &outgoing,
+        &scheme,
+        &args.key_id,
+        secret.expose_secret().as_bytes(),
+        time,
+    )
+    .map_err(|e| e.to_string())?;
+    for (name, value) in added {
+        println!("{name}: {value}");
+    }
+    Ok(())
 }
 
 fn cli_actor() -> Actor {

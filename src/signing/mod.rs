@@ -7,6 +7,7 @@
 
 pub mod arrow;
 mod canon;
+pub mod client;
 pub mod content_digest;
 mod error;
 pub mod keyward_hmac;

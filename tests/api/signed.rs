@@ -414,3 +414,43 @@ async fn a_request_body_that_is_not_a_request_is_a_validation_error(pool: PgPool
         .collect();
     assert_eq!(fields, ["method", "path", "headers[0]", "body_sha256"]);
 }
+
+#[sqlx::test]
+async fn headers_printed_by_keyward_sign_verify(pool: PgPool) {
+    use std::io::Write;
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let (key_id, secret) = signing_key(&app, &tenant, &[]).await;
+    let id = key_id.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
+            .args(["sign", "--key-id", &id, "-X", "POST", "-d", r#"{"amount":100}"#])
+            .arg("https://api.example.com/v1/orders?b=2&a=1")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{secret}\n").as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success());
+    let mut req = Request::new("POST", "/v1/orders", "b=2&a=1").with_body(Body::Bytes(br#"{"amount":100}"#.to_vec()));
+    for line in String::from_utf8(output.stdout).unwrap().lines() {
+        let (name, value) = line.split_once(": ").unwrap();
+        req.headers.push((name.to_owned(), value.to_owned()));
+    }
+
+    let answer = verify(&app, &req).await;
+
+    assert_eq!(
+        (answer["code"].as_str(), answer["scheme"].as_str()),
+        (Some("VALID"), Some("hmac"))
+    );
+}
