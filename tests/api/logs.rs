@@ -16,7 +16,8 @@ fn keyward(app: &TestApp) -> Command {
     command
         .env("DATABASE_URL", app.database_url())
         .env("KEYWARD_LOG", "trace")
-        .env("KEYWARD_JWT_SECRET", "log-test-secret-log-test-secret-log-test");
+        .env("KEYWARD_JWT_SECRET", "log-test-secret-log-test-secret-log-test")
+        .env("KEYWARD_MASTER_KEYS", crate::helpers::MASTER_KEYS);
     command
 }
 
@@ -163,6 +164,36 @@ async fn no_password_token_or_hash_appears_in_the_logs(pool: PgPool) {
     post("/v1/verify", Some(&service_token), json!({"key": typo})).await;
     post("/v1/verify", Some(&key), json!({"key": key})).await;
     post("/v1/tenants", Some("kw_svc_definitely_not_valid"), json!({})).await;
+
+    let (status, signer) = post(
+        &keys_path,
+        Some(&service_token),
+        json!({"name": "signer", "signing": true}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let signing_secret = signer["signing_secret"].as_str().unwrap().to_owned();
+    let signer_id = signer["key"]["id"].as_str().unwrap().to_owned();
+    let mut signed = keyward::signing::Request::new("GET", "/orders", "page=2").with_header("Host", "api.example.com");
+    keyward::signing::keyward_hmac::sign(&mut signed, &signer_id, signing_secret.as_bytes(), chrono::Utc::now())
+        .unwrap();
+    let signature = signed.header("X-Keyward-Signature").unwrap().to_owned();
+    let string_to_sign =
+        keyward::signing::keyward_hmac::string_to_sign(&signed, signed.header("X-Keyward-Timestamp").unwrap());
+    let request_body = json!({"method": "GET", "path": "/orders", "query": "page=2", "headers": signed.headers});
+    let (_, first) = post("/v1/verify/request", Some(&service_token), request_body.clone()).await;
+    assert_eq!(first["code"], "VALID");
+    let (_, again) = post("/v1/verify/request", Some(&service_token), request_body).await;
+    assert_eq!(again["code"], "REPLAYED");
+    let mut wrong = signed.clone();
+    wrong.path = "/other".into();
+    post(
+        "/v1/verify/request",
+        Some(&service_token),
+        json!({"method": "GET", "path": "/other", "query": "page=2", "headers": wrong.headers}),
+    )
+    .await;
+    secrets.extend([signing_secret, signature, string_to_sign]);
 
     let hash: String = sqlx::query_scalar("SELECT password_hash FROM users")
         .fetch_one(&app.pool)
