@@ -16,7 +16,8 @@ fuzz_target!(|data: &[u8]| {
         arrow::VERSION_HEADER,
         arrow::SIGNATURE_HEADER,
     ] {
-        req.headers.push((name.to_owned(), parts.next().unwrap_or_default().to_owned()));
+        req.headers
+            .push((name.to_owned(), parts.next().unwrap_or_default().to_owned()));
     }
     req.query = parts.next().unwrap_or_default().to_owned();
     if let Ok(parsed) = arrow::parse(&req) {

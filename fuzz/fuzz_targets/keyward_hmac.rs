@@ -15,7 +15,8 @@ fuzz_target!(|data: &[u8]| {
         keyward_hmac::TIMESTAMP_HEADER,
         keyward_hmac::SIGNATURE_HEADER,
     ] {
-        req.headers.push((name.to_owned(), parts.next().unwrap_or_default().to_owned()));
+        req.headers
+            .push((name.to_owned(), parts.next().unwrap_or_default().to_owned()));
     }
     if let Ok(parsed) = keyward_hmac::parse(&req) {
         let _ = keyward_hmac::verify(&parsed, &req, b"secret", common::now(), common::policy().max_skew);

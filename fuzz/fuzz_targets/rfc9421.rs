@@ -13,7 +13,10 @@ fuzz_target!(|data: &[u8]| {
     let req = Request::new("POST", "/foo", "param=Value&Pet=dog&a+b=%20")
         .with_header("Host", "example.com:443")
         .with_header("Date", "Tue, 20 Apr 2021 02:07:55 GMT")
-        .with_header("Content-Digest", "sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:")
+        .with_header(
+            "Content-Digest",
+            "sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:",
+        )
         .with_header("X-Dict", "a=1, b=(x y);p, c")
         .with_header("Signature-Input", input)
         .with_header("Signature", signature)
