@@ -28,7 +28,7 @@ RUN apt-get update \
 COPY --from=builder /out/keyward /usr/local/bin/keyward
 USER keyward
 ENV KEYWARD_LISTEN=0.0.0.0:8080 \
-    RUST_LOG=info
+    KEYWARD_LOG=info
 EXPOSE 8080
 # Other subcommands work too, e.g.
 #   docker compose run --rm keyward admin create-service-token --platform --name bootstrap --permissions tenants:admin

@@ -80,12 +80,13 @@ pub struct SessionConfig {
 
 impl SessionConfig {
     pub fn jwt(&self) -> Result<Option<Jwt>, String> {
-        if let Some(secret) = &self.jwt_secret {
+        // An empty variable (as `docker compose` passes an unset one) counts as unset.
+        if let Some(secret) = self.jwt_secret.as_ref().filter(|s| !s.expose_secret().is_empty()) {
             return Jwt::hs256(secret.expose_secret().as_bytes(), &self.jwt_issuer, &self.jwt_audience)
                 .map(Some)
                 .map_err(|e| e.to_string());
         }
-        if let Some(path) = &self.jwt_private_key_file {
+        if let Some(path) = self.jwt_private_key_file.as_ref().filter(|p| !p.as_os_str().is_empty()) {
             let pem = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
             return Jwt::eddsa_from_pem(&pem, &self.jwt_issuer, &self.jwt_audience)
                 .map(Some)
@@ -107,6 +108,7 @@ impl SecretsConfig {
     pub fn master_keys(&self) -> Result<Option<MasterKeys>, String> {
         self.master_keys
             .as_ref()
+            .filter(|s| !s.expose_secret().is_empty())
             .map(|text| MasterKeys::parse(text).map_err(|e| e.to_string()))
             .transpose()
     }
