@@ -89,7 +89,8 @@ pub async fn invite(
                 e.into()
             }
         })?;
-    repo::users::bump_session_version(&mut tx, user.id).await?;
+    // Memberships are read afresh on every request, so the new one works at once; no session
+    // needs to end.
     let invite = if has_password {
         None
     } else {

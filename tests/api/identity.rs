@@ -593,3 +593,34 @@ async fn audit_exports_stream_as_ndjson_and_csv(pool: PgPool) {
     assert_eq!(csv.lines().count(), 5);
     assert!(csv.contains(r#"a, \""quoted\"" name"#), "{csv}");
 }
+
+#[sqlx::test]
+async fn joining_another_tenant_works_at_once_without_a_new_login(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let acme = app.tenant("acme").await;
+    let globex = app.tenant("globex").await;
+    let (_, token) = app.member(&acme, "ann@example.com", "developer").await;
+    assert_eq!(
+        app.get(&format!("/v1/tenants/{globex}/keys"), &token).await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    let invited = app
+        .post(
+            &format!("/v1/tenants/{globex}/members"),
+            &app.admin,
+            json!({"email": "ann@example.com", "role": "auditor"}),
+        )
+        .await;
+
+    assert_eq!(invited.status, StatusCode::CREATED);
+    assert_eq!(
+        invited.body["invite_token"],
+        Value::Null,
+        "an existing account needs no invitation"
+    );
+    assert_eq!(
+        app.get(&format!("/v1/tenants/{globex}/keys"), &token).await.status,
+        StatusCode::OK
+    );
+}
