@@ -50,9 +50,10 @@ pub struct InvitedMember {
     pub user_id: UserId,
     pub email: String,
     pub role: Role,
-    /// One-time token for `/v1/auth/accept-invite`; absent when the person already has an account.
-    pub invite_token: Option<String>,
-    pub invite_expires_at: Option<DateTime<Utc>>,
+    /// One-time token for `/v1/auth/accept-invite`, valid 72 hours; the membership exists once
+    /// it is accepted. Send it to the person; keyward stores only its hash.
+    pub invite_token: String,
+    pub invite_expires_at: DateTime<Utc>,
 }
 
 /// Invites a person by email with a role (owners only).
@@ -79,16 +80,12 @@ async fn invite_member(
 ) -> Result<(StatusCode, Json<InvitedMember>), ApiError> {
     let tenant = parse_tenant_id(&tenant_id)?;
     let invited = members::invite(&ctx, &caller, &meta, tenant, draft).await?;
-    let (invite_token, invite_expires_at) = match invited.invite {
-        Some((token, expires_at)) => (Some(token.expose().to_owned()), Some(expires_at)),
-        None => (None, None),
-    };
     let body = InvitedMember {
-        user_id: invited.member.user_id,
-        email: invited.member.email,
-        role: invited.member.role,
-        invite_token,
-        invite_expires_at,
+        user_id: invited.user_id,
+        email: invited.email,
+        role: invited.role,
+        invite_token: invited.token.expose().to_owned(),
+        invite_expires_at: invited.expires_at,
     };
     Ok((StatusCode::CREATED, Json(body)))
 }

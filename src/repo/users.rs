@@ -82,6 +82,43 @@ pub async fn get(db: impl PgExecutor<'_>, id: UserId) -> Result<Option<User>, sq
     )
 }
 
+/// Inserts `user` unless a user with that email exists (two invitations racing); returns the
+/// stored user either way.
+pub async fn insert_if_absent(conn: &mut PgConnection, user: &User) -> Result<User, sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO users (id, email, platform_admin, session_version, created_at) VALUES ($1, $2, false, 0, $3)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(user.id.0)
+    .bind(&user.email)
+    .bind(user.created_at)
+    .execute(&mut *conn)
+    .await?;
+    find_by_email(&mut *conn, &user.email)
+        .await?
+        .map(|(user, _)| user)
+        .ok_or(sqlx::Error::RowNotFound)
+}
+
+/// Sets the first password of an account that has none; `false` if it already has one.
+pub async fn set_first_password(conn: &mut PgConnection, id: UserId, hash: &str) -> Result<bool, sqlx::Error> {
+    let result = sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1 AND password_hash IS NULL")
+        .bind(id.0)
+        .bind(hash)
+        .execute(conn)
+        .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// The stored password hash of a user, locked for the transaction.
+pub async fn password_hash_for_update(conn: &mut PgConnection, id: UserId) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1 FOR UPDATE")
+        .bind(id.0)
+        .fetch_optional(conn)
+        .await
+        .map(Option::flatten)
+}
+
 pub async fn set_password(conn: &mut PgConnection, id: UserId, hash: &str) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
         .bind(id.0)
@@ -247,6 +284,7 @@ pub struct NewInvite<'a> {
     pub id: Uuid,
     pub tenant: TenantId,
     pub user: UserId,
+    pub role: Role,
     pub hash: &'a TokenHash,
     pub created_by: &'a str,
     pub now: DateTime<Utc>,
@@ -255,12 +293,13 @@ pub struct NewInvite<'a> {
 
 pub async fn insert_invite(conn: &mut PgConnection, invite: NewInvite<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO invites (id, tenant_id, user_id, token_hash, created_at, created_by, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO invites (id, tenant_id, user_id, role, token_hash, created_at, created_by, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(invite.id)
     .bind(invite.tenant.0)
     .bind(invite.user.0)
+    .bind(invite.role.as_str())
     .bind(invite.hash.as_bytes().as_slice())
     .bind(invite.now)
     .bind(invite.created_by)
@@ -275,6 +314,7 @@ pub struct InviteRow {
     pub id: Uuid,
     pub tenant_id: Uuid,
     pub user_id: Uuid,
+    pub role: String,
     pub expires_at: DateTime<Utc>,
     pub accepted_at: Option<DateTime<Utc>>,
 }
@@ -284,7 +324,7 @@ pub async fn find_invite_for_update(
     hash: &TokenHash,
 ) -> Result<Option<InviteRow>, sqlx::Error> {
     sqlx::query_as::<_, InviteRow>(
-        "SELECT id, tenant_id, user_id, expires_at, accepted_at FROM invites WHERE token_hash = $1 FOR UPDATE",
+        "SELECT id, tenant_id, user_id, role, expires_at, accepted_at FROM invites WHERE token_hash = $1 FOR UPDATE",
     )
     .bind(hash.as_bytes().as_slice())
     .fetch_optional(conn)

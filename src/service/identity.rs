@@ -12,7 +12,7 @@ use crate::domain::audit::{Actor, ActorKind, NewAuditEvent, Outcome, RequestMeta
 use crate::domain::authz::{Caller, Grant, Principal};
 use crate::domain::ids::TenantId;
 use crate::domain::token::{NewToken, PresentedToken, TokenPrefix};
-use crate::domain::user::{check_email, check_password, Membership, User, UserId, MAX_EMAIL_LEN};
+use crate::domain::user::{check_email, check_password, Membership, Role, User, UserId, MAX_EMAIL_LEN};
 use crate::domain::validation::ValidationErrors;
 use crate::repo::{self, users::NewRefreshToken};
 
@@ -248,7 +248,9 @@ pub async fn me(ctx: &Context, caller: &Caller) -> Result<Me> {
     Ok(Me { user, memberships })
 }
 
-/// Sets the password of an invited user; the invitation works once, for 72 hours.
+/// Accepts an invitation (valid once, for 72 hours) and creates the membership it offers. A new
+/// account gets `password` as its first password; an account that already has one must prove it
+/// with `password`, so an invitation can never take over someone's account.
 pub async fn accept_invite(
     ctx: &Context,
     meta: &RequestMeta,
@@ -256,33 +258,72 @@ pub async fn accept_invite(
     password: &SecretString,
 ) -> Result<User> {
     use secrecy::ExposeSecret;
-    let mut errors = ValidationErrors::default();
-    check_password(&mut errors, "password", password.expose_secret());
-    errors.finish(())?;
     let token = PresentedToken::parse(presented)
         .ok()
         .filter(|t| t.prefix() == TokenPrefix::Invite)
         .ok_or(Error::NotFound("invitation"))?;
-    let hash = ctx.passwords.hash(password).await?;
+    let hash = token.hash();
     let now = ctx.clock.now();
-    let mut tx = ctx.pool.begin().await?;
-    let invite = repo::users::find_invite_for_update(&mut tx, &token.hash())
-        .await?
-        .filter(|i| i.accepted_at.is_none() && i.expires_at > now)
-        .ok_or(Error::NotFound("invitation"))?;
+    // Find the invitation before any password work, so made-up tokens cost no hashing.
+    let (invite, stored) = {
+        let mut tx = ctx.pool.begin().await?;
+        let invite = repo::users::find_invite_for_update(&mut tx, &hash)
+            .await?
+            .filter(|i| i.accepted_at.is_none() && i.expires_at > now)
+            .ok_or(Error::NotFound("invitation"))?;
+        let stored = repo::users::password_hash_for_update(&mut tx, UserId(invite.user_id)).await?;
+        tx.rollback().await?;
+        (invite, stored)
+    };
     let user_id = UserId(invite.user_id);
-    repo::users::set_password(&mut tx, user_id, &hash).await?;
-    repo::users::bump_session_version(&mut tx, user_id).await?;
+    let new_hash = match stored {
+        None => {
+            let mut errors = ValidationErrors::default();
+            check_password(&mut errors, "password", password.expose_secret());
+            errors.finish(())?;
+            Some(ctx.passwords.hash(password).await?)
+        }
+        Some(existing) => match ctx.passwords.check(password, Some(existing)).await? {
+            Checked::Match { .. } => None,
+            Checked::NoMatch => return Err(Error::InvalidLogin),
+        },
+    };
+    let role = Role::parse(&invite.role).ok_or(Error::NotFound("invitation"))?;
+    let tenant = TenantId(invite.tenant_id);
+
+    let mut tx = ctx.pool.begin().await?;
+    // Someone may have accepted it (or set the password) while the password was hashed.
+    repo::users::find_invite_for_update(&mut tx, &hash)
+        .await?
+        .filter(|i| i.accepted_at.is_none())
+        .ok_or(Error::NotFound("invitation"))?;
+    if let Some(new_hash) = &new_hash {
+        if !repo::users::set_first_password(&mut tx, user_id, new_hash).await? {
+            return Err(Error::Conflict(
+                "the account got a password meanwhile; accept again with it".into(),
+            ));
+        }
+    }
+    repo::users::add_membership(&mut tx, user_id, tenant, role, now)
+        .await
+        .map_err(|e| {
+            if repo::unique_violation(&e) == Some("memberships_pkey") {
+                Error::Conflict("already a member of this tenant".into())
+            } else {
+                e.into()
+            }
+        })?;
     repo::users::mark_invite_accepted(&mut tx, invite.id, now).await?;
     let event = NewAuditEvent::new(
         now,
         &user_actor(user_id),
         meta,
-        Some(TenantId(invite.tenant_id)),
+        Some(tenant),
         "user.invite_accepted",
         Outcome::Success,
     )
-    .target("user", user_id);
+    .target("user", user_id)
+    .details(serde_json::json!({ "role": role.as_str(), "password_set": new_hash.is_some() }));
     repo::audit::append(&mut tx, &event).await?;
     let user = repo::users::get(&mut *tx, user_id)
         .await?

@@ -34,9 +34,12 @@ pub struct MemberPatch {
 }
 
 pub struct Invited {
-    pub member: Member,
-    /// `None` when the person already had an account: they just log in.
-    pub invite: Option<(NewToken, DateTime<Utc>)>,
+    pub user_id: UserId,
+    pub email: String,
+    pub role: Role,
+    /// For `/v1/auth/accept-invite`; the membership exists once it is accepted.
+    pub token: NewToken,
+    pub expires_at: DateTime<Utc>,
 }
 
 async fn check_tenant(conn: &mut sqlx::PgConnection, tenant: TenantId) -> Result<()> {
@@ -64,9 +67,8 @@ pub async fn invite(
     let actor = actor_of(caller);
     let mut tx = ctx.pool.begin().await?;
     check_tenant(&mut tx, tenant).await?;
-    let existing = repo::users::find_by_email(&mut *tx, &email).await?;
-    let (user, has_password) = match existing {
-        Some((user, hash)) => (user, hash.is_some()),
+    let user = match repo::users::find_by_email(&mut *tx, &email).await? {
+        Some((user, _)) => user,
         None => {
             let user = User {
                 id: UserId::generate(),
@@ -76,50 +78,42 @@ pub async fn invite(
                 session_version: 0,
                 created_at: now,
             };
-            repo::users::insert(&mut tx, &user, None).await?;
-            (user, false)
+            repo::users::insert_if_absent(&mut tx, &user).await?
         }
     };
-    repo::users::add_membership(&mut tx, user.id, tenant, draft.role, now)
-        .await
-        .map_err(|e| {
-            if repo::unique_violation(&e) == Some("memberships_pkey") {
-                Error::Conflict(format!("{} is already a member", user.email))
-            } else {
-                e.into()
-            }
-        })?;
-    // Memberships are read afresh on every request, so the new one works at once; no session
-    // needs to end.
-    let invite = if has_password {
-        None
-    } else {
-        let token = NewToken::generate(TokenPrefix::Invite);
-        let expires_at = now + Duration::hours(INVITE_HOURS);
-        repo::users::insert_invite(
-            &mut tx,
-            NewInvite {
-                id: Uuid::now_v7(),
-                tenant,
-                user: user.id,
-                hash: &token.hash(),
-                created_by: &actor.id,
-                now,
-                expires_at,
-            },
-        )
-        .await?;
-        Some((token, expires_at))
-    };
+    if repo::users::get_member(&mut *tx, tenant, user.id).await?.is_some() {
+        return Err(Error::Conflict(format!("{} is already a member", user.email)));
+    }
+    // The invitation only offers the role: whoever accepts must set the account's first
+    // password or prove the existing one, so no inviter can take over an account.
+    let token = NewToken::generate(TokenPrefix::Invite);
+    let expires_at = now + Duration::hours(INVITE_HOURS);
+    repo::users::insert_invite(
+        &mut tx,
+        NewInvite {
+            id: Uuid::now_v7(),
+            tenant,
+            user: user.id,
+            role: draft.role,
+            hash: &token.hash(),
+            created_by: &actor.id,
+            now,
+            expires_at,
+        },
+    )
+    .await?;
     let event = NewAuditEvent::new(now, &actor, meta, Some(tenant), "member.invited", Outcome::Success)
         .target("user", user.id)
         .details(serde_json::json!({ "email": user.email, "role": draft.role.as_str() }));
     repo::audit::append(&mut tx, &event).await?;
-    let member = repo::users::get_member(&mut *tx, tenant, user.id)
-        .await?
-        .ok_or(Error::NotFound("member"))?;
     tx.commit().await?;
-    Ok(Invited { member, invite })
+    Ok(Invited {
+        user_id: user.id,
+        email: user.email,
+        role: draft.role,
+        token,
+        expires_at,
+    })
 }
 
 pub async fn list(

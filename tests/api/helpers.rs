@@ -227,17 +227,16 @@ impl TestApp {
             .await;
         assert_eq!(invited.status, StatusCode::CREATED, "{:?}", invited.body);
         let user_id = invited.body["user_id"].as_str().unwrap().to_owned();
-        if let Some(invite) = invited.body["invite_token"].as_str() {
-            let accepted = self
-                .call(
-                    Method::POST,
-                    "/v1/auth/accept-invite",
-                    None,
-                    Some(json!({"token": invite, "password": PASSWORD})),
-                )
-                .await;
-            assert_eq!(accepted.status, StatusCode::OK, "{:?}", accepted.body);
-        }
+        let invite = invited.body["invite_token"].as_str().unwrap();
+        let accepted = self
+            .call(
+                Method::POST,
+                "/v1/auth/accept-invite",
+                None,
+                Some(json!({"token": invite, "password": PASSWORD})),
+            )
+            .await;
+        assert_eq!(accepted.status, StatusCode::OK, "{:?}", accepted.body);
         (user_id, self.access_token(email).await)
     }
 

@@ -595,16 +595,11 @@ async fn audit_exports_stream_as_ndjson_and_csv(pool: PgPool) {
 }
 
 #[sqlx::test]
-async fn joining_another_tenant_works_at_once_without_a_new_login(pool: PgPool) {
+async fn joining_another_tenant_works_once_accepted_without_a_new_login(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let acme = app.tenant("acme").await;
     let globex = app.tenant("globex").await;
     let (_, token) = app.member(&acme, "ann@example.com", "developer").await;
-    assert_eq!(
-        app.get(&format!("/v1/tenants/{globex}/keys"), &token).await.status,
-        StatusCode::NOT_FOUND
-    );
-
     let invited = app
         .post(
             &format!("/v1/tenants/{globex}/members"),
@@ -612,15 +607,105 @@ async fn joining_another_tenant_works_at_once_without_a_new_login(pool: PgPool) 
             json!({"email": "ann@example.com", "role": "auditor"}),
         )
         .await;
-
     assert_eq!(invited.status, StatusCode::CREATED);
     assert_eq!(
-        invited.body["invite_token"],
-        Value::Null,
-        "an existing account needs no invitation"
+        app.get(&format!("/v1/tenants/{globex}/keys"), &token).await.status,
+        StatusCode::NOT_FOUND
     );
+
+    let accepted = app
+        .call(
+            Method::POST,
+            "/v1/auth/accept-invite",
+            None,
+            Some(json!({"token": invited.body["invite_token"], "password": PASSWORD})),
+        )
+        .await;
+
+    assert_eq!(accepted.status, StatusCode::OK);
     assert_eq!(
         app.get(&format!("/v1/tenants/{globex}/keys"), &token).await.status,
         StatusCode::OK
     );
+}
+
+#[sqlx::test]
+async fn an_invitation_cannot_set_the_password_of_an_account_that_has_one(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let victim_tenant = app.tenant("bigcorp").await;
+    let attacker_tenant = app.tenant("mallory").await;
+    app.member(&victim_tenant, "ceo@bigcorp.example", "owner").await;
+    let (_, attacker) = app.member(&attacker_tenant, "mallory@example.com", "owner").await;
+    let invited = app
+        .post(
+            &format!("/v1/tenants/{attacker_tenant}/members"),
+            &attacker,
+            json!({"email": "ceo@bigcorp.example", "role": "developer"}),
+        )
+        .await;
+    assert_eq!(invited.status, StatusCode::CREATED);
+
+    let takeover = app
+        .call(
+            Method::POST,
+            "/v1/auth/accept-invite",
+            None,
+            Some(json!({"token": invited.body["invite_token"], "password": "mallory's own password"})),
+        )
+        .await;
+
+    assert_eq!(takeover.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.login("ceo@bigcorp.example", "mallory's own password").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(app.login("ceo@bigcorp.example", PASSWORD).await.status, StatusCode::OK);
+}
+
+#[sqlx::test]
+async fn a_stale_invitation_cannot_reset_a_password_set_through_another(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let victim_tenant = app.tenant("bigcorp").await;
+    let attacker_tenant = app.tenant("mallory").await;
+    let (_, attacker) = app.member(&attacker_tenant, "mallory@example.com", "owner").await;
+    let early = app
+        .post(
+            &format!("/v1/tenants/{attacker_tenant}/members"),
+            &attacker,
+            json!({"email": "cfo@bigcorp.example", "role": "developer"}),
+        )
+        .await;
+    app.member(&victim_tenant, "cfo@bigcorp.example", "owner").await;
+
+    let stale = app
+        .call(
+            Method::POST,
+            "/v1/auth/accept-invite",
+            None,
+            Some(json!({"token": early.body["invite_token"], "password": "mallory's own password"})),
+        )
+        .await;
+
+    assert_eq!(stale.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.login("cfo@bigcorp.example", PASSWORD).await.status, StatusCode::OK);
+}
+
+#[sqlx::test]
+async fn an_invited_person_is_a_member_only_after_accepting(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+
+    let invited = app
+        .post(
+            &format!("/v1/tenants/{tenant}/members"),
+            &app.admin,
+            json!({"email": "new@example.com", "role": "admin"}),
+        )
+        .await;
+
+    let user = invited.body["user_id"].as_str().unwrap();
+    let member = app
+        .get(&format!("/v1/tenants/{tenant}/members/{user}"), &app.admin)
+        .await;
+    assert_eq!(member.status, StatusCode::NOT_FOUND);
 }
