@@ -30,6 +30,8 @@ pub enum VerifyCode {
     UnsignedHeaderRequired,
     /// Signed requests: the tenant does not accept this scheme (AWS SigV2 unless enabled).
     SchemeDisabled,
+    /// Gateways: the body was not passed on and the signature does not declare its hash.
+    BodyUnverifiable,
 }
 
 impl VerifyCode {
@@ -48,6 +50,7 @@ impl VerifyCode {
             VerifyCode::Replayed => "REPLAYED",
             VerifyCode::UnsignedHeaderRequired => "UNSIGNED_HEADER_REQUIRED",
             VerifyCode::SchemeDisabled => "SCHEME_DISABLED",
+            VerifyCode::BodyUnverifiable => "BODY_UNVERIFIABLE",
         }
     }
 }

@@ -25,17 +25,20 @@ pub fn router() -> OpenApiRouter<Context> {
 pub const GATEWAY_TOKEN: &str = "x-keyward-gateway-token";
 pub const REQUIRED_SCOPES: &str = "x-keyward-required-scopes";
 /// Headers that describe the original request or the gateway, never signed by the client.
-const GATEWAY_HEADERS: [&str; 8] = [
+const GATEWAY_HEADERS: [&str; 9] = [
     GATEWAY_TOKEN,
     REQUIRED_SCOPES,
     "x-original-method",
     "x-original-uri",
+    ORIGINAL_CONTENT_LENGTH,
     "x-forwarded-method",
     "x-forwarded-uri",
     "x-forwarded-host",
     "x-forwarded-proto",
 ];
 const MAX_BODY: usize = 64 * 1024;
+/// nginx's `auth_request` cannot pass the body on; the example config sends its length here.
+pub const ORIGINAL_CONTENT_LENGTH: &str = "x-original-content-length";
 
 /// Checks the original request's credentials: a signed request (SigV4, RFC 9421, the
 /// `X-Keyward-*` HMAC headers, x-arrow, SigV2), `Authorization: Bearer <key>`, `X-API-Key: <key>`
@@ -70,8 +73,26 @@ async fn authorize(State(ctx): State<Context>, Meta(meta): Meta, request: Reques
         .await
         .map_err(|_| ApiError::PayloadTooLarge)?;
 
-    let original = original_request(&parts.method, &parts.uri, headers, body.to_vec());
+    let mut original = original_request(&parts.method, &parts.uri, headers, body.to_vec());
+    let mut declared_body_hash = None;
     let (code, key) = if signing::detect(&original).is_some() {
+        if body.is_empty() && body_withheld(headers) {
+            // The signature can only be checked against the hash it declares; the upstream must
+            // hold the body to it (X-Keyward-Body-Sha256).
+            match declared_sha256(&original) {
+                Some(hash) => {
+                    original.body = signing::Body::Sha256(hash);
+                    declared_body_hash = Some(hash);
+                }
+                None => {
+                    return Ok(denied(
+                        StatusCode::UNAUTHORIZED,
+                        Some(VerifyCode::BodyUnverifiable),
+                        BODY_DETAIL,
+                    ))
+                }
+            }
+        }
         let verdict = signed::verify_request(&ctx, &gateway, &meta, &original, &scopes).await?;
         (verdict.code, verdict.key)
     } else if let Some((token, expected_id)) = presented_key(headers) {
@@ -83,7 +104,43 @@ async fn authorize(State(ctx): State<Context>, Meta(meta): Meta, request: Reques
     } else {
         return Ok(denied(StatusCode::UNAUTHORIZED, None, "no credentials were presented"));
     };
-    Ok(answer(code, key))
+    let mut response = answer(code, key);
+    if let (StatusCode::OK, Some(hash)) = (response.status(), declared_body_hash) {
+        if let Ok(value) = HeaderValue::from_str(&hex::encode(hash)) {
+            response
+                .headers_mut()
+                .insert(HeaderName::from_static("x-keyward-body-sha256"), value);
+        }
+    }
+    Ok(response)
+}
+
+const BODY_DETAIL: &str = "the gateway did not pass the body on, and the signature does not declare its hash \
+    (send x-amz-content-sha256 or a signed Content-Digest, or verify at /v1/verify/request)";
+
+fn body_withheld(headers: &HeaderMap) -> bool {
+    headers
+        .get(ORIGINAL_CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .is_some_and(|length| length > 0)
+}
+
+/// The body hash a signed request declares in a signed header: SigV4's `x-amz-content-sha256`
+/// or an RFC 9530 `Content-Digest` `sha-256` member.
+fn declared_sha256(request: &signing::Request) -> Option<[u8; 32]> {
+    if let Some(hex_digest) = request.header("x-amz-content-sha256") {
+        return hex::decode(hex_digest.trim()).ok()?.try_into().ok();
+    }
+    let digest = request.header("content-digest")?;
+    let dictionary = signing::sfv::parse_dictionary(digest).ok()?;
+    dictionary.iter().find_map(|(name, member)| match member {
+        signing::sfv::Member::Item(item) if name == "sha-256" => match &item.bare {
+            signing::sfv::BareItem::ByteSeq(bytes) => bytes.as_slice().try_into().ok(),
+            _ => None,
+        },
+        _ => None,
+    })
 }
 
 /// The gateway, by its token; or, where the deployment allows it, an anonymous verifier.
@@ -120,11 +177,15 @@ fn original_request(
     body: Vec<u8>,
 ) -> signing::Request {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    // nginx names the original request in X-Original-*; any X-Forwarded-* beside them came from
+    // the client and must not choose the host or scheme a signature is checked against.
+    let nginx = text("x-original-method").is_some() || text("x-original-uri").is_some();
+    let forwarded = |name: &str| if nginx { None } else { text(name) };
     let method = text("x-original-method")
-        .or(text("x-forwarded-method"))
+        .or(forwarded("x-forwarded-method"))
         .unwrap_or(method.as_str());
     let target = text("x-original-uri")
-        .or(text("x-forwarded-uri"))
+        .or(forwarded("x-forwarded-uri"))
         .map(str::to_owned)
         .unwrap_or_else(|| uri.path_and_query().map_or("/".to_owned(), |pq| pq.as_str().to_owned()));
     let mut request = signing::Request::from_target(method, &target);
@@ -136,10 +197,10 @@ fn original_request(
             request.headers.push((name.as_str().to_owned(), value.to_owned()));
         }
     }
-    if let Some(host) = text("x-forwarded-host") {
+    if let Some(host) = forwarded("x-forwarded-host") {
         request.set_header("host", host);
     }
-    request.scheme = text("x-forwarded-proto").map(str::to_owned);
+    request.scheme = forwarded("x-forwarded-proto").map(str::to_owned);
     request.body = signing::Body::Bytes(body);
     request
 }

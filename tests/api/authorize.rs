@@ -6,7 +6,8 @@ use sqlx::PgPool;
 
 use crate::helpers::TestApp;
 use keyward::domain::authz::Permission;
-use keyward::signing::{keyward_hmac, Request};
+use keyward::signing::{self, keyward_hmac, Request};
+use sha2::Digest;
 
 struct Gateway {
     token: String,
@@ -221,4 +222,105 @@ async fn traefik_forwarded_headers_describe_the_original_request(pool: PgPool) {
         .unwrap();
 
     assert_eq!(reply.status(), StatusCode::OK);
+}
+
+#[sqlx::test]
+async fn behind_nginx_a_client_sent_x_forwarded_host_cannot_redirect_a_signature(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let created = app
+        .post(
+            &format!("/v1/tenants/{tenant}/keys"),
+            &app.admin,
+            json!({"name": "signer", "signing": true}),
+        )
+        .await;
+    let key_id = created.body["key"]["id"].as_str().unwrap();
+    let secret = created.body["signing_secret"].as_str().unwrap();
+    let mut signed = Request::new("GET", "/orders", "").with_header("Host", "a.example.com");
+    signing::rfc9421::sign(&mut signed, key_id, secret.as_bytes(), app.clock().now()).unwrap();
+    let mut headers: Vec<(&str, &str)> = signed
+        .headers
+        .iter()
+        .filter(|(n, _)| n != "Host")
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    headers.push(("X-Forwarded-Host", "a.example.com"));
+    let gateway = Gateway::new(&app).await;
+
+    // reqwest sends Host: 127.0.0.1:<port>, as a request for another host would arrive.
+    let reply = gateway.check(&app, "GET", "/orders", &headers).await;
+
+    assert_eq!(reply.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(reply.headers()["x-keyward-code"], "SIGNATURE_MISMATCH");
+}
+
+#[sqlx::test]
+async fn a_withheld_body_is_accepted_on_its_signed_declared_hash_and_passed_on(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let created = app
+        .post(
+            &format!("/v1/tenants/{tenant}/keys"),
+            &app.admin,
+            json!({"name": "signer", "signing": true}),
+        )
+        .await;
+    let key_id = created.body["key"]["id"].as_str().unwrap();
+    let secret = created.body["signing_secret"].as_str().unwrap();
+    let body = br#"{"amount":100}"#.to_vec();
+    let hash = hex::encode(sha2::Sha256::digest(&body));
+    let host = app.base.trim_start_matches("http://").to_owned();
+    let mut signed = Request::new("POST", "/orders", "")
+        .with_header("Host", host.as_str())
+        .with_header("x-amz-content-sha256", hash.as_str())
+        .with_body(signing::Body::Bytes(body));
+    let creds = signing::sigv4::Credentials {
+        key_id,
+        secret: secret.as_bytes(),
+        region: "us-east-1",
+        service: "keyward",
+        session_token: None,
+    };
+    signing::sigv4::sign(&mut signed, &creds, app.clock().now()).unwrap();
+    let mut headers: Vec<(&str, &str)> = signed
+        .headers
+        .iter()
+        .filter(|(n, _)| n != "Host")
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    headers.push(("X-Original-Content-Length", "14"));
+    let gateway = Gateway::new(&app).await;
+
+    let reply = gateway.check(&app, "POST", "/orders", &headers).await;
+
+    assert_eq!(reply.status(), StatusCode::OK);
+    assert_eq!(reply.headers()["x-keyward-body-sha256"], hash.as_str());
+}
+
+#[sqlx::test]
+async fn a_withheld_body_without_a_declared_hash_is_unverifiable(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let created = app
+        .post(
+            &format!("/v1/tenants/{tenant}/keys"),
+            &app.admin,
+            json!({"name": "signer", "signing": true}),
+        )
+        .await;
+    let key_id = created.body["key"]["id"].as_str().unwrap();
+    let secret = created.body["signing_secret"].as_str().unwrap();
+    let mut signed = Request::new("POST", "/orders", "")
+        .with_header("Host", "api.example.com")
+        .with_body(signing::Body::Bytes(br#"{"amount":100}"#.to_vec()));
+    keyward_hmac::sign(&mut signed, key_id, secret.as_bytes(), app.clock().now()).unwrap();
+    let mut headers: Vec<(&str, &str)> = signed.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    headers.push(("X-Original-Content-Length", "14"));
+    let gateway = Gateway::new(&app).await;
+
+    let reply = gateway.check(&app, "POST", "/orders", &headers).await;
+
+    assert_eq!(reply.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(reply.headers()["x-keyward-code"], "BODY_UNVERIFIABLE");
 }
