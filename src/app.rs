@@ -19,6 +19,7 @@ pub fn context(pool: sqlx::PgPool, clock: Clock, usage_flush: Duration) -> Conte
         master_keys: None,
         sigv4: Default::default(),
         authorize_open: false,
+        trusted_proxies: Default::default(),
     }
 }
 

@@ -48,6 +48,10 @@ pub struct ServeConfig {
         value_delimiter = ','
     )]
     pub sigv4_service: Vec<String>,
+    /// Addresses of reverse proxies in front of keyward (comma-separated). From these peers the
+    /// client address is taken from `X-Forwarded-For`; from any other peer it is the peer itself.
+    #[arg(long, env = "KEYWARD_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Let `/v1/authorize` answer gateways that send no `X-Keyward-Gateway-Token`.
     #[arg(long, env = "KEYWARD_AUTHORIZE_OPEN", default_value_t = false, action = clap::ArgAction::Set)]
     pub authorize_open: bool,

@@ -333,6 +333,7 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
     let services: Vec<&str> = config.sigv4_service.iter().map(|s| s.trim()).collect();
     ctx = ctx.with_sigv4(keyward::signing::sigv4::Accept::new(&regions, &services));
     ctx.authorize_open = config.authorize_open;
+    ctx.trusted_proxies = std::sync::Arc::new(config.trusted_proxies.clone());
     match config.secrets.master_keys()? {
         Some(keys) => ctx = ctx.with_master_keys(keys),
         None => tracing::warn!("no KEYWARD_MASTER_KEYS: keys cannot be issued with signing secrets"),

@@ -5,7 +5,7 @@ use axum::extract::{ConnectInfo, FromRequest, FromRequestParts};
 use axum::http::{header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use crate::domain::audit::RequestMeta;
 use crate::domain::authz::Caller;
@@ -97,10 +97,10 @@ pub struct Meta(pub RequestMeta);
 const MAX_REQUEST_ID_LEN: usize = 128;
 const MAX_USER_AGENT_LEN: usize = 512;
 
-impl<S: Send + Sync> FromRequestParts<S> for Meta {
+impl FromRequestParts<Context> for Meta {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, ctx: &Context) -> Result<Self, Self::Rejection> {
         let text = |name: &str, max: usize| {
             parts
                 .headers
@@ -109,15 +109,35 @@ impl<S: Send + Sync> FromRequestParts<S> for Meta {
                 .filter(|v| !v.is_empty() && v.len() <= max)
                 .map(str::to_owned)
         };
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip());
         Ok(Meta(RequestMeta {
             request_id: text("x-request-id", MAX_REQUEST_ID_LEN),
-            ip: parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(addr)| addr.ip()),
+            ip: peer.map(|peer| client_address(peer, &parts.headers, &ctx.trusted_proxies)),
             user_agent: text("user-agent", MAX_USER_AGENT_LEN),
         }))
     }
+}
+
+/// The client's address: the peer, unless the peer is a trusted proxy, in which case the
+/// nearest address in `X-Forwarded-For` that is not a trusted proxy.
+fn client_address(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let hops: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|hop| hop.trim().parse().ok())
+        .collect();
+    hops.into_iter()
+        .rev()
+        .find(|hop| !trusted.contains(hop))
+        .unwrap_or(peer)
 }
 
 /// A JSON body that may also be left out entirely, meaning `T::default()`.
@@ -140,5 +160,33 @@ where
             return Err(ApiError::UnsupportedMediaType);
         }
         parse_json(&bytes).map(JsonOrEmpty)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forwarded(value: &str) -> axum::http::HeaderMap {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert("x-forwarded-for", value.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn an_untrusted_peer_is_the_client_whatever_it_forwards() {
+        let peer: IpAddr = "203.0.113.9".parse().unwrap();
+        assert_eq!(client_address(peer, &forwarded("198.51.100.1"), &[]), peer);
+    }
+
+    #[test]
+    fn behind_trusted_proxies_the_nearest_untrusted_hop_is_the_client() {
+        let proxy: IpAddr = "10.0.0.2".parse().unwrap();
+        let edge: IpAddr = "10.0.0.1".parse().unwrap();
+        let headers = forwarded("1.2.3.4, 198.51.100.7, 10.0.0.1");
+        assert_eq!(
+            client_address(proxy, &headers, &[proxy, edge]),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
     }
 }

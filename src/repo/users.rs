@@ -443,14 +443,16 @@ pub async fn count_login_failures(
         "SELECT
              count(*) FILTER (WHERE email = lower($1)) AS account,
              min(occurred_at) FILTER (WHERE email = lower($1)) AS account_oldest,
-             count(*) FILTER (WHERE ip = $2::inet) AS address,
-             min(occurred_at) FILTER (WHERE ip = $2::inet) AS address_oldest
+             count(*) FILTER (WHERE ip <<= network(set_masklen($2::inet, $4))) AS address,
+             min(occurred_at) FILTER (WHERE ip <<= network(set_masklen($2::inet, $4))) AS address_oldest
          FROM login_failures
-         WHERE occurred_at > $3 AND (email = lower($1) OR ip = $2::inet)",
+         WHERE occurred_at > $3 AND (email = lower($1) OR ip <<= network(set_masklen($2::inet, $4)))",
     )
     .bind(email)
     .bind(ip.map(|ip| ip.to_string()))
     .bind(since)
+    // One IPv6 client can hold a whole /64: count the network, not the address.
+    .bind(if ip.is_some_and(|ip| ip.is_ipv6()) { 64 } else { 32 })
     .fetch_one(db)
     .await
 }

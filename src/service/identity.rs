@@ -12,7 +12,7 @@ use crate::domain::audit::{Actor, ActorKind, NewAuditEvent, Outcome, RequestMeta
 use crate::domain::authz::{Caller, Grant, Principal};
 use crate::domain::ids::TenantId;
 use crate::domain::token::{NewToken, PresentedToken, TokenPrefix};
-use crate::domain::user::{check_email, check_password, Membership, Role, User, UserId, MAX_EMAIL_LEN};
+use crate::domain::user::{check_email, check_password, Membership, Role, User, UserId};
 use crate::domain::validation::ValidationErrors;
 use crate::repo::{self, users::NewRefreshToken};
 
@@ -45,9 +45,10 @@ fn user_actor(id: UserId) -> Actor {
 async fn check_throttle(ctx: &Context, email: &str, meta: &RequestMeta, now: DateTime<Utc>) -> Result<()> {
     let since = now - Duration::seconds(FAILURE_WINDOW_SECONDS);
     let counts = repo::users::count_login_failures(&ctx.pool, email, meta.ip, since).await?;
-    let oldest = if counts.account >= MAX_ACCOUNT_FAILURES {
+    // The counts include this attempt, recorded before the check.
+    let oldest = if counts.account > MAX_ACCOUNT_FAILURES {
         counts.account_oldest
-    } else if counts.address >= MAX_ADDRESS_FAILURES {
+    } else if counts.address > MAX_ADDRESS_FAILURES {
         counts.address_oldest
     } else {
         return Ok(());
@@ -60,10 +61,17 @@ pub async fn login(ctx: &Context, meta: &RequestMeta, email: &str, password: &Se
     let jwt = jwt(ctx)?;
     let now = ctx.clock.now();
     let email = email.trim();
-    if email.is_empty() || email.len() > MAX_EMAIL_LEN || email.chars().any(char::is_control) {
+    let mut shape = ValidationErrors::default();
+    check_email(&mut shape, "email", email);
+    if !shape.0.is_empty() {
+        // No account can have this address (it may even be a password typed in the wrong
+        // field): answer like a wrong password, and record nothing of it.
         ctx.passwords.check(password, None).await?;
         return Err(Error::InvalidLogin);
     }
+    // The attempt counts as a failure from the start (a success clears it), so guesses sent in
+    // parallel cannot all pass the throttle before any of them is recorded.
+    repo::users::record_login_failure(&ctx.pool, email, meta.ip, now).await?;
     check_throttle(ctx, email, meta, now).await?;
     let found = repo::users::find_by_email(&ctx.pool, email).await?;
     let (user, stored) = match found {
@@ -77,7 +85,6 @@ pub async fn login(ctx: &Context, meta: &RequestMeta, email: &str, password: &Se
         (Some(user), Checked::Match { needs_rehash }) => (user, needs_rehash),
         (user, _) => {
             let mut tx = ctx.pool.begin().await?;
-            repo::users::record_login_failure(&mut *tx, email, meta.ip, now).await?;
             let actor = match &user {
                 Some(u) => user_actor(u.id),
                 None => Actor {

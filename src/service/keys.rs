@@ -306,8 +306,11 @@ pub async fn update_key(
     let current = repo::keys::get(&mut *tx, owner, kind, &id, true)
         .await?
         .ok_or_else(|| not_found(kind))?;
-    if current.status(now) == KeyStatus::Revoked {
-        return Err(Error::Conflict("a revoked key cannot be changed".into()));
+    match current.status(now) {
+        KeyStatus::Revoked => return Err(Error::Conflict("a revoked key cannot be changed".into())),
+        // Expiry is final like revocation: a lapsed (or rotated-away) key is not brought back.
+        KeyStatus::Expired => return Err(Error::Conflict("an expired key cannot be changed".into())),
+        KeyStatus::Active | KeyStatus::Disabled => {}
     }
     let updated = repo::keys::update(&mut tx, &id, &patch).await?;
     let changed: Vec<&str> = [

@@ -39,6 +39,8 @@ pub struct Context {
     pub sigv4: Arc<crate::signing::sigv4::Accept>,
     /// Whether `/v1/authorize` answers gateways without a gateway token.
     pub authorize_open: bool,
+    /// Reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Arc<Vec<std::net::IpAddr>>,
 }
 
 impl Context {

@@ -709,3 +709,45 @@ async fn an_invited_person_is_a_member_only_after_accepting(pool: PgPool) {
         .await;
     assert_eq!(member.status, StatusCode::NOT_FOUND);
 }
+
+#[sqlx::test]
+async fn parallel_guesses_cannot_outrun_the_throttle(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    app.user("ann@example.com", false).await;
+
+    let guesses = (0..15).map(|i| {
+        app.login(
+            "ann@example.com",
+            if i % 2 == 0 {
+                "wrong guess one!"
+            } else {
+                "wrong guess two!"
+            },
+        )
+    });
+    let replies = futures_util::future::join_all(guesses).await;
+
+    let unauthorized = replies.iter().filter(|r| r.status == StatusCode::UNAUTHORIZED).count();
+    let throttled = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert!(unauthorized <= 5, "{unauthorized} guesses were checked");
+    assert_eq!(unauthorized + throttled, 15);
+}
+
+#[sqlx::test]
+async fn a_password_typed_into_the_email_field_is_not_recorded(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+
+    let reply = app.login("my secret password", "my secret password").await;
+
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    let events = app.get("/v1/audit", &app.admin).await;
+    assert!(!events.body.to_string().contains("my secret password"));
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM login_failures")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0);
+}

@@ -448,3 +448,22 @@ async fn a_key_without_signing_has_no_signing_secret(pool: PgPool) {
     assert!(reply.body.get("signing_secret").is_none());
     assert_eq!(reply.body["key"]["signing"], false);
 }
+
+#[sqlx::test]
+async fn an_expired_key_cannot_be_brought_back_by_patching_its_expiry(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let (key, token) = app.key(&tenant, json!({"name": "k", "ttl_seconds": 60})).await;
+    app.advance(61);
+
+    let reply = app
+        .patch(
+            &format!("{}/{}", keys_path(&tenant), key["id"].as_str().unwrap()),
+            &app.admin,
+            json!({"expires_at": null}),
+        )
+        .await;
+
+    assert_eq!(reply.status, StatusCode::CONFLICT);
+    assert_eq!(app.verify(&token, &[]).await["code"], "EXPIRED");
+}
