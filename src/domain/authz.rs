@@ -1,6 +1,7 @@
 //! Who may do what. One function, `authorize`, decides every management call from the caller,
 //! the action and the tenant it touches; handlers never improvise checks.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -90,6 +91,9 @@ pub enum Grant {
 pub struct Caller {
     pub principal: Principal,
     pub grant: Grant,
+    /// When the presented credential stops working (service tokens); nothing it mints may
+    /// outlive it.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl Caller {
@@ -97,6 +101,7 @@ impl Caller {
         Caller {
             principal: Principal::ServiceToken(token_id),
             grant: Grant::Token { scope, permissions },
+            expires_at: None,
         }
     }
 

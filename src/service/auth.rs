@@ -28,5 +28,7 @@ pub async fn authenticate(ctx: &Context, bearer: &str) -> Result<Caller> {
     }
     ctx.usage.key_used(&key.id, now);
     let scope = key.tenant_id.map_or(TenantScope::Platform, TenantScope::Tenant);
-    Ok(Caller::service(key.id.clone(), scope, key.permissions()))
+    let mut caller = Caller::service(key.id.clone(), scope, key.permissions());
+    caller.expires_at = key.expires_at;
+    Ok(caller)
 }

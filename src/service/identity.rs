@@ -238,6 +238,7 @@ pub async fn authenticate(ctx: &Context, token: &str) -> Result<Caller> {
             platform_admin: user.platform_admin,
             memberships,
         },
+        expires_at: None,
     })
 }
 

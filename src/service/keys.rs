@@ -195,9 +195,13 @@ pub async fn create_service_token(
     draft: ServiceTokenDraft,
 ) -> Result<IssuedKey> {
     authorize(caller, Action::ManageServiceTokens, owner.tenant_id())?;
-    let spec = draft.validate(ctx.clock.now())?;
+    let mut spec = draft.validate(ctx.clock.now())?;
     if let Some(missing) = spec.permissions.iter().find(|p| !caller.may_grant(**p, owner)) {
         return Err(Denied::MissingPermission(missing.as_str()).into());
+    }
+    // A credential cannot hand out one that outlives it.
+    if let Some(limit) = caller.expires_at {
+        spec.expires_at = Some(spec.expires_at.map_or(limit, |at| at.min(limit)));
     }
     issue_service_token(ctx, &actor_of(caller), meta, owner, spec).await
 }

@@ -631,3 +631,30 @@ async fn the_verifiers_own_token_presented_as_a_key_is_not_found(pool: PgPool) {
 
     assert_eq!(verdict["code"], "NOT_FOUND");
 }
+
+#[sqlx::test]
+async fn a_token_cannot_mint_a_token_that_outlives_it(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let minted = app
+        .post(
+            "/v1/service-tokens",
+            &app.admin,
+            serde_json::json!({"name": "short", "permissions": ["tenants:admin", "keys:read"], "ttl_seconds": 3600}),
+        )
+        .await;
+    let short_lived = minted.body["token"].as_str().unwrap().to_owned();
+
+    let child = app
+        .post(
+            "/v1/service-tokens",
+            &short_lived,
+            serde_json::json!({"name": "child", "permissions": ["keys:read"]}),
+        )
+        .await;
+
+    assert_eq!(child.status, reqwest::StatusCode::CREATED, "{:?}", child.body);
+    assert_eq!(
+        child.body["service_token"]["expires_at"],
+        minted.body["service_token"]["expires_at"]
+    );
+}
