@@ -282,6 +282,7 @@ mod tests {
                     role,
                 }],
             },
+            expires_at: None,
         }
     }
 
