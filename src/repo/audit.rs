@@ -68,21 +68,38 @@ pub struct AuditFilter {
     pub limit: i64,
 }
 
-/// Sends every event matching `filter` (oldest first, no limit) down `sink` as it is read,
-/// so an export of any size streams without being held in memory.
+/// Sends every event matching `filter` (oldest first, no limit) down `sink`, page by page: each
+/// page is one short query, so a slow reader of a large export never holds a pooled connection.
 pub async fn export(
     pool: &sqlx::PgPool,
     filter: &AuditFilter,
     sink: tokio::sync::mpsc::Sender<Result<AuditEvent, sqlx::Error>>,
 ) {
-    use futures_util::StreamExt;
-    let mut q = filtered(filter);
-    q.push(" ORDER BY id");
-    let mut rows = q.build_query_as::<AuditRow>().fetch(pool);
-    while let Some(row) = rows.next().await {
-        let item = row.and_then(AuditEvent::try_from);
-        let failed = item.is_err();
-        if sink.send(item).await.is_err() || failed {
+    const PAGE: i64 = 500;
+    let mut after: Option<i64> = None;
+    loop {
+        let mut q = filtered(filter);
+        if let Some(after) = after {
+            q.push(" AND id > ").push_bind(after);
+        }
+        q.push(" ORDER BY id LIMIT ").push_bind(PAGE);
+        let page = match q.build_query_as::<AuditRow>().fetch_all(pool).await {
+            Ok(rows) => rows,
+            Err(error) => {
+                let _ = sink.send(Err(error)).await;
+                return;
+            }
+        };
+        let full = page.len() as i64 == PAGE;
+        for row in page {
+            after = Some(row.id);
+            let item = AuditEvent::try_from(row);
+            let failed = item.is_err();
+            if sink.send(item).await.is_err() || failed {
+                return;
+            }
+        }
+        if !full {
             return;
         }
     }

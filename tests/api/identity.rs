@@ -751,3 +751,37 @@ async fn a_password_typed_into_the_email_field_is_not_recorded(pool: PgPool) {
         .unwrap();
     assert_eq!(stored, 0);
 }
+
+#[sqlx::test]
+async fn an_export_larger_than_one_page_holds_every_event_once(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    sqlx::query(
+        "INSERT INTO audit_events (occurred_at, tenant_id, actor_kind, actor_id, action, outcome, hash)
+         SELECT now(), $1::uuid, 'system', 'test', 'test.bulk', 'success', sha256(i::text::bytea)
+         FROM generate_series(1, 1200) AS i",
+    )
+    .bind(&tenant)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+
+    let text = app
+        .client
+        .get(format!("{}/v1/tenants/{tenant}/audit?action=test.bulk", app.base))
+        .bearer_auth(&app.admin)
+        .header("accept", "application/x-ndjson")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    let ids: Vec<i64> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 1200);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "oldest first, each once");
+}
