@@ -85,6 +85,36 @@ pub struct Key {
     pub rotated_from: Option<KeyId>,
     /// The encrypted signing secret of a key that signs requests.
     pub signing_secret: Option<Sealed>,
+    /// Verifications left (`None`: unlimited).
+    pub remaining: Option<i64>,
+    pub rate_limit: Option<RateLimit>,
+}
+
+pub const MAX_RATE_LIMIT: i32 = 1_000_000;
+pub const MAX_RATE_WINDOW_SECONDS: i32 = 86_400;
+
+/// At most `limit` successful verifications per `window_seconds` (fixed windows).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    #[schema(example = 100)]
+    pub limit: i32,
+    #[schema(example = 60)]
+    pub window_seconds: i32,
+}
+
+fn check_rate_limit(errors: &mut ValidationErrors, rate_limit: Option<&RateLimit>) {
+    if let Some(rate) = rate_limit {
+        if !(1..=MAX_RATE_LIMIT).contains(&rate.limit) {
+            errors.add("rate_limit.limit", format!("must be between 1 and {MAX_RATE_LIMIT}"));
+        }
+        if !(1..=MAX_RATE_WINDOW_SECONDS).contains(&rate.window_seconds) {
+            errors.add(
+                "rate_limit.window_seconds",
+                format!("must be between 1 and {MAX_RATE_WINDOW_SECONDS}"),
+            );
+        }
+    }
 }
 
 impl Key {
@@ -153,6 +183,9 @@ pub struct KeyDraft {
     /// Also issue a signing secret, for signed requests (`POST /v1/verify/request`).
     #[serde(default)]
     pub signing: bool,
+    /// How many successful verifications the key allows; absent means unlimited.
+    pub remaining: Option<i64>,
+    pub rate_limit: Option<RateLimit>,
 }
 
 fn default_environment() -> Environment {
@@ -174,6 +207,8 @@ pub struct KeySpec {
     pub expires_at: Option<DateTime<Utc>>,
     pub enabled: bool,
     pub signing: bool,
+    pub remaining: Option<i64>,
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl KeyDraft {
@@ -186,6 +221,10 @@ impl KeyDraft {
         if let Some(owner) = &self.owner_id {
             check_text(&mut errors, "owner_id", owner, MAX_OWNER_ID_LEN);
         }
+        if self.remaining.is_some_and(|n| n < 1) {
+            errors.add("remaining", "must be at least 1 (leave it out for unlimited)");
+        }
+        check_rate_limit(&mut errors, self.rate_limit.as_ref());
         let expires_at = check_expiry(&mut errors, now, self.expires_at, self.ttl_seconds);
         errors.finish(KeySpec {
             name: self.name.trim().to_owned(),
@@ -196,6 +235,8 @@ impl KeyDraft {
             expires_at,
             enabled: self.enabled,
             signing: self.signing,
+            remaining: self.remaining,
+            rate_limit: self.rate_limit,
         })
     }
 }
@@ -267,6 +308,14 @@ pub struct KeyPatchDraft {
     #[schema(value_type = Option<DateTime<Utc>>)]
     pub expires_at: Option<Option<DateTime<Utc>>>,
     pub enabled: Option<bool>,
+    /// Verifications left; `null` makes the key unlimited.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>)]
+    pub remaining: Option<Option<i64>>,
+    /// `null` removes the rate limit.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<RateLimit>)]
+    pub rate_limit: Option<Option<RateLimit>>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -277,6 +326,8 @@ pub struct KeyPatch {
     pub owner_id: Option<Option<String>>,
     pub expires_at: Option<Option<DateTime<Utc>>>,
     pub enabled: Option<bool>,
+    pub remaining: Option<Option<i64>>,
+    pub rate_limit: Option<Option<RateLimit>>,
 }
 
 impl KeyPatchDraft {
@@ -299,12 +350,18 @@ impl KeyPatchDraft {
             Some(Some(at)) => Some(check_expiry(&mut errors, now, Some(at), None)),
             other => other,
         };
+        if self.remaining.flatten().is_some_and(|n| n < 0) {
+            errors.add("remaining", "must not be negative");
+        }
+        check_rate_limit(&mut errors, self.rate_limit.flatten().as_ref());
         let nothing = self.name.is_none()
             && scopes.is_none()
             && self.metadata.is_none()
             && self.owner_id.is_none()
             && expires_at.is_none()
-            && self.enabled.is_none();
+            && self.enabled.is_none()
+            && self.remaining.is_none()
+            && self.rate_limit.is_none();
         if nothing {
             errors.add("", "give at least one field to change");
         }
@@ -315,6 +372,8 @@ impl KeyPatchDraft {
             owner_id: self.owner_id,
             expires_at,
             enabled: self.enabled,
+            remaining: self.remaining,
+            rate_limit: self.rate_limit,
         })
     }
 }
@@ -430,6 +489,8 @@ mod tests {
             last_used_at: None,
             rotated_from: None,
             signing_secret: None,
+            remaining: None,
+            rate_limit: None,
         }
     }
 

@@ -32,6 +32,10 @@ pub enum VerifyCode {
     SchemeDisabled,
     /// Gateways: the body was not passed on and the signature does not declare its hash.
     BodyUnverifiable,
+    /// The key's rate limit is used up for the current window.
+    RateLimited,
+    /// The key has no verifications left.
+    UsageExceeded,
 }
 
 impl VerifyCode {
@@ -51,6 +55,8 @@ impl VerifyCode {
             VerifyCode::UnsignedHeaderRequired => "UNSIGNED_HEADER_REQUIRED",
             VerifyCode::SchemeDisabled => "SCHEME_DISABLED",
             VerifyCode::BodyUnverifiable => "BODY_UNVERIFIABLE",
+            VerifyCode::RateLimited => "RATE_LIMITED",
+            VerifyCode::UsageExceeded => "USAGE_EXCEEDED",
         }
     }
 }

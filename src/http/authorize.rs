@@ -242,6 +242,11 @@ fn answer(code: VerifyCode, key: Option<Key>) -> Response {
             set("x-keyward-code", code.as_str().to_owned());
             response
         }
+        (VerifyCode::RateLimited, _) => denied(
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(code),
+            "the key's rate limit is used up",
+        ),
         (VerifyCode::InsufficientScope, _) => {
             denied(StatusCode::FORBIDDEN, Some(code), "the key lacks a required scope")
         }
@@ -251,10 +256,10 @@ fn answer(code: VerifyCode, key: Option<Key>) -> Response {
 
 fn denied(status: StatusCode, code: Option<VerifyCode>, detail: &str) -> Response {
     let code_text = code.map_or("MISSING", VerifyCode::as_str);
-    let slug = if status == StatusCode::FORBIDDEN {
-        "insufficient-scope"
-    } else {
-        "unauthorized"
+    let slug = match status {
+        StatusCode::FORBIDDEN => "insufficient-scope",
+        StatusCode::TOO_MANY_REQUESTS => "rate-limited",
+        _ => "unauthorized",
     };
     let mut response = Problem::new(status, slug, format!("{detail} ({code_text})")).into_response();
     let headers = response.headers_mut();

@@ -13,7 +13,7 @@ use super::parse_tenant_id;
 use crate::domain::authz::TenantScope;
 use crate::domain::ids::{KeyId, KeyKind, TenantId};
 use crate::domain::key::{
-    Environment, Key, KeyDraft, KeyListQuery, KeyPatchDraft, KeyStatus, RevokeDraft, RotateDraft,
+    Environment, Key, KeyDraft, KeyListQuery, KeyPatchDraft, KeyStatus, RateLimit, RevokeDraft, RotateDraft,
 };
 use crate::domain::page::Page;
 use crate::error::{ApiError, Problem};
@@ -53,6 +53,9 @@ pub struct KeyView {
     pub rotated_from: Option<KeyId>,
     /// Whether the key has a signing secret for signed requests.
     pub signing: bool,
+    /// Verifications left (absent: unlimited).
+    pub remaining: Option<i64>,
+    pub rate_limit: Option<RateLimit>,
     pub status: KeyStatus,
 }
 
@@ -78,6 +81,8 @@ impl KeyView {
             last_used_at: key.last_used_at,
             rotated_from: key.rotated_from,
             signing: key.signing_secret.is_some(),
+            remaining: key.remaining,
+            rate_limit: key.rate_limit,
             status,
         }
     }

@@ -55,6 +55,9 @@ pub struct VerifyResponse {
     pub owner_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
+    /// For keys with a usage limit: verifications left after this one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remaining: Option<i64>,
 }
 
 /// Verifies a customer key. Every well-formed call gets 200 with `valid` and a `code`; the key's
@@ -79,14 +82,20 @@ async fn verify_key(
     Json(request): Json<VerifyRequest>,
 ) -> Result<Json<VerifyResponse>, ApiError> {
     let verdict = verify::verify_key(&ctx, &caller, &meta, &request.key, &request.scopes).await?;
-    Ok(Json(VerifyResponse::new(verdict.code, verdict.key, None)))
+    Ok(Json(VerifyResponse::new(
+        verdict.code,
+        verdict.key,
+        None,
+        verdict.remaining,
+    )))
 }
 
 impl VerifyResponse {
-    fn new(code: VerifyCode, key: Option<Key>, scheme: Option<&str>) -> Self {
+    fn new(code: VerifyCode, key: Option<Key>, scheme: Option<&str>, remaining: Option<i64>) -> Self {
         VerifyResponse {
             valid: code == VerifyCode::Valid,
             code,
+            remaining,
             scheme: scheme.map(str::to_owned),
             tenant_id: key.as_ref().and_then(|k| k.tenant_id),
             environment: key.as_ref().map(|k| k.environment),
@@ -222,5 +231,6 @@ async fn verify_request(
         verdict.code,
         verdict.key,
         verdict.scheme.map(|s| s.as_str()),
+        verdict.remaining,
     )))
 }

@@ -9,7 +9,7 @@ use super::bad_column;
 use crate::crypto::secrets::Sealed;
 use crate::domain::authz::TenantScope;
 use crate::domain::ids::{KeyId, KeyKind, TenantId};
-use crate::domain::key::{Environment, Key, KeyPatch, KeyStatus};
+use crate::domain::key::{Environment, Key, KeyPatch, KeyStatus, RateLimit};
 use crate::domain::tenant::{TenantSettings, TenantStatus};
 use crate::domain::token::TokenHash;
 
@@ -35,6 +35,9 @@ struct KeyRow {
     rotated_from: Option<String>,
     signing_secret: Option<Vec<u8>>,
     signing_secret_version: Option<i32>,
+    remaining: Option<i64>,
+    rate_limit: Option<i32>,
+    rate_limit_window_seconds: Option<i32>,
 }
 
 impl TryFrom<KeyRow> for Key {
@@ -65,6 +68,11 @@ impl TryFrom<KeyRow> for Key {
                 (Some(blob), Some(version)) => Some(Sealed { version, blob }),
                 _ => None,
             },
+            remaining: row.remaining,
+            rate_limit: match (row.rate_limit, row.rate_limit_window_seconds) {
+                (Some(limit), Some(window_seconds)) => Some(RateLimit { limit, window_seconds }),
+                _ => None,
+            },
         })
     }
 }
@@ -78,14 +86,15 @@ struct KeyWithTenantRow {
 
 const COLUMNS: &str = "k.id, k.tenant_id, k.kind, k.name, k.environment, k.prefix, k.start, k.scopes, \
     k.metadata, k.owner_id, k.created_at, k.created_by, k.expires_at, k.revoked_at, k.revoked_reason, \
-    k.enabled, k.last_used_at, k.rotated_from, k.signing_secret, k.signing_secret_version";
+    k.enabled, k.last_used_at, k.rotated_from, k.signing_secret, k.signing_secret_version, \
+    k.remaining, k.rate_limit, k.rate_limit_window_seconds";
 
 pub async fn insert(conn: &mut PgConnection, key: &Key, hash: &TokenHash) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO api_keys (id, tenant_id, kind, name, environment, prefix, start, token_hash, scopes,
              metadata, owner_id, created_at, created_by, expires_at, enabled, rotated_from, signing_secret,
-             signing_secret_version)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+             signing_secret_version, remaining, rate_limit, rate_limit_window_seconds)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
     )
     .bind(key.id.as_str())
     .bind(key.tenant_id.map(|t| t.0))
@@ -105,6 +114,9 @@ pub async fn insert(conn: &mut PgConnection, key: &Key, hash: &TokenHash) -> Res
     .bind(key.rotated_from.as_ref().map(KeyId::as_str))
     .bind(key.signing_secret.as_ref().map(|s| s.blob.as_slice()))
     .bind(key.signing_secret.as_ref().map(|s| s.version))
+    .bind(key.remaining)
+    .bind(key.rate_limit.map(|r| r.limit))
+    .bind(key.rate_limit.map(|r| r.window_seconds))
     .execute(conn)
     .await?;
     Ok(())
@@ -240,6 +252,7 @@ pub async fn update(conn: &mut PgConnection, id: &KeyId, patch: &KeyPatch) -> Re
         .scopes
         .as_ref()
         .map(|s| s.iter().map(|s| s.as_str().to_owned()).collect());
+    let rate_limit = patch.rate_limit.flatten();
     sqlx::query_as::<_, KeyRow>(&format!(
         "UPDATE api_keys k SET
              name = COALESCE($2, k.name),
@@ -247,7 +260,10 @@ pub async fn update(conn: &mut PgConnection, id: &KeyId, patch: &KeyPatch) -> Re
              metadata = COALESCE($4, k.metadata),
              owner_id = CASE WHEN $5 THEN $6 ELSE k.owner_id END,
              expires_at = CASE WHEN $7 THEN $8 ELSE k.expires_at END,
-             enabled = COALESCE($9, k.enabled)
+             enabled = COALESCE($9, k.enabled),
+             remaining = CASE WHEN $10 THEN $11 ELSE k.remaining END,
+             rate_limit = CASE WHEN $12 THEN $13 ELSE k.rate_limit END,
+             rate_limit_window_seconds = CASE WHEN $12 THEN $14 ELSE k.rate_limit_window_seconds END
          WHERE k.id = $1 RETURNING {COLUMNS}"
     ))
     .bind(id.as_str())
@@ -259,6 +275,11 @@ pub async fn update(conn: &mut PgConnection, id: &KeyId, patch: &KeyPatch) -> Re
     .bind(patch.expires_at.is_some())
     .bind(patch.expires_at.flatten())
     .bind(patch.enabled)
+    .bind(patch.remaining.is_some())
+    .bind(patch.remaining.flatten())
+    .bind(patch.rate_limit.is_some())
+    .bind(rate_limit.map(|r| r.limit))
+    .bind(rate_limit.map(|r| r.window_seconds))
     .fetch_one(conn)
     .await
     .and_then(Key::try_from)
@@ -334,4 +355,41 @@ pub async fn reseal(conn: &mut PgConnection, id: &KeyId, sealed: &Sealed) -> Res
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Uses up one of a limited key's remaining verifications. `Some(left)` when one was left to
+/// use; `None` when none was (or the key is unlimited, which callers do not ask about).
+pub async fn use_one(db: impl PgExecutor<'_>, id: &KeyId) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE api_keys SET remaining = remaining - 1 WHERE id = $1 AND remaining > 0 RETURNING remaining",
+    )
+    .bind(id.as_str())
+    .fetch_optional(db)
+    .await
+}
+
+/// Counts a hit in the key's window starting at `window_start`; returns the hits so far.
+pub async fn hit_rate_window(
+    db: impl PgExecutor<'_>,
+    id: &KeyId,
+    window_start: DateTime<Utc>,
+) -> Result<i32, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO key_rate_windows (key_id, window_start, hits) VALUES ($1, $2, 1)
+         ON CONFLICT (key_id, window_start) DO UPDATE SET hits = key_rate_windows.hits + 1
+         RETURNING hits",
+    )
+    .bind(id.as_str())
+    .bind(window_start)
+    .fetch_one(db)
+    .await
+}
+
+/// Forgets rate windows that started before `before`.
+pub async fn prune_rate_windows(db: impl PgExecutor<'_>, before: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+    let result = sqlx::query("DELETE FROM key_rate_windows WHERE window_start < $1")
+        .bind(before)
+        .execute(db)
+        .await?;
+    Ok(result.rows_affected())
 }

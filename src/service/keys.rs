@@ -12,8 +12,8 @@ use crate::domain::audit::{Actor, NewAuditEvent, Outcome, RequestMeta};
 use crate::domain::authz::{authorize, Action, Caller, Denied, TenantScope};
 use crate::domain::ids::{KeyId, KeyKind, TenantId};
 use crate::domain::key::{
-    Environment, Key, KeyDraft, KeyListQuery, KeyPatchDraft, KeyStatus, RevokeDraft, RotateDraft, ServiceTokenDraft,
-    ServiceTokenSpec, MAX_OWNER_ID_LEN,
+    Environment, Key, KeyDraft, KeyListQuery, KeyPatchDraft, KeyStatus, RateLimit, RevokeDraft, RotateDraft,
+    ServiceTokenDraft, ServiceTokenSpec, MAX_OWNER_ID_LEN,
 };
 use crate::domain::page::{check_limit, Page};
 use crate::domain::tenant::TenantStatus;
@@ -112,6 +112,8 @@ fn new_key(
         last_used_at: None,
         rotated_from: template.rotated_from,
         signing_secret: None,
+        remaining: template.remaining,
+        rate_limit: template.rate_limit,
     }
 }
 
@@ -134,6 +136,8 @@ struct KeyTemplate {
     expires_at: Option<DateTime<Utc>>,
     enabled: bool,
     rotated_from: Option<KeyId>,
+    remaining: Option<i64>,
+    rate_limit: Option<RateLimit>,
 }
 
 pub async fn create_key(
@@ -158,6 +162,8 @@ pub async fn create_key(
         expires_at: spec.expires_at,
         enabled: spec.enabled,
         rotated_from: None,
+        remaining: spec.remaining,
+        rate_limit: spec.rate_limit,
     };
     let mut key = new_key(KeyKind::Customer, owner, &token, &actor, now, template);
     let signing_secret = if spec.signing {
@@ -225,6 +231,8 @@ pub async fn issue_service_token(
         expires_at: spec.expires_at,
         enabled: true,
         rotated_from: None,
+        remaining: None,
+        rate_limit: None,
     };
     let key = new_key(KeyKind::Service, owner, &token, actor, now, template);
     let mut tx = ctx.pool.begin().await?;
@@ -324,6 +332,8 @@ pub async fn update_key(
         ("owner_id", patch.owner_id.is_some()),
         ("expires_at", patch.expires_at.is_some()),
         ("enabled", patch.enabled.is_some()),
+        ("remaining", patch.remaining.is_some()),
+        ("rate_limit", patch.rate_limit.is_some()),
     ]
     .into_iter()
     .filter_map(|(field, given)| given.then_some(field))
@@ -387,6 +397,8 @@ pub async fn rotate(
         expires_at: old.expires_at,
         enabled: old.enabled,
         rotated_from: Some(old.id.clone()),
+        remaining: old.remaining,
+        rate_limit: old.rate_limit,
     };
     let mut key = new_key(kind, owner, &token, &actor, now, template);
     let signing_secret = if old.signing_secret.is_some() {

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth;
 pub mod identity;
 pub mod keys;
+pub mod limits;
 pub mod members;
 pub mod signed;
 pub mod tenants;

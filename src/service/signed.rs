@@ -7,7 +7,7 @@
 use chrono::Duration;
 use secrecy::ExposeSecret;
 
-use super::{actor_of, Context, Error, Result};
+use super::{actor_of, limits, Context, Error, Result};
 use crate::domain::audit::{NewAuditEvent, Outcome, RequestMeta};
 use crate::domain::authz::{authorize, Action, Caller};
 use crate::domain::ids::{KeyId, KeyKind};
@@ -26,6 +26,8 @@ pub struct SignedVerdict {
     pub code: VerifyCode,
     /// The key, on `VALID` only.
     pub key: Option<Key>,
+    /// Verifications left after this one, for keys with a usage limit.
+    pub remaining: Option<i64>,
 }
 
 pub async fn verify_request(
@@ -104,11 +106,16 @@ pub async fn verify_request(
             return Ok(refused(ctx, caller, meta, scheme, Some(&key), VerifyCode::Replayed).await);
         }
     }
+    let remaining = match limits::consume(ctx, &key, now).await? {
+        Ok(remaining) => remaining,
+        Err(code) => return Ok(refused(ctx, caller, meta, scheme, Some(&key), code).await),
+    };
     ctx.usage.key_used(&key.id, now);
     Ok(SignedVerdict {
         scheme,
         code: VerifyCode::Valid,
         key: Some(key),
+        remaining,
     })
 }
 
@@ -142,5 +149,6 @@ async fn refused(
         scheme,
         code,
         key: None,
+        remaining: None,
     }
 }

@@ -99,6 +99,10 @@ impl Pending {
         if let Err(error) = repo::replays::prune(pool, Utc::now()).await {
             tracing::warn!(%error, "could not prune the signature replay store");
         }
+        // Windows are at most a day long: anything older than two days is over.
+        if let Err(error) = repo::keys::prune_rate_windows(pool, Utc::now() - chrono::Duration::days(2)).await {
+            tracing::warn!(%error, "could not prune rate-limit windows");
+        }
         if !self.last_used.is_empty() {
             let uses: Vec<(KeyId, DateTime<Utc>)> = self.last_used.drain().collect();
             if let Err(error) = repo::keys::record_last_used(pool, &uses).await {

@@ -2,7 +2,7 @@
 //! indexed lookup by hash. Successes note `last_used_at` and failures their audit event through
 //! the batched usage writer, so no verification waits on a database write.
 
-use super::{actor_of, Context, Result};
+use super::{actor_of, limits, Context, Result};
 use crate::domain::audit::{NewAuditEvent, Outcome, RequestMeta};
 use crate::domain::authz::{authorize, Action, Caller};
 use crate::domain::ids::KeyKind;
@@ -19,6 +19,8 @@ pub struct Verdict {
     pub code: VerifyCode,
     /// The key, on `VALID` only.
     pub key: Option<Key>,
+    /// Verifications left after this one, for keys with a usage limit.
+    pub remaining: Option<i64>,
 }
 
 pub async fn verify_key(
@@ -51,11 +53,18 @@ pub async fn verify_key(
         Err(code) => (None, code),
     };
 
+    let (code, remaining) = match (&key, code) {
+        (Some(found), VerifyCode::Valid) => match limits::consume(ctx, found, now).await? {
+            Ok(remaining) => (VerifyCode::Valid, remaining),
+            Err(code) => (code, None),
+        },
+        (_, code) => (code, None),
+    };
     if code == VerifyCode::Valid {
         if let Some(key) = &key {
             ctx.usage.key_used(&key.id, now);
         }
-        return Ok(Verdict { code, key });
+        return Ok(Verdict { code, key, remaining });
     }
     let tenant = key.as_ref().and_then(|k| k.tenant_id).or(caller.bound_tenant());
     let mut event = NewAuditEvent::new(
@@ -74,7 +83,11 @@ pub async fn verify_key(
         event = event.target("key", &key.id);
     }
     ctx.usage.verify_failed(event).await;
-    Ok(Verdict { code, key: None })
+    Ok(Verdict {
+        code,
+        key: None,
+        remaining: None,
+    })
 }
 
 fn visible_to(caller: &Caller, key: &Key) -> bool {

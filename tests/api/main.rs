@@ -10,6 +10,7 @@ mod curl;
 mod errors;
 mod identity;
 mod keys;
+mod limits;
 mod logs;
 mod nginx;
 mod openapi;

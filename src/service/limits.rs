@@ -1,0 +1,29 @@
+//! Usage limits, applied once a key has passed every other check: its rate limit (fixed windows
+//! counted in PostgreSQL, so every replica shares them) and its remaining verifications. Only keys
+//! that have a limit pay the write this takes.
+
+use chrono::{DateTime, Utc};
+
+use super::{Context, Result};
+use crate::domain::key::Key;
+use crate::domain::verify::VerifyCode;
+use crate::repo;
+
+/// `Ok(remaining)` (after this use, for limited keys) or the code that refuses the key.
+pub async fn consume(ctx: &Context, key: &Key, now: DateTime<Utc>) -> Result<Result<Option<i64>, VerifyCode>> {
+    if let Some(rate) = key.rate_limit {
+        let window = i64::from(rate.window_seconds);
+        let start = DateTime::from_timestamp(now.timestamp().div_euclid(window) * window, 0).unwrap_or(now);
+        let hits = repo::keys::hit_rate_window(&ctx.pool, &key.id, start).await?;
+        if hits > rate.limit {
+            return Ok(Err(VerifyCode::RateLimited));
+        }
+    }
+    if key.remaining.is_none() {
+        return Ok(Ok(None));
+    }
+    match repo::keys::use_one(&ctx.pool, &key.id).await? {
+        Some(left) => Ok(Ok(Some(left))),
+        None => Ok(Err(VerifyCode::UsageExceeded)),
+    }
+}
