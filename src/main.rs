@@ -77,6 +77,20 @@ enum AdminCommand {
         #[command(flatten)]
         secrets: keyward::config::SecretsConfig,
     },
+    /// Disable a user: their sessions end at once and logins are refused.
+    DisableUser {
+        #[command(flatten)]
+        database: DatabaseConfig,
+        #[arg(long)]
+        email: String,
+    },
+    /// Enable a disabled user again.
+    EnableUser {
+        #[command(flatten)]
+        database: DatabaseConfig,
+        #[arg(long)]
+        email: String,
+    },
     /// Create a user. The password is read from stdin (or asked for on a terminal), never from argv.
     CreateUser {
         #[command(flatten)]
@@ -153,6 +167,8 @@ async fn run(command: Command) -> Result<(), String> {
             eprintln!("re-sealed {count} signing secrets");
             Ok(())
         }
+        Command::Admin(AdminCommand::DisableUser { database, email }) => set_disabled(database, &email, true).await,
+        Command::Admin(AdminCommand::EnableUser { database, email }) => set_disabled(database, &email, false).await,
         Command::Admin(AdminCommand::CreateUser {
             database,
             email,
@@ -271,6 +287,17 @@ fn sign(args: SignArgs) -> Result<(), String> {
     for (name, value) in added {
         println!("{name}: {value}");
     }
+    Ok(())
+}
+
+async fn set_disabled(database: DatabaseConfig, email: &str, disabled: bool) -> Result<(), String> {
+    let pool = connect(&database).await?;
+    db::migrate(&pool).await.map_err(|e| format!("migration failed: {e}"))?;
+    let ctx = app::context(pool, Clock::system(), std::time::Duration::from_secs(1));
+    let user = service::identity::set_user_disabled(&ctx, &cli_actor(), email, disabled)
+        .await
+        .map_err(describe)?;
+    eprintln!("{} {}", if disabled { "disabled" } else { "enabled" }, user.email);
     Ok(())
 }
 

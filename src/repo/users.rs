@@ -464,3 +464,27 @@ pub async fn clear_login_failures(db: impl PgExecutor<'_>, email: &str) -> Resul
         .await?;
     Ok(())
 }
+
+/// Disables (`Some(at)`) or enables (`None`) a user; a change of state ends their access tokens.
+pub async fn set_disabled(conn: &mut PgConnection, id: UserId, at: Option<DateTime<Utc>>) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET disabled_at = $2, session_version = session_version + 1 WHERE id = $1")
+        .bind(id.0)
+        .bind(at)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Revokes every session (refresh-token family) a user holds.
+pub async fn revoke_all_refresh_tokens(
+    conn: &mut PgConnection,
+    user: UserId,
+    now: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    let result = sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL")
+        .bind(user.0)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(result.rows_affected())
+}

@@ -385,3 +385,26 @@ pub async fn create_user(
     tx.commit().await?;
     Ok(user)
 }
+
+/// Disables a user (every session ends at once; logins are refused) or enables them again.
+pub async fn set_user_disabled(ctx: &Context, actor: &Actor, email: &str, disabled: bool) -> Result<User> {
+    let now = ctx.clock.now();
+    let mut tx = ctx.pool.begin().await?;
+    let (user, _) = repo::users::find_by_email(&mut *tx, email.trim())
+        .await?
+        .ok_or(Error::NotFound("user"))?;
+    repo::users::set_disabled(&mut tx, user.id, disabled.then_some(now)).await?;
+    if disabled {
+        repo::users::revoke_all_refresh_tokens(&mut tx, user.id, now).await?;
+    }
+    let action = if disabled { "user.disabled" } else { "user.enabled" };
+    let event = NewAuditEvent::new(now, actor, &RequestMeta::default(), None, action, Outcome::Success)
+        .target("user", user.id)
+        .details(serde_json::json!({ "email": user.email }));
+    repo::audit::append(&mut tx, &event).await?;
+    let user = repo::users::get(&mut *tx, user.id)
+        .await?
+        .ok_or(Error::NotFound("user"))?;
+    tx.commit().await?;
+    Ok(user)
+}

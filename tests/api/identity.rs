@@ -785,3 +785,42 @@ async fn an_export_larger_than_one_page_holds_every_event_once(pool: PgPool) {
     assert_eq!(ids.len(), 1200);
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "oldest first, each once");
 }
+
+#[sqlx::test]
+async fn the_cli_disables_a_user_ending_their_sessions_and_enables_them_again(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    app.user("ann@example.com", false).await;
+    let session = app.login("ann@example.com", PASSWORD).await.body;
+    let run = |command: &'static str| {
+        let url = app.database_url();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
+                .args(["admin", command, "--email", "ann@example.com"])
+                .env("DATABASE_URL", url)
+                .output()
+                .unwrap()
+        })
+    };
+
+    assert!(run("disable-user").await.unwrap().status.success());
+
+    assert_eq!(
+        me_status(&app, session["access_token"].as_str().unwrap()).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let refresh = app
+        .call(
+            Method::POST,
+            "/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": session["refresh_token"]})),
+        )
+        .await;
+    assert_eq!(refresh.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.login("ann@example.com", PASSWORD).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(run("enable-user").await.unwrap().status.success());
+    assert_eq!(app.login("ann@example.com", PASSWORD).await.status, StatusCode::OK);
+}
