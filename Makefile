@@ -53,11 +53,12 @@ USE_DEV_MASTER_KEY = if [ -z "$${KEYWARD_MASTER_KEYS:-}" ]; then \
 	  echo "==> using the development master key in .data/master-keys (set KEYWARD_MASTER_KEYS in production)"; \
 	fi
 
-.PHONY: help run test db-stop fmt lint openapi
+.PHONY: help run test bench db-stop fmt lint openapi
 
 help:
 	@echo "make run      start the dev database if needed, then serve (PROFILE=$(PROFILE))"
 	@echo "make test     start the dev database if needed, then run the tests"
+	@echo "make bench    verify throughput as ratios to /healthz and SELECT 1 (release build)"
 	@echo "make db-stop  stop the dev database (data kept in .data/)"
 	@echo "make fmt      format the code"
 	@echo "make lint     rustfmt check + clippy with warnings as errors"
@@ -84,6 +85,12 @@ test:
 	else \
 	  exec $(CARGO) test $(TEST_ARGS); \
 	fi
+
+# Throughput of verify against /healthz and SELECT 1 measured in the same run (ratios), on a
+# fresh database that is dropped afterwards. Release build; not part of CI.
+bench:
+	@$(USE_DEV_DB); \
+	exec $(CARGO) bench --bench verify
 
 db-stop:
 	@$(DEV_DB) stop
