@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor, Postgres, QueryBuilder};
+use std::collections::BTreeMap;
 use uuid::Uuid;
 
 use super::bad_column;
@@ -10,47 +11,70 @@ use crate::domain::ids::TenantId;
 
 /// Appends `event` to its tenant's chain. Must run inside the transaction of the change it
 /// records: the advisory lock serialises appends to one chain until that transaction ends.
-pub async fn append(conn: &mut PgConnection, event: &NewAuditEvent) -> Result<i64, sqlx::Error> {
-    let tenant = event.tenant_id.map(|t| t.0);
-    let chain = match tenant {
-        Some(id) => format!("audit:{id}"),
-        None => "audit:platform".to_owned(),
-    };
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind(chain)
-        .execute(&mut *conn)
+pub async fn append(conn: &mut PgConnection, event: &NewAuditEvent) -> Result<(), sqlx::Error> {
+    append_all(conn, std::slice::from_ref(event)).await
+}
+
+/// Rows per INSERT: 14 bound values each, well under PostgreSQL's 65535 parameters.
+const ROWS_PER_INSERT: usize = 1000;
+
+/// Appends events in their order, each extending its own tenant's chain: per chain one lock,
+/// one read of the last hash and multi-row inserts. Chains are locked in a fixed order, so
+/// concurrent writers cannot deadlock on them.
+pub async fn append_all(conn: &mut PgConnection, events: &[NewAuditEvent]) -> Result<(), sqlx::Error> {
+    let mut chains: BTreeMap<Option<Uuid>, Vec<&NewAuditEvent>> = BTreeMap::new();
+    for event in events {
+        chains.entry(event.tenant_id.map(|t| t.0)).or_default().push(event);
+    }
+    for (tenant, chain_events) in chains {
+        let chain = match tenant {
+            Some(id) => format!("audit:{id}"),
+            None => "audit:platform".to_owned(),
+        };
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(chain)
+            .execute(&mut *conn)
+            .await?;
+        let mut prev_hash: Option<Vec<u8>> = sqlx::query_scalar(
+            "SELECT hash FROM audit_events
+             WHERE ($1::uuid IS NULL AND tenant_id IS NULL) OR tenant_id = $1
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(tenant)
+        .fetch_optional(&mut *conn)
         .await?;
-    let prev_hash: Option<Vec<u8>> = sqlx::query_scalar(
-        "SELECT hash FROM audit_events
-         WHERE ($1::uuid IS NULL AND tenant_id IS NULL) OR tenant_id = $1
-         ORDER BY id DESC LIMIT 1",
-    )
-    .bind(tenant)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let hash = event.chain_hash(prev_hash.as_deref());
-    sqlx::query_scalar(
-        "INSERT INTO audit_events (occurred_at, tenant_id, actor_kind, actor_id, action, target_kind,
-             target_id, outcome, request_id, ip, user_agent, details, prev_hash, hash)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::inet, $11, $12, $13, $14)
-         RETURNING id",
-    )
-    .bind(event.stored_time())
-    .bind(tenant)
-    .bind(event.actor.kind.as_str())
-    .bind(&event.actor.id)
-    .bind(event.action)
-    .bind(event.target_kind)
-    .bind(event.target_id.as_deref())
-    .bind(event.outcome.as_str())
-    .bind(event.meta.request_id.as_deref())
-    .bind(event.meta.ip.map(|ip| ip.to_string()))
-    .bind(event.meta.user_agent.as_deref())
-    .bind(&event.details)
-    .bind(prev_hash)
-    .bind(hash.as_slice())
-    .fetch_one(conn)
-    .await
+        let mut rows = Vec::with_capacity(chain_events.len());
+        for event in chain_events {
+            let hash = event.chain_hash(prev_hash.as_deref()).to_vec();
+            rows.push((event, prev_hash.replace(hash.clone()), hash));
+        }
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
+                "INSERT INTO audit_events (occurred_at, tenant_id, actor_kind, actor_id, action, target_kind,
+                     target_id, outcome, request_id, ip, user_agent, details, prev_hash, hash) ",
+            );
+            q.push_values(chunk, |mut row, (event, prev, hash)| {
+                row.push_bind(event.stored_time())
+                    .push_bind(tenant)
+                    .push_bind(event.actor.kind.as_str())
+                    .push_bind(event.actor.id.clone())
+                    .push_bind(event.action)
+                    .push_bind(event.target_kind)
+                    .push_bind(event.target_id.clone())
+                    .push_bind(event.outcome.as_str())
+                    .push_bind(event.meta.request_id.clone())
+                    .push_bind(event.meta.ip.map(|ip| ip.to_string()))
+                    .push_unseparated("::inet")
+                    .push_bind(event.meta.user_agent.clone())
+                    .push_bind(event.details.clone())
+                    .push_bind(prev.clone())
+                    .push_bind(hash.clone());
+            });
+            // VALUES rows take their ids in order, so the chain follows id order.
+            q.build().execute(&mut *conn).await?;
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Default)]

@@ -132,8 +132,6 @@ impl Pending {
 
 async fn append_all(pool: &PgPool, events: &[NewAuditEvent]) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    for event in events {
-        repo::audit::append(&mut tx, event).await?;
-    }
+    repo::audit::append_all(&mut tx, events).await?;
     tx.commit().await
 }
