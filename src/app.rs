@@ -6,11 +6,15 @@ use tokio::net::TcpListener;
 
 use crate::clock::Clock;
 use crate::crypto::password::Passwords;
+use crate::service::key_cache::KeyCache;
 use crate::service::usage::UsageRecorder;
 use crate::service::Context;
 
 pub fn context(pool: sqlx::PgPool, clock: Clock, usage_flush: Duration) -> Context {
+    let key_cache = KeyCache::default();
+    key_cache.start_listener(pool.clone());
     Context {
+        key_cache,
         usage: UsageRecorder::start(pool.clone(), usage_flush),
         pool,
         clock,

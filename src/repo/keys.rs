@@ -248,6 +248,7 @@ pub async fn list(
 }
 
 pub async fn update(conn: &mut PgConnection, id: &KeyId, patch: &KeyPatch) -> Result<Key, sqlx::Error> {
+    notify_key_changed(&mut *conn, id).await?;
     let scopes: Option<Vec<String>> = patch
         .scopes
         .as_ref()
@@ -286,6 +287,7 @@ pub async fn update(conn: &mut PgConnection, id: &KeyId, patch: &KeyPatch) -> Re
 }
 
 pub async fn set_expires_at(conn: &mut PgConnection, id: &KeyId, at: DateTime<Utc>) -> Result<Key, sqlx::Error> {
+    notify_key_changed(&mut *conn, id).await?;
     sqlx::query_as::<_, KeyRow>(&format!(
         "UPDATE api_keys k SET expires_at = $2 WHERE k.id = $1 RETURNING {COLUMNS}"
     ))
@@ -302,6 +304,7 @@ pub async fn revoke(
     at: DateTime<Utc>,
     reason: Option<&str>,
 ) -> Result<Key, sqlx::Error> {
+    notify_key_changed(&mut *conn, id).await?;
     sqlx::query_as::<_, KeyRow>(&format!(
         "UPDATE api_keys k SET revoked_at = $2, revoked_reason = $3 WHERE k.id = $1 RETURNING {COLUMNS}"
     ))
@@ -392,4 +395,14 @@ pub async fn prune_rate_windows(db: impl PgExecutor<'_>, before: DateTime<Utc>) 
         .execute(db)
         .await?;
     Ok(result.rows_affected())
+}
+
+/// Tells every replica's key cache that a key changed (delivered when the transaction commits).
+pub async fn notify_key_changed(conn: &mut PgConnection, id: &KeyId) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(super::KEY_CHANGES_CHANNEL)
+        .bind(format!("key:{id}"))
+        .execute(conn)
+        .await?;
+    Ok(())
 }

@@ -1,13 +1,12 @@
 //! Authenticates callers of keyward's own API: service tokens here, user access tokens in
 //! `identity`.
 
-use super::{Context, Error, Result};
+use super::{key_cache, Context, Error, Result};
 use crate::domain::authz::{Caller, TenantScope};
 use crate::domain::ids::KeyKind;
 use crate::domain::key::KeyStatus;
 use crate::domain::tenant::TenantStatus;
 use crate::domain::token::{PresentedToken, TokenPrefix};
-use crate::repo;
 
 /// The caller behind a bearer credential: a service token (`kw_svc_…`) or a user's access
 /// token (a JWT). Customer keys never authenticate here.
@@ -19,7 +18,7 @@ pub async fn authenticate(ctx: &Context, bearer: &str) -> Result<Caller> {
     if token.prefix() != TokenPrefix::Service {
         return Err(Error::Unauthenticated);
     }
-    let (key, tenant_status) = repo::keys::find_by_hash(&ctx.pool, KeyKind::Service, &token.hash())
+    let (key, tenant_status) = key_cache::find_by_hash(&ctx.key_cache, &ctx.pool, KeyKind::Service, &token.hash())
         .await?
         .ok_or(Error::Unauthenticated)?;
     let now = ctx.clock.now();

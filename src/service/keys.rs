@@ -350,6 +350,7 @@ pub async fn update_key(
     .details(serde_json::json!({ "changed": changed, "enabled": updated.enabled, "scopes": updated.scopes }));
     repo::audit::append(&mut tx, &event).await?;
     tx.commit().await?;
+    ctx.key_cache.evict_key(&id);
     Ok(updated)
 }
 
@@ -424,6 +425,7 @@ pub async fn rotate(
     }));
     repo::audit::append(&mut tx, &event).await?;
     tx.commit().await?;
+    ctx.key_cache.evict_key(&old.id);
     Ok(Rotated {
         issued: IssuedKey {
             key,
@@ -469,6 +471,7 @@ pub async fn revoke(
     .details(serde_json::json!({ "reason": reason }));
     repo::audit::append(&mut tx, &event).await?;
     tx.commit().await?;
+    ctx.key_cache.evict_key(&id);
     Ok(revoked)
 }
 

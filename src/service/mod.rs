@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod auth;
 pub mod identity;
+pub mod key_cache;
 pub mod keys;
 pub mod limits;
 pub mod members;
@@ -42,6 +43,8 @@ pub struct Context {
     pub authorize_open: bool,
     /// Reverse proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Arc<Vec<std::net::IpAddr>>,
+    /// Keys already looked up by hash, kept fresh through LISTEN/NOTIFY.
+    pub key_cache: key_cache::KeyCache,
 }
 
 impl Context {

@@ -89,5 +89,6 @@ pub async fn update(
     }));
     repo::audit::append(&mut tx, &event).await?;
     tx.commit().await?;
+    ctx.key_cache.evict_tenant(id);
     Ok(tenant)
 }

@@ -2,7 +2,7 @@
 //! indexed lookup by hash. Successes note `last_used_at` and failures their audit event through
 //! the batched usage writer, so no verification waits on a database write.
 
-use super::{actor_of, limits, Context, Result};
+use super::{actor_of, key_cache, limits, Context, Result};
 use crate::domain::audit::{NewAuditEvent, Outcome, RequestMeta};
 use crate::domain::authz::{authorize, Action, Caller};
 use crate::domain::ids::KeyKind;
@@ -12,7 +12,6 @@ use crate::domain::tenant::TenantStatus;
 use crate::domain::token::{PresentedToken, TokenPrefix};
 use crate::domain::validation::ValidationErrors;
 use crate::domain::verify::{judge, VerifyCode};
-use crate::repo;
 
 #[derive(Debug)]
 pub struct Verdict {
@@ -40,7 +39,7 @@ pub async fn verify_key(
         Err(_) => Err(VerifyCode::Malformed),
         // A service token is never a customer key: no lookup needed to say so.
         Ok(token) if token.prefix() == TokenPrefix::Service => Err(VerifyCode::NotFound),
-        Ok(token) => repo::keys::find_by_hash(&ctx.pool, KeyKind::Customer, &token.hash())
+        Ok(token) => key_cache::find_by_hash(&ctx.key_cache, &ctx.pool, KeyKind::Customer, &token.hash())
             .await?
             .filter(|(key, _)| visible_to(caller, key))
             .ok_or(VerifyCode::NotFound),

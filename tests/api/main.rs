@@ -5,6 +5,7 @@ mod helpers;
 mod audit;
 mod authorize;
 mod authz;
+mod cache;
 mod cli;
 mod curl;
 mod errors;

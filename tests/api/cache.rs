@@ -1,0 +1,107 @@
+//! The key cache: a key seen before verifies without the database, and every change reaches
+//! every replica through LISTEN/NOTIFY.
+
+use reqwest::StatusCode;
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::helpers::TestApp;
+
+/// Polls `check` for up to two seconds: notifications reach other replicas asynchronously.
+async fn eventually(mut check: impl AsyncFnMut() -> bool) -> bool {
+    for _ in 0..40 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[sqlx::test]
+async fn a_key_seen_before_verifies_without_the_database(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let (_, token) = app.key(&tenant, json!({"name": "k"})).await;
+    assert_eq!(app.verify(&token, &[]).await["code"], "VALID");
+
+    // With the key table out of reach, only the cache can answer.
+    sqlx::query("ALTER TABLE api_keys RENAME TO api_keys_away")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let answer = app.verify(&token, &[]).await;
+    sqlx::query("ALTER TABLE api_keys_away RENAME TO api_keys")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+
+    assert_eq!(answer["code"], "VALID");
+}
+
+#[sqlx::test]
+async fn a_revocation_on_one_replica_reaches_the_others(pool: PgPool) {
+    let first = TestApp::spawn(pool.clone()).await;
+    let second = TestApp::spawn(pool).await;
+    let tenant = first.tenant("acme").await;
+    let (key, token) = first.key(&tenant, json!({"name": "k"})).await;
+    assert_eq!(second.verify(&token, &[]).await["code"], "VALID");
+
+    let revoked = first
+        .post(
+            &format!("/v1/tenants/{tenant}/keys/{}/revoke", key["id"].as_str().unwrap()),
+            &first.admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(revoked.status, StatusCode::OK);
+
+    assert!(eventually(async || second.verify(&token, &[]).await["code"] == "REVOKED").await);
+}
+
+#[sqlx::test]
+async fn suspending_a_tenant_reaches_the_cached_keys_of_other_replicas(pool: PgPool) {
+    let first = TestApp::spawn(pool.clone()).await;
+    let second = TestApp::spawn(pool).await;
+    let tenant = first.tenant("acme").await;
+    let (_, token) = first.key(&tenant, json!({"name": "k"})).await;
+    assert_eq!(second.verify(&token, &[]).await["code"], "VALID");
+
+    first
+        .patch(
+            &format!("/v1/tenants/{tenant}"),
+            &first.admin,
+            json!({"status": "suspended"}),
+        )
+        .await;
+
+    assert!(eventually(async || second.verify(&token, &[]).await["code"] == "TENANT_SUSPENDED").await);
+}
+
+#[sqlx::test]
+async fn a_revoked_service_token_stops_authenticating_on_every_replica(pool: PgPool) {
+    let first = TestApp::spawn(pool.clone()).await;
+    let second = TestApp::spawn(pool).await;
+    let created = first
+        .post(
+            "/v1/service-tokens",
+            &first.admin,
+            json!({"name": "v", "permissions": ["keys:verify"]}),
+        )
+        .await;
+    let verifier = created.body["token"].as_str().unwrap().to_owned();
+    let id = created.body["service_token"]["id"].as_str().unwrap();
+    let check = async || {
+        second
+            .post("/v1/verify", &verifier, json!({"key": "sk_live_x"}))
+            .await
+            .status
+    };
+    assert_eq!(check().await, StatusCode::OK);
+
+    first
+        .post(&format!("/v1/service-tokens/{id}/revoke"), &first.admin, json!({}))
+        .await;
+
+    assert!(eventually(async || check().await == StatusCode::UNAUTHORIZED).await);
+}
