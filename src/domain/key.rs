@@ -384,6 +384,8 @@ impl KeyPatchDraft {
 pub struct RotateDraft {
     /// How long the old key keeps working; default 86400, 0 ends it at once.
     pub grace_period_seconds: Option<i64>,
+    /// Whether the new key gets a signing secret; by default, whether the old key had one.
+    pub signing: Option<bool>,
 }
 
 impl RotateDraft {

@@ -402,7 +402,14 @@ pub async fn rotate(
         rate_limit: old.rate_limit,
     };
     let mut key = new_key(kind, owner, &token, &actor, now, template);
-    let signing_secret = if old.signing_secret.is_some() {
+    let signing = match (kind, draft.signing) {
+        (KeyKind::Service, Some(true)) => {
+            return Err(ValidationErrors::single("signing", "service tokens do not sign requests").into())
+        }
+        (_, Some(wanted)) => wanted,
+        (_, None) => old.signing_secret.is_some(),
+    };
+    let signing_secret = if signing {
         Some(attach_signing_secret(ctx, &mut key)?)
     } else {
         None

@@ -467,3 +467,22 @@ async fn an_expired_key_cannot_be_brought_back_by_patching_its_expiry(pool: PgPo
     assert_eq!(reply.status, StatusCode::CONFLICT);
     assert_eq!(app.verify(&token, &[]).await["code"], "EXPIRED");
 }
+
+#[sqlx::test]
+async fn rotating_with_signing_true_gives_a_plain_key_a_signing_secret(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let (key, _) = app.key(&tenant, json!({"name": "plain"})).await;
+
+    let rotated = app
+        .post(
+            &format!("{}/{}/rotate", keys_path(&tenant), key["id"].as_str().unwrap()),
+            &app.admin,
+            json!({"signing": true}),
+        )
+        .await;
+
+    assert_eq!(rotated.status, StatusCode::CREATED, "{:?}", rotated.body);
+    assert_eq!(rotated.body["key"]["signing"], true);
+    assert_eq!(rotated.body["signing_secret"].as_str().unwrap().len(), 43);
+}
