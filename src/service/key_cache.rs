@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::domain::ids::{KeyId, KeyKind, TenantId};
 use crate::domain::key::Key;
-use crate::domain::tenant::TenantStatus;
+use crate::domain::tenant::{TenantSettings, TenantStatus};
 use crate::domain::token::TokenHash;
 
 const TIME_TO_LIVE: Duration = Duration::from_secs(30);
@@ -25,9 +25,19 @@ struct Entry {
     loaded: Instant,
 }
 
+/// A customer key found by id (signed requests name their key), with its tenant's state.
+#[derive(Clone)]
+struct SignerEntry {
+    key: Key,
+    tenant_status: TenantStatus,
+    settings: TenantSettings,
+    loaded: Instant,
+}
+
 #[derive(Clone, Default)]
 pub struct KeyCache {
     entries: Arc<RwLock<HashMap<(KeyKind, TokenHash), Entry>>>,
+    signers: Arc<RwLock<HashMap<KeyId, SignerEntry>>>,
     /// Moves on with every eviction: a lookup that began before one may not fill the cache,
     /// since what it read may be what was just changed.
     generation: Arc<AtomicU64>,
@@ -69,19 +79,50 @@ impl KeyCache {
         entries.insert((kind, hash), entry);
     }
 
-    fn evict_where(&self, matches: impl Fn(&Entry) -> bool) {
-        if let Ok(mut entries) = self.entries.write() {
+    fn evict_where(&self, matches: impl Fn(&Key) -> bool) {
+        // Both maps are locked (always in this order) before the generation moves on, so no
+        // lookup that began earlier can refill either with what is being evicted.
+        if let (Ok(mut entries), Ok(mut signers)) = (self.entries.write(), self.signers.write()) {
             self.generation.fetch_add(1, Ordering::AcqRel);
-            entries.retain(|_, entry| !matches(entry));
+            entries.retain(|_, entry| !matches(&entry.key));
+            signers.retain(|_, entry| !matches(&entry.key));
         }
     }
 
     pub fn evict_key(&self, id: &KeyId) {
-        self.evict_where(|entry| &entry.key.id == id);
+        self.evict_where(|key| &key.id == id);
     }
 
     pub fn evict_tenant(&self, tenant: TenantId) {
-        self.evict_where(|entry| entry.key.tenant_id == Some(tenant));
+        self.evict_where(|key| key.tenant_id == Some(tenant));
+    }
+
+    fn get_signer(&self, id: &KeyId) -> Result<(Key, TenantStatus, TenantSettings), Ticket> {
+        let ticket = Ticket(self.generation.load(Ordering::Acquire));
+        let signers = self.signers.read().map_err(|_| Ticket(u64::MAX))?;
+        match signers.get(id) {
+            Some(entry) if entry.loaded.elapsed() < TIME_TO_LIVE => {
+                Ok((entry.key.clone(), entry.tenant_status, entry.settings))
+            }
+            _ => Err(ticket),
+        }
+    }
+
+    fn put_signer(&self, ticket: Ticket, key: &Key, tenant_status: TenantStatus, settings: TenantSettings) {
+        let Ok(mut signers) = self.signers.write() else { return };
+        if self.generation.load(Ordering::Acquire) != ticket.0 {
+            return;
+        }
+        if signers.len() >= MAX_ENTRIES {
+            signers.clear();
+        }
+        let entry = SignerEntry {
+            key: key.clone(),
+            tenant_status,
+            settings,
+            loaded: Instant::now(),
+        };
+        signers.insert(key.id.clone(), entry);
     }
 
     pub fn clear(&self) {
@@ -147,6 +188,25 @@ pub async fn find_by_hash(
             let found = crate::repo::keys::find_by_hash(pool, kind, hash).await?;
             if let Some((key, status)) = &found {
                 cache.put(ticket, kind, *hash, key, *status);
+            }
+            Ok(found)
+        }
+    }
+}
+
+/// The customer key with this id and its tenant's status and settings: from the cache, or from
+/// the database (and then kept).
+pub async fn find_customer_by_id(
+    cache: &KeyCache,
+    pool: &PgPool,
+    id: &KeyId,
+) -> Result<Option<(Key, TenantStatus, TenantSettings)>, sqlx::Error> {
+    match cache.get_signer(id) {
+        Ok(found) => Ok(Some(found)),
+        Err(ticket) => {
+            let found = crate::repo::keys::find_customer_by_id(pool, id).await?;
+            if let Some((key, status, settings)) = &found {
+                cache.put_signer(ticket, key, *status, *settings);
             }
             Ok(found)
         }

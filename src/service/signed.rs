@@ -7,7 +7,7 @@
 use chrono::Duration;
 use secrecy::ExposeSecret;
 
-use super::{actor_of, limits, Context, Error, Result};
+use super::{actor_of, key_cache, limits, Context, Error, Result};
 use crate::domain::audit::{NewAuditEvent, Outcome, RequestMeta};
 use crate::domain::authz::{authorize, Action, Caller};
 use crate::domain::ids::{KeyId, KeyKind};
@@ -54,7 +54,7 @@ pub async fn verify_request(
     };
     let scheme = Some(parsed.scheme());
     let found = match KeyId::parse(KeyKind::Customer, parsed.key_id()) {
-        Some(id) => repo::keys::find_customer_by_id(&ctx.pool, &id).await?,
+        Some(id) => key_cache::find_customer_by_id(&ctx.key_cache, &ctx.pool, &id).await?,
         None => None,
     };
     let Some((key, tenant_status, settings)) =

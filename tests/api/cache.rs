@@ -105,3 +105,72 @@ async fn a_revoked_service_token_stops_authenticating_on_every_replica(pool: PgP
 
     assert!(eventually(async || check().await == StatusCode::UNAUTHORIZED).await);
 }
+
+#[sqlx::test]
+async fn a_signing_key_seen_before_verifies_signed_requests_without_the_key_table(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let created = app
+        .post(
+            &format!("/v1/tenants/{tenant}/keys"),
+            &app.admin,
+            json!({"name": "signer", "signing": true}),
+        )
+        .await;
+    let key_id = created.body["key"]["id"].as_str().unwrap().to_owned();
+    let secret = created.body["signing_secret"].as_str().unwrap().to_owned();
+    let check = async |path: &str| {
+        let mut signed = keyward::signing::Request::new("GET", path, "").with_header("Host", "api.example.com");
+        keyward::signing::keyward_hmac::sign(&mut signed, &key_id, secret.as_bytes(), app.clock().now()).unwrap();
+        let body = json!({"method": "GET", "path": path, "query": "", "headers": signed.headers});
+        app.post("/v1/verify/request", &app.admin, body).await.body["code"].clone()
+    };
+    assert_eq!(check("/first").await, "VALID");
+
+    sqlx::query("ALTER TABLE api_keys RENAME TO api_keys_away")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let answer = check("/second").await;
+    sqlx::query("ALTER TABLE api_keys_away RENAME TO api_keys")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+
+    assert_eq!(answer, "VALID");
+}
+
+#[sqlx::test]
+async fn changing_a_tenants_signature_settings_reaches_cached_signers(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let created = app
+        .post(
+            &format!("/v1/tenants/{tenant}/keys"),
+            &app.admin,
+            json!({"name": "signer", "signing": true}),
+        )
+        .await;
+    let key_id = created.body["key"]["id"].as_str().unwrap().to_owned();
+    let secret = created.body["signing_secret"].as_str().unwrap().to_owned();
+    let mut signed = keyward::signing::Request::new("GET", "/orders", "").with_header("Host", "api.example.com");
+    keyward::signing::keyward_hmac::sign(&mut signed, &key_id, secret.as_bytes(), app.clock().now()).unwrap();
+    let body = json!({"method": "GET", "path": "/orders", "query": "", "headers": signed.headers});
+    assert_eq!(
+        app.post("/v1/verify/request", &app.admin, body.clone()).await.body["code"],
+        "VALID"
+    );
+
+    app.patch(
+        &format!("/v1/tenants/{tenant}"),
+        &app.admin,
+        json!({"settings": {"replay_protection": false}}),
+    )
+    .await;
+
+    // A replay is refused under the old settings; the cached signer must follow the change.
+    assert_eq!(
+        app.post("/v1/verify/request", &app.admin, body).await.body["code"],
+        "VALID"
+    );
+}
