@@ -126,6 +126,12 @@ impl Caller {
         }
     }
 
+    /// Whether a key of `tenant` is visible to this caller when verifying: a tenant-bound
+    /// caller sees only its own tenant's keys.
+    pub fn sees_keys_of(&self, tenant: Option<TenantId>) -> bool {
+        self.bound_tenant().is_none_or(|own| tenant == Some(own))
+    }
+
     fn role_in(&self, tenant: TenantId) -> Option<Role> {
         match &self.grant {
             Grant::User { memberships, .. } => memberships.iter().find(|m| m.tenant_id == tenant).map(|m| m.role),

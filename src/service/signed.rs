@@ -7,15 +7,14 @@
 use chrono::Duration;
 use secrecy::ExposeSecret;
 
-use super::{actor_of, key_cache, limits, Context, Error, Result};
-use crate::domain::audit::{NewAuditEvent, Outcome, RequestMeta};
+use super::{key_cache, limits, verify, Context, Error, Result};
+use crate::domain::audit::RequestMeta;
 use crate::domain::authz::{authorize, Action, Caller};
 use crate::domain::ids::{KeyId, KeyKind};
-use crate::domain::key::{Key, KeyStatus};
+use crate::domain::key::Key;
 use crate::domain::scope::{covers_all, parse_scopes, MAX_SCOPES_PER_KEY};
-use crate::domain::tenant::TenantStatus;
 use crate::domain::validation::ValidationErrors;
-use crate::domain::verify::VerifyCode;
+use crate::domain::verify::{judge, VerifyCode};
 use crate::repo;
 use crate::signing::{self, Policy, Scheme};
 
@@ -57,21 +56,17 @@ pub async fn verify_request(
         Some(id) => key_cache::find_customer_by_id(&ctx.key_cache, &ctx.pool, &id).await?,
         None => None,
     };
-    let Some((key, tenant_status, settings)) =
-        found.filter(|(key, _, _)| caller.bound_tenant().is_none_or(|own| key.tenant_id == Some(own)))
-    else {
+    let Some((key, tenant_status, settings)) = found.filter(|(key, _, _)| caller.sees_keys_of(key.tenant_id)) else {
         return Ok(refused(ctx, caller, meta, scheme, None, VerifyCode::NotFound).await);
     };
-    let state = match key.status(now) {
-        KeyStatus::Revoked => Some(VerifyCode::Revoked),
-        KeyStatus::Expired => Some(VerifyCode::Expired),
-        KeyStatus::Disabled => Some(VerifyCode::Disabled),
-        KeyStatus::Active if tenant_status == TenantStatus::Suspended => Some(VerifyCode::TenantSuspended),
-        KeyStatus::Active if key.signing_secret.is_none() => Some(VerifyCode::NotFound),
-        KeyStatus::Active if parsed.scheme() == Scheme::AwsSigV2 && !settings.sigv2_enabled => {
+    // The key's own state and its tenant's, as for a plain key; scopes come after the signature.
+    let state = match judge(&key, tenant_status, &[], now) {
+        VerifyCode::Valid if key.signing_secret.is_none() => Some(VerifyCode::NotFound),
+        VerifyCode::Valid if parsed.scheme() == Scheme::AwsSigV2 && !settings.sigv2_enabled => {
             Some(VerifyCode::SchemeDisabled)
         }
-        KeyStatus::Active => None,
+        VerifyCode::Valid => None,
+        refused => Some(refused),
     };
     if let Some(code) = state {
         return Ok(refused(ctx, caller, meta, scheme, Some(&key), code).await);
@@ -119,7 +114,7 @@ pub async fn verify_request(
     })
 }
 
-/// Records the refusal (batched, like key verification failures) and builds the verdict.
+/// Records the refusal and builds the verdict.
 async fn refused(
     ctx: &Context,
     caller: &Caller,
@@ -128,23 +123,11 @@ async fn refused(
     key: Option<&Key>,
     code: VerifyCode,
 ) -> SignedVerdict {
-    let tenant = key.and_then(|k| k.tenant_id).or(caller.bound_tenant());
-    let mut event = NewAuditEvent::new(
-        ctx.clock.now(),
-        &actor_of(caller),
-        meta,
-        tenant,
-        "key.verify_failed",
-        Outcome::Denied,
-    )
-    .details(serde_json::json!({
+    let details = serde_json::json!({
         "code": code.as_str(),
         "scheme": scheme.map(Scheme::as_str),
-    }));
-    if let Some(key) = key {
-        event = event.target("key", &key.id);
-    }
-    ctx.usage.verify_failed(event).await;
+    });
+    verify::record_refusal(ctx, caller, meta, key, details).await;
     SignedVerdict {
         scheme,
         code,

@@ -41,7 +41,7 @@ pub async fn verify_key(
         Ok(token) if token.prefix() == TokenPrefix::Service => Err(VerifyCode::NotFound),
         Ok(token) => key_cache::find_by_hash(&ctx.key_cache, &ctx.pool, KeyKind::Customer, &token.hash())
             .await?
-            .filter(|(key, _)| visible_to(caller, key))
+            .filter(|(key, _)| caller.sees_keys_of(key.tenant_id))
             .ok_or(VerifyCode::NotFound),
     };
     let (key, code) = match found {
@@ -65,23 +65,11 @@ pub async fn verify_key(
         }
         return Ok(Verdict { code, key, remaining });
     }
-    let tenant = key.as_ref().and_then(|k| k.tenant_id).or(caller.bound_tenant());
-    let mut event = NewAuditEvent::new(
-        now,
-        &actor_of(caller),
-        meta,
-        tenant,
-        "key.verify_failed",
-        Outcome::Denied,
-    )
-    .details(serde_json::json!({
+    let details = serde_json::json!({
         "code": code.as_str(),
         "required_scopes": required.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-    }));
-    if let Some(key) = &key {
-        event = event.target("key", &key.id);
-    }
-    ctx.usage.verify_failed(event).await;
+    });
+    record_refusal(ctx, caller, meta, key.as_ref(), details).await;
     Ok(Verdict {
         code,
         key: None,
@@ -89,9 +77,27 @@ pub async fn verify_key(
     })
 }
 
-fn visible_to(caller: &Caller, key: &Key) -> bool {
-    match caller.bound_tenant() {
-        None => true,
-        Some(own) => key.tenant_id == Some(own),
+/// Queues the audit event of a refused verification: batched by the usage writer, so a
+/// refusal never waits on a database write. `key` is the key when one was found.
+pub(super) async fn record_refusal(
+    ctx: &Context,
+    caller: &Caller,
+    meta: &RequestMeta,
+    key: Option<&Key>,
+    details: serde_json::Value,
+) {
+    let tenant = key.and_then(|k| k.tenant_id).or(caller.bound_tenant());
+    let mut event = NewAuditEvent::new(
+        ctx.clock.now(),
+        &actor_of(caller),
+        meta,
+        tenant,
+        "key.verify_failed",
+        Outcome::Denied,
+    )
+    .details(details);
+    if let Some(key) = key {
+        event = event.target("key", &key.id);
     }
+    ctx.usage.verify_failed(event).await;
 }
