@@ -100,6 +100,14 @@ impl ApiError {
                 "unauthenticated",
                 "send a valid service token or access token as `Authorization: Bearer <token>`",
             ),
+            ApiError::Service(S::NotAuthenticated(detail)) => {
+                Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated", *detail)
+            }
+            ApiError::Service(S::Busy) => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "password checks are at capacity; retry in a second",
+            ),
             ApiError::Service(S::Denied(Denied::NotFound)) => {
                 Problem::new(StatusCode::NOT_FOUND, "not-found", "no such resource")
             }
@@ -147,10 +155,13 @@ impl IntoResponse for ApiError {
             tracing::error!(%error, "database error");
         }
         let mut response = self.problem().into_response();
-        if let ApiError::Service(service::Error::Throttled(seconds)) = &self {
-            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
+        let retry_after = match &self {
+            ApiError::Service(service::Error::Throttled(seconds)) => Some(*seconds),
+            ApiError::Service(service::Error::Busy) => Some(1),
+            _ => None,
+        };
+        if let Some(value) = retry_after.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         response
     }

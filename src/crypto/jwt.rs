@@ -27,6 +27,8 @@ pub struct Claims {
     pub jti: String,
     /// The user's session version when the token was issued.
     pub ver: i32,
+    /// The session (login) the token belongs to: ending the session ends the token.
+    pub sid: Uuid,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +95,13 @@ impl Jwt {
     }
 
     /// Issues an access token; returns it with its lifetime in seconds.
-    pub fn issue(&self, user: UserId, version: i32, now: DateTime<Utc>) -> Result<(String, i64), JwtError> {
+    pub fn issue(
+        &self,
+        user: UserId,
+        version: i32,
+        session: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<(String, i64), JwtError> {
         let claims = Claims {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
@@ -103,6 +111,7 @@ impl Jwt {
             nbf: now.timestamp(),
             jti: Uuid::new_v4().to_string(),
             ver: version,
+            sid: session,
         };
         let token = jsonwebtoken::encode(&Header::new(self.algorithm), &claims, &self.encoding)
             .map_err(|_| JwtError::Invalid)?;
@@ -167,7 +176,7 @@ mod tests {
     fn issued_token_verifies_until_it_expires() {
         let now = Utc::now();
         let user = UserId::generate();
-        let (token, ttl) = jwt().issue(user, 3, now).unwrap();
+        let (token, ttl) = jwt().issue(user, 3, Uuid::now_v7(), now).unwrap();
         assert_eq!(ttl, 900);
         let claims = jwt().verify(&token, now).unwrap();
         assert_eq!((claims.sub, claims.ver), (user.to_string(), 3));

@@ -16,6 +16,9 @@ pub const LANES: u32 = 1;
 pub enum PasswordError {
     #[error("password hashing failed")]
     Hashing,
+    /// Every hashing thread is busy and the queue in front of them is full.
+    #[error("password checks are at capacity")]
+    Busy,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -63,9 +66,16 @@ fn check_now(password: &str, stored: Option<&str>) -> Checked {
     Checked::Match { needs_rehash: !current }
 }
 
+/// How many password checks may wait for a hashing thread, per thread, before more are refused.
+pub const QUEUED_PER_THREAD: usize = 4;
+
 #[derive(Clone, Debug)]
 pub struct Passwords {
+    /// One per hashing thread.
     permits: Arc<Semaphore>,
+    /// One per check running or waiting: when none is left, a check is refused at once
+    /// (`Busy`) instead of queueing without bound.
+    admitted: Arc<Semaphore>,
 }
 
 impl Default for Passwords {
@@ -77,8 +87,14 @@ impl Default for Passwords {
 
 impl Passwords {
     pub fn new(concurrency: usize) -> Self {
+        Self::with_queue(concurrency, concurrency * QUEUED_PER_THREAD)
+    }
+
+    /// `concurrency` hashing threads and at most `queued` checks waiting for one.
+    pub fn with_queue(concurrency: usize, queued: usize) -> Self {
         Self {
             permits: Arc::new(Semaphore::new(concurrency)),
+            admitted: Arc::new(Semaphore::new(concurrency + queued)),
         }
     }
 
@@ -95,6 +111,7 @@ impl Passwords {
     }
 
     async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, PasswordError> {
+        let _admitted = self.admitted.try_acquire().map_err(|_| PasswordError::Busy)?;
         let _permit = self.permits.acquire().await.map_err(|_| PasswordError::Hashing)?;
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || span.in_scope(work))
@@ -106,6 +123,21 @@ impl Passwords {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_check_beyond_the_queue_is_refused_at_once() {
+        let passwords = Passwords::with_queue(1, 1);
+        let held = passwords.admitted.clone().try_acquire_many_owned(2).unwrap();
+        let refused = passwords
+            .check(&SecretString::from("whatever it is".to_owned()), None)
+            .await;
+        assert!(matches!(refused, Err(PasswordError::Busy)));
+        drop(held);
+        assert!(passwords
+            .check(&SecretString::from("whatever it is".to_owned()), None)
+            .await
+            .is_ok());
+    }
 
     #[test]
     fn hash_is_argon2id_phc_with_owasp_parameters() {

@@ -132,6 +132,31 @@ impl Caller {
         self.bound_tenant().is_none_or(|own| tenant == Some(own))
     }
 
+    /// Whether this caller holds `permission` in `tenant`: a token by its permissions (and its
+    /// tenant), a platform admin everywhere, a member by what their role carries.
+    pub fn holds(&self, permission: Permission, tenant: TenantId) -> bool {
+        match &self.grant {
+            Grant::Token { scope, permissions } => {
+                scope.tenant_id().is_none_or(|own| own == tenant) && permissions.contains(&permission)
+            }
+            Grant::User {
+                platform_admin: true, ..
+            } => true,
+            Grant::User { .. } => self
+                .role_in(tenant)
+                .is_some_and(|role| role.permissions().contains(&permission)),
+        }
+    }
+
+    /// Refuses to hand `role` in `tenant` to anyone (an invitation, a role change) when the role
+    /// carries a permission this caller does not hold: nobody grants more than they hold.
+    pub fn may_confer(&self, role: Role, tenant: TenantId) -> Result<(), Denied> {
+        match role.permissions().iter().find(|p| !self.holds(**p, tenant)) {
+            Some(missing) => Err(Denied::RoleExceedsCaller(role, missing.as_str())),
+            None => Ok(()),
+        }
+    }
+
     fn role_in(&self, tenant: TenantId) -> Option<Role> {
         match &self.grant {
             Grant::User { memberships, .. } => memberships.iter().find(|m| m.tenant_id == tenant).map(|m| m.role),
@@ -153,6 +178,20 @@ impl Caller {
                 }
                 TenantScope::Platform => false,
             },
+        }
+    }
+}
+
+impl Role {
+    /// The permissions each role carries in its tenant: the one table that says what inviting
+    /// someone with a role, or moving them to it, hands over.
+    pub fn permissions(self) -> &'static [Permission] {
+        use Permission::*;
+        match self {
+            Role::Owner => &[KeysVerify, KeysRead, KeysWrite, AuditRead, TenantsAdmin],
+            Role::Admin => &[KeysVerify, KeysRead, KeysWrite, AuditRead],
+            Role::Developer => &[KeysRead, KeysWrite],
+            Role::Auditor => &[KeysRead, AuditRead],
         }
     }
 }
@@ -218,6 +257,8 @@ pub enum Denied {
     PlatformOnly,
     #[error("your role in this tenant does not allow this")]
     RoleLacks,
+    #[error("the `{role}` role carries the `{permission}` permission, which this credential does not hold", role = .0.as_str(), permission = .1)]
+    RoleExceedsCaller(Role, &'static str),
 }
 
 /// Decides whether `caller` may take `action` on `tenant` (`None`: platform-level, no tenant).
@@ -340,6 +381,25 @@ mod tests {
         assert_eq!(authorize(&c, Action::UpdateTenant, Some(a)), Err(Denied::PlatformOnly));
         assert_eq!(authorize(&c, Action::ReadAudit, None), Err(Denied::PlatformOnly));
         assert_eq!(authorize(&c, Action::VerifyKeys, None), Ok(()));
+    }
+
+    #[test]
+    fn a_role_is_conferred_only_by_a_caller_holding_all_it_carries() {
+        let a = TenantId::generate();
+        let admin_only = caller(TenantScope::Tenant(a), &[Permission::TenantsAdmin]);
+        assert_eq!(
+            admin_only.may_confer(Role::Owner, a),
+            Err(Denied::RoleExceedsCaller(Role::Owner, "keys:verify"))
+        );
+        assert_eq!(member(a, Role::Owner).may_confer(Role::Owner, a), Ok(()));
+        assert_eq!(member(a, Role::Admin).may_confer(Role::Developer, a), Ok(()));
+        assert!(member(a, Role::Admin).may_confer(Role::Owner, a).is_err());
+        assert!(caller(TenantScope::Platform, &Permission::ALL)
+            .may_confer(Role::Owner, a)
+            .is_ok());
+        assert!(caller(TenantScope::Tenant(TenantId::generate()), &Permission::ALL)
+            .may_confer(Role::Auditor, a)
+            .is_err());
     }
 
     #[test]

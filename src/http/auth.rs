@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::extract::{Authenticated, Json, Meta};
+use super::extract::{Authenticated, BearerCredential, Json, JsonOrEmpty, MaybeAuthenticated, Meta};
 use crate::domain::user::{Membership, UserId};
 use crate::error::{ApiError, Problem};
 use crate::service::identity::{self, Session};
@@ -38,14 +38,25 @@ pub struct RefreshRequest {
     pub refresh_token: SecretString,
 }
 
+/// The body of `/v1/auth/logout`: the refresh token of the session to end, or nothing when the
+/// access token is sent as `Authorization: Bearer`.
+#[derive(Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogoutRequest {
+    #[schema(value_type = Option<String>)]
+    pub refresh_token: Option<SecretString>,
+}
+
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AcceptInviteRequest {
     /// The `invite_token` from the invitation.
     #[schema(value_type = String)]
     pub token: SecretString,
-    #[schema(value_type = String, format = Password)]
-    pub password: SecretString,
+    /// The first password, when the invitation is for a new account. An existing account
+    /// accepts while logged in (its access token as `Authorization: Bearer`) and sends none.
+    #[schema(value_type = Option<String>, format = Password)]
+    pub password: Option<SecretString>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -95,8 +106,11 @@ fn expose(secret: &SecretString) -> &str {
     request_body = LoginRequest,
     responses(
         (status = 200, body = SessionResponse),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 429, body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "password checks at capacity", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn login(
@@ -127,37 +141,64 @@ async fn refresh(
     Ok(Json(session.into()))
 }
 
-/// Ends the session of this refresh token.
+/// Ends a session and every access token of it at once: send its refresh token in the body, or
+/// no body and its access token as `Authorization: Bearer`.
 #[utoipa::path(
     post, path = "/v1/auth/logout", tag = "auth",
-    request_body = RefreshRequest,
-    responses((status = 204, description = "logged out"))
+    request_body(content = Option<LogoutRequest>, description = "optional"),
+    responses(
+        (status = 204, description = "logged out"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "neither a refresh token nor a valid access token", body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
+    )
 )]
 async fn logout(
     State(ctx): State<Context>,
     Meta(meta): Meta,
-    Json(request): Json<RefreshRequest>,
+    BearerCredential(bearer): BearerCredential,
+    JsonOrEmpty(request): JsonOrEmpty<LogoutRequest>,
 ) -> Result<StatusCode, ApiError> {
-    identity::logout(&ctx, &meta, expose(&request.refresh_token)).await?;
+    match (request.refresh_token, bearer) {
+        (Some(refresh), _) => identity::logout(&ctx, &meta, expose(&refresh)).await?,
+        (None, Some(access)) => identity::logout_access_token(&ctx, &meta, &access).await?,
+        (None, None) => return Err(crate::service::Error::Unauthenticated.into()),
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Sets the password of an invited user (the invitation works once, for 72 hours); then log in.
+/// Accepts an invitation (it works once, for 72 hours, unless replaced or cancelled). For a new
+/// account, send its first password; for an existing account, accept while logged in as it
+/// (access token as `Authorization: Bearer`), without a password.
 #[utoipa::path(
     post, path = "/v1/auth/accept-invite", tag = "auth",
     request_body = AcceptInviteRequest,
+    security((), ("bearer" = [])),
     responses(
         (status = 200, body = AcceptedInvite),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "the invitation is for an existing account: log in as it first", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "already a member", body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "password checks at capacity", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn accept_invite(
     State(ctx): State<Context>,
     Meta(meta): Meta,
+    MaybeAuthenticated(caller): MaybeAuthenticated,
     Json(request): Json<AcceptInviteRequest>,
 ) -> Result<Json<AcceptedInvite>, ApiError> {
-    let user = identity::accept_invite(&ctx, &meta, expose(&request.token), &request.password).await?;
+    let user = identity::accept_invite(
+        &ctx,
+        &meta,
+        expose(&request.token),
+        request.password.as_ref(),
+        caller.as_ref(),
+    )
+    .await?;
     Ok(Json(AcceptedInvite {
         user_id: user.id,
         email: user.email,

@@ -73,21 +73,51 @@ fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct Query<T>(pub T);
 
-/// The caller, authenticated by `Authorization: Bearer <service token>`.
+fn bearer(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+}
+
+/// The caller, authenticated by `Authorization: Bearer <service token or access token>`.
 pub struct Authenticated(pub Caller);
 
 impl FromRequestParts<Context> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, ctx: &Context) -> Result<Self, Self::Rejection> {
-        let bearer = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim)
-            .ok_or(service::Error::Unauthenticated)?;
+        let bearer = bearer(parts).ok_or(service::Error::Unauthenticated)?;
         Ok(Authenticated(auth::authenticate(ctx, bearer).await?))
+    }
+}
+
+/// The caller if the request names one: no `Authorization` header is `None`, a credential
+/// that does not authenticate is refused like for `Authenticated`.
+pub struct MaybeAuthenticated(pub Option<Caller>);
+
+impl FromRequestParts<Context> for MaybeAuthenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, ctx: &Context) -> Result<Self, Self::Rejection> {
+        match bearer(parts) {
+            Some(bearer) => Ok(MaybeAuthenticated(Some(auth::authenticate(ctx, bearer).await?))),
+            None if parts.headers.contains_key(header::AUTHORIZATION) => Err(service::Error::Unauthenticated.into()),
+            None => Ok(MaybeAuthenticated(None)),
+        }
+    }
+}
+
+/// The raw bearer credential, if any, for calls that act on the credential itself (logout).
+pub struct BearerCredential(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for BearerCredential {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(BearerCredential(bearer(parts).map(str::to_owned)))
     }
 }
 
@@ -123,8 +153,13 @@ impl FromRequestParts<Context> for Meta {
 
 /// The client's address: the peer, unless the peer is a trusted proxy, in which case the
 /// nearest address in `X-Forwarded-For` that is not a trusted proxy.
+///
+/// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`, what a dual-stack listener reports for IPv4
+/// clients) are the IPv4 address they carry, so every rule keyed on an address (throttles, the
+/// audit trail) treats an IPv4 client alike on any listener.
 fn client_address(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &[IpAddr]) -> IpAddr {
-    if !trusted.contains(&peer) {
+    let peer = peer.to_canonical();
+    if !trusted.iter().any(|t| t.to_canonical() == peer) {
         return peer;
     }
     let hops: Vec<IpAddr> = headers
@@ -132,11 +167,12 @@ fn client_address(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &[IpAd
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|hop| hop.trim().parse().ok())
+        .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
+        .map(|hop| hop.to_canonical())
         .collect();
     hops.into_iter()
         .rev()
-        .find(|hop| !trusted.contains(hop))
+        .find(|hop| !trusted.iter().any(|t| t.to_canonical() == *hop))
         .unwrap_or(peer)
 }
 
@@ -171,6 +207,15 @@ mod tests {
         let mut headers = axum::http::HeaderMap::new();
         headers.insert("x-forwarded-for", value.parse().unwrap());
         headers
+    }
+
+    #[test]
+    fn an_ipv4_mapped_peer_is_its_ipv4_address() {
+        let peer: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(
+            client_address(peer, &axum::http::HeaderMap::new(), &[]),
+            "192.0.2.7".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]

@@ -7,20 +7,22 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::extract::{Authenticated, Json, Meta, Query};
+use super::extract::{Authenticated, Json, JsonOrEmpty, Meta, Query};
 use super::parse_tenant_id;
 use super::tenants::PageQuery;
 use crate::domain::page::Page;
 use crate::domain::user::{Role, UserId};
 use crate::error::{ApiError, Problem};
-use crate::repo::users::Member;
-use crate::service::members::{self, InviteDraft, MemberPatch};
+use crate::repo::users::{Invitation, Member};
+use crate::service::members::{self, InviteDraft, MemberPatch, MemberRemoval};
 use crate::service::Context;
 
 pub fn router() -> OpenApiRouter<Context> {
     OpenApiRouter::new()
         .routes(routes!(invite_member, list_members))
         .routes(routes!(get_member, update_member, remove_member))
+        .routes(routes!(list_invitations))
+        .routes(routes!(cancel_invitation))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -45,9 +47,12 @@ impl From<Member> for MemberView {
     }
 }
 
+/// An invitation. It says nothing about whether an account with the address already exists.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct InvitedMember {
-    pub user_id: UserId,
+    /// The invitation's id, for `DELETE …/invitations/{invitation_id}`.
+    pub id: uuid::Uuid,
+    /// The address as it was sent.
     pub email: String,
     pub role: Role,
     /// One-time token for `/v1/auth/accept-invite`, valid 72 hours; the membership exists once
@@ -56,7 +61,8 @@ pub struct InvitedMember {
     pub invite_expires_at: DateTime<Utc>,
 }
 
-/// Invites a person by email with a role (owners only).
+/// Invites a person by email with a role (owners only), replacing any pending invitation of
+/// theirs. Nobody may offer a role that carries a permission they do not hold (403).
 #[utoipa::path(
     post, path = "/v1/tenants/{tenant_id}/members", tag = "members",
     params(("tenant_id" = uuid::Uuid, Path)),
@@ -81,7 +87,7 @@ async fn invite_member(
     let tenant = parse_tenant_id(&tenant_id)?;
     let invited = members::invite(&ctx, &caller, &meta, tenant, draft).await?;
     let body = InvitedMember {
-        user_id: invited.user_id,
+        id: invited.id,
         email: invited.email,
         role: invited.role,
         invite_token: invited.token.expose().to_owned(),
@@ -134,7 +140,9 @@ async fn get_member(
     Ok(Json(members::get(&ctx, &caller, tenant, &user_id).await?.into()))
 }
 
-/// Changes a member's role (owners only); the last owner cannot be demoted.
+/// Changes a member's role (owners only); the last owner cannot be demoted, nobody may give a
+/// role that carries a permission they do not hold (403), and the member's pending invitations
+/// are voided.
 #[utoipa::path(
     patch, path = "/v1/tenants/{tenant_id}/members/{user_id}", tag = "members",
     params(("tenant_id" = uuid::Uuid, Path), ("user_id" = uuid::Uuid, Path)),
@@ -163,17 +171,22 @@ async fn update_member(
     ))
 }
 
-/// Removes a member (owners only); the last owner cannot be removed. Their sessions lose access at once.
+/// Removes a member (owners only); the last owner cannot be removed. Their sessions lose access
+/// at once and their pending invitations are voided. The service tokens they created keep
+/// working (they belong to the tenant) unless the body asks `{"revoke_tokens": true}`.
 #[utoipa::path(
     delete, path = "/v1/tenants/{tenant_id}/members/{user_id}", tag = "members",
     params(("tenant_id" = uuid::Uuid, Path), ("user_id" = uuid::Uuid, Path)),
+    request_body(content = Option<MemberRemoval>, description = "optional"),
     security(("bearer" = [])),
     responses(
         (status = 204, description = "removed"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "last owner", body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn remove_member(
@@ -181,8 +194,80 @@ async fn remove_member(
     Authenticated(caller): Authenticated,
     Meta(meta): Meta,
     Path((tenant_id, user_id)): Path<(String, String)>,
+    JsonOrEmpty(options): JsonOrEmpty<MemberRemoval>,
 ) -> Result<StatusCode, ApiError> {
     let tenant = parse_tenant_id(&tenant_id)?;
-    members::remove(&ctx, &caller, &meta, tenant, &user_id).await?;
+    members::remove(&ctx, &caller, &meta, tenant, &user_id, options).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InvitationView {
+    pub id: uuid::Uuid,
+    pub email: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+    /// The actor (`user` or service token id) who sent it.
+    pub created_by: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl From<Invitation> for InvitationView {
+    fn from(i: Invitation) -> Self {
+        InvitationView {
+            id: i.id,
+            email: i.email,
+            role: i.role,
+            created_at: i.created_at,
+            created_by: i.created_by,
+            expires_at: i.expires_at,
+        }
+    }
+}
+
+/// Lists the tenant's pending invitations (those who may invite).
+#[utoipa::path(
+    get, path = "/v1/tenants/{tenant_id}/invitations", tag = "members",
+    params(("tenant_id" = uuid::Uuid, Path), PageQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = Page<InvitationView>),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn list_invitations(
+    State(ctx): State<Context>,
+    Authenticated(caller): Authenticated,
+    Path(tenant_id): Path<String>,
+    Query(query): Query<PageQuery>,
+) -> Result<Json<Page<InvitationView>>, ApiError> {
+    let tenant = parse_tenant_id(&tenant_id)?;
+    let page = members::list_invitations(&ctx, &caller, tenant, query.cursor.as_deref(), query.limit).await?;
+    Ok(Json(page.map(InvitationView::from)))
+}
+
+/// Cancels a pending invitation; its token stops working at once.
+#[utoipa::path(
+    delete, path = "/v1/tenants/{tenant_id}/invitations/{invitation_id}", tag = "members",
+    params(("tenant_id" = uuid::Uuid, Path), ("invitation_id" = uuid::Uuid, Path)),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "cancelled"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such pending invitation", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn cancel_invitation(
+    State(ctx): State<Context>,
+    Authenticated(caller): Authenticated,
+    Meta(meta): Meta,
+    Path((tenant_id, invitation_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let tenant = parse_tenant_id(&tenant_id)?;
+    members::cancel_invitation(&ctx, &caller, &meta, tenant, &invitation_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

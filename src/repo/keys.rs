@@ -316,6 +316,34 @@ pub async fn revoke(
     .and_then(Key::try_from)
 }
 
+/// Revokes every live service token of `tenant` that `created_by` minted; returns their ids.
+pub async fn revoke_service_tokens_created_by(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    created_by: &str,
+    at: DateTime<Utc>,
+    reason: &str,
+) -> Result<Vec<KeyId>, sqlx::Error> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "UPDATE api_keys SET revoked_at = $3, revoked_reason = $4
+         WHERE tenant_id = $1 AND kind = 'service' AND created_by = $2 AND revoked_at IS NULL
+         RETURNING id",
+    )
+    .bind(tenant.0)
+    .bind(created_by)
+    .bind(at)
+    .bind(reason)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut revoked = Vec::with_capacity(ids.len());
+    for text in ids {
+        let id = KeyId::parse(KeyKind::Service, &text).ok_or_else(|| super::bad_column("api_keys.id", &text))?;
+        notify_key_changed(&mut *conn, &id).await?;
+        revoked.push(id);
+    }
+    Ok(revoked)
+}
+
 /// Records when keys were last used, in one statement for many keys; never moves a time back.
 pub async fn record_last_used(db: impl PgExecutor<'_>, uses: &[(KeyId, DateTime<Utc>)]) -> Result<u64, sqlx::Error> {
     let ids: Vec<&str> = uses.iter().map(|(id, _)| id.as_str()).collect();

@@ -284,6 +284,8 @@ pub struct NewInvite<'a> {
     pub id: Uuid,
     pub tenant: TenantId,
     pub user: UserId,
+    /// The address as the inviter typed it.
+    pub email: &'a str,
     pub role: Role,
     pub hash: &'a TokenHash,
     pub created_by: &'a str,
@@ -293,12 +295,13 @@ pub struct NewInvite<'a> {
 
 pub async fn insert_invite(conn: &mut PgConnection, invite: NewInvite<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO invites (id, tenant_id, user_id, role, token_hash, created_at, created_by, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO invites (id, tenant_id, user_id, email, role, token_hash, created_at, created_by, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(invite.id)
     .bind(invite.tenant.0)
     .bind(invite.user.0)
+    .bind(invite.email)
     .bind(invite.role.as_str())
     .bind(invite.hash.as_bytes().as_slice())
     .bind(invite.now)
@@ -309,6 +312,135 @@ pub async fn insert_invite(conn: &mut PgConnection, invite: NewInvite<'_>) -> Re
     Ok(())
 }
 
+/// Why an invitation stopped being acceptable before anyone accepted it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VoidReason {
+    /// An inviter cancelled it.
+    Cancelled,
+    /// A newer invitation to the same person in the same tenant replaced it.
+    Replaced,
+    /// The person's role changed, or they were removed, after it was sent.
+    MemberChanged,
+    /// Too many failed attempts to accept it.
+    TooManyFailures,
+}
+
+impl VoidReason {
+    fn as_str(self) -> &'static str {
+        match self {
+            VoidReason::Cancelled => "cancelled",
+            VoidReason::Replaced => "replaced",
+            VoidReason::MemberChanged => "member_changed",
+            VoidReason::TooManyFailures => "too_many_failures",
+        }
+    }
+}
+
+/// A pending invitation as inviters see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invitation {
+    pub id: Uuid,
+    pub email: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct InvitationRow {
+    id: Uuid,
+    email: String,
+    role: String,
+    created_at: DateTime<Utc>,
+    created_by: String,
+    expires_at: DateTime<Utc>,
+}
+
+impl TryFrom<InvitationRow> for Invitation {
+    type Error = sqlx::Error;
+
+    fn try_from(row: InvitationRow) -> Result<Self, Self::Error> {
+        Ok(Invitation {
+            id: row.id,
+            email: row.email,
+            role: Role::parse(&row.role).ok_or_else(|| bad_column("invites.role", &row.role))?,
+            created_at: row.created_at,
+            created_by: row.created_by,
+            expires_at: row.expires_at,
+        })
+    }
+}
+
+const PENDING: &str = "accepted_at IS NULL AND voided_at IS NULL";
+
+/// The tenant's invitations that can still be accepted, oldest first.
+pub async fn list_pending_invites(
+    db: impl PgExecutor<'_>,
+    tenant: TenantId,
+    now: DateTime<Utc>,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Invitation>, sqlx::Error> {
+    sqlx::query_as::<_, InvitationRow>(&format!(
+        "SELECT id, email, role, created_at, created_by, expires_at FROM invites
+         WHERE tenant_id = $1 AND {PENDING} AND expires_at > $2 AND ($3::uuid IS NULL OR id > $3)
+         ORDER BY id LIMIT $4"
+    ))
+    .bind(tenant.0)
+    .bind(now)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db)
+    .await?
+    .into_iter()
+    .map(Invitation::try_from)
+    .collect()
+}
+
+/// Voids one pending invitation of the tenant; `None` if there is no such pending invitation.
+pub async fn void_invite(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    id: Uuid,
+    reason: VoidReason,
+    now: DateTime<Utc>,
+) -> Result<Option<Invitation>, sqlx::Error> {
+    sqlx::query_as::<_, InvitationRow>(&format!(
+        "UPDATE invites SET voided_at = $3, voided_reason = $4
+         WHERE tenant_id = $1 AND id = $2 AND {PENDING} AND expires_at > $3
+         RETURNING id, email, role, created_at, created_by, expires_at"
+    ))
+    .bind(tenant.0)
+    .bind(id)
+    .bind(now)
+    .bind(reason.as_str())
+    .fetch_optional(conn)
+    .await?
+    .map(Invitation::try_from)
+    .transpose()
+}
+
+/// Voids every pending invitation of `user` into `tenant`; returns how many.
+pub async fn void_pending_invites_of(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    user: UserId,
+    reason: VoidReason,
+    now: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    let result = sqlx::query(&format!(
+        "UPDATE invites SET voided_at = $3, voided_reason = $4 WHERE tenant_id = $1 AND user_id = $2 AND {PENDING}"
+    ))
+    .bind(tenant.0)
+    .bind(user.0)
+    .bind(now)
+    .bind(reason.as_str())
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected())
+}
+
 #[derive(Debug, sqlx::FromRow)]
 pub struct InviteRow {
     pub id: Uuid,
@@ -317,6 +449,14 @@ pub struct InviteRow {
     pub role: String,
     pub expires_at: DateTime<Utc>,
     pub accepted_at: Option<DateTime<Utc>>,
+    pub voided_at: Option<DateTime<Utc>>,
+}
+
+impl InviteRow {
+    /// Whether the invitation can still be accepted at `now`.
+    pub fn is_pending(&self, now: DateTime<Utc>) -> bool {
+        self.accepted_at.is_none() && self.voided_at.is_none() && self.expires_at > now
+    }
 }
 
 pub async fn find_invite_for_update(
@@ -324,7 +464,8 @@ pub async fn find_invite_for_update(
     hash: &TokenHash,
 ) -> Result<Option<InviteRow>, sqlx::Error> {
     sqlx::query_as::<_, InviteRow>(
-        "SELECT id, tenant_id, user_id, role, expires_at, accepted_at FROM invites WHERE token_hash = $1 FOR UPDATE",
+        "SELECT id, tenant_id, user_id, role, expires_at, accepted_at, voided_at FROM invites
+         WHERE token_hash = $1 FOR UPDATE",
     )
     .bind(hash.as_bytes().as_slice())
     .fetch_optional(conn)
@@ -338,6 +479,28 @@ pub async fn mark_invite_accepted(conn: &mut PgConnection, id: Uuid, now: DateTi
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Counts a failed attempt to accept an invitation; at `max` failures it is voided. Returns
+/// whether it was voided now.
+pub async fn record_failed_accept(
+    conn: &mut PgConnection,
+    id: Uuid,
+    max: i32,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let failed: i32 = sqlx::query_scalar(
+        "UPDATE invites SET failed_attempts = failed_attempts + 1,
+             voided_at = CASE WHEN failed_attempts + 1 >= $2 THEN $3 END,
+             voided_reason = CASE WHEN failed_attempts + 1 >= $2 THEN 'too_many_failures' END
+         WHERE id = $1 RETURNING failed_attempts",
+    )
+    .bind(id)
+    .bind(max)
+    .bind(now)
+    .fetch_one(conn)
+    .await?;
+    Ok(failed >= max)
 }
 
 pub struct NewRefreshToken<'a> {
@@ -409,22 +572,35 @@ pub async fn revoke_refresh_family(
     Ok(result.rows_affected())
 }
 
+/// Records a failed (or not yet successful) login attempt; returns its id. `email` is `None` for
+/// an attempt whose email could not be any account's (it is never stored: it may be a secret).
 pub async fn record_login_failure(
     db: impl PgExecutor<'_>,
-    email: &str,
+    email: Option<&str>,
     ip: Option<IpAddr>,
     now: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO login_failures (email, ip, occurred_at) VALUES (lower($1), $2::inet, $3)")
-        .bind(email)
-        .bind(ip.map(|ip| ip.to_string()))
-        .bind(now)
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO login_failures (email, ip, occurred_at) VALUES (lower(coalesce($1, '')), $2::inet, $3) RETURNING id",
+    )
+    .bind(email)
+    .bind(ip.map(|ip| ip.to_string()))
+    .bind(now)
+    .fetch_one(db)
+    .await
+}
+
+/// Forgets one recorded attempt (one that a throttle refused before it was tried).
+pub async fn forget_login_failure(db: impl PgExecutor<'_>, id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM login_failures WHERE id = $1")
+        .bind(id)
         .execute(db)
         .await?;
     Ok(())
 }
 
-/// Failures since `since` for the account and for the address, with the oldest of each.
+/// Failures since `since` from the address's network, and of the account from that network,
+/// with the oldest of each.
 #[derive(Debug, Default, sqlx::FromRow)]
 pub struct FailureCounts {
     pub account: i64,
@@ -433,36 +609,110 @@ pub struct FailureCounts {
     pub address_oldest: Option<DateTime<Utc>>,
 }
 
+/// The network an address's failures are counted over: one IPv4 address, or the /64 that one
+/// IPv6 client typically holds. (Addresses arrive normalised: IPv4-mapped IPv6 is IPv4.)
+fn network_bits(ip: Option<IpAddr>) -> i32 {
+    if ip.is_some_and(|ip| ip.is_ipv6()) {
+        64
+    } else {
+        32
+    }
+}
+
 pub async fn count_login_failures(
     db: impl PgExecutor<'_>,
-    email: &str,
+    email: Option<&str>,
     ip: Option<IpAddr>,
     since: DateTime<Utc>,
 ) -> Result<FailureCounts, sqlx::Error> {
     sqlx::query_as::<_, FailureCounts>(
-        "SELECT
-             count(*) FILTER (WHERE email = lower($1)) AS account,
-             min(occurred_at) FILTER (WHERE email = lower($1)) AS account_oldest,
-             count(*) FILTER (WHERE ip <<= network(set_masklen($2::inet, $4))) AS address,
-             min(occurred_at) FILTER (WHERE ip <<= network(set_masklen($2::inet, $4))) AS address_oldest
-         FROM login_failures
-         WHERE occurred_at > $3 AND (email = lower($1) OR ip <<= network(set_masklen($2::inet, $4)))",
+        "WITH near AS (
+             SELECT email, occurred_at FROM login_failures
+             WHERE occurred_at > $3
+               AND (CASE WHEN $2::inet IS NULL THEN ip IS NULL ELSE ip <<= network(set_masklen($2::inet, $4)) END)
+         )
+         SELECT
+             count(*) FILTER (WHERE $1::text IS NOT NULL AND email = lower($1)) AS account,
+             min(occurred_at) FILTER (WHERE $1::text IS NOT NULL AND email = lower($1)) AS account_oldest,
+             count(*) AS address,
+             min(occurred_at) AS address_oldest
+         FROM near",
     )
     .bind(email)
     .bind(ip.map(|ip| ip.to_string()))
     .bind(since)
-    // One IPv6 client can hold a whole /64: count the network, not the address.
-    .bind(if ip.is_some_and(|ip| ip.is_ipv6()) { 64 } else { 32 })
+    .bind(network_bits(ip))
     .fetch_one(db)
     .await
 }
 
-pub async fn clear_login_failures(db: impl PgExecutor<'_>, email: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM login_failures WHERE email = lower($1)")
-        .bind(email)
+/// Clears an account's failures from one address's network (after a successful login there).
+pub async fn clear_login_failures(db: impl PgExecutor<'_>, email: &str, ip: Option<IpAddr>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "DELETE FROM login_failures WHERE email = lower($1)
+           AND (CASE WHEN $2::inet IS NULL THEN ip IS NULL ELSE ip <<= network(set_masklen($2::inet, $3)) END)",
+    )
+    .bind(email)
+    .bind(ip.map(|ip| ip.to_string()))
+    .bind(network_bits(ip))
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Deletes failures older than `before` (the throttles never look at them again).
+pub async fn prune_login_failures(db: impl PgExecutor<'_>, before: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+    let result = sqlx::query("DELETE FROM login_failures WHERE occurred_at < $1")
+        .bind(before)
         .execute(db)
         .await?;
-    Ok(())
+    Ok(result.rows_affected())
+}
+
+/// The user, and whether their session `family` (a login and its refreshes) is still live.
+pub async fn get_with_session(
+    db: impl PgExecutor<'_>,
+    id: UserId,
+    family: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Option<(User, bool)>, sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        user: UserRow,
+        session_live: bool,
+    }
+    let row = sqlx::query_as::<_, Row>(&format!(
+        "SELECT {USER_COLUMNS}, EXISTS (
+             SELECT 1 FROM refresh_tokens r
+             WHERE r.family_id = $2 AND r.user_id = users.id AND r.revoked_at IS NULL AND r.expires_at > $3
+         ) AS session_live
+         FROM users WHERE id = $1"
+    ))
+    .bind(id.0)
+    .bind(family)
+    .bind(now)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|r| (r.user.into(), r.session_live)))
+}
+
+/// Ends one session of `user` (every refresh token of the family); returns whether it was live.
+pub async fn revoke_session(
+    conn: &mut PgConnection,
+    user: UserId,
+    family: Uuid,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let result = sqlx::query(
+        "UPDATE refresh_tokens SET revoked_at = $3 WHERE family_id = $2 AND user_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(user.0)
+    .bind(family)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected() > 0)
 }
 
 /// Disables (`Some(at)`) or enables (`None`) a user; a change of state ends their access tokens.

@@ -41,17 +41,36 @@ fn user_actor(id: UserId) -> Actor {
     }
 }
 
-/// Checks the throttle; `Err(Throttled)` carries the seconds until the oldest failure ages out.
-async fn check_throttle(ctx: &Context, email: &str, meta: &RequestMeta, now: DateTime<Utc>) -> Result<()> {
+/// Why a login attempt is refused before its password is looked at.
+enum Throttle {
+    /// The address (its /32 or /64) has failed too often, whatever accounts it tried.
+    Address,
+    /// This account has failed too often from this address.
+    Account,
+}
+
+/// Records the attempt as a failure (a success clears it), then checks the throttles, so that
+/// guesses sent in parallel cannot all pass before any of them is recorded. An attempt a
+/// throttle refuses is forgotten again: it was never tried, so it neither extends the lockout
+/// nor grows the table. A refusal carries the seconds until the oldest counted failure ages out.
+async fn admit_attempt(ctx: &Context, email: Option<&str>, meta: &RequestMeta, now: DateTime<Utc>) -> Result<()> {
     let since = now - Duration::seconds(FAILURE_WINDOW_SECONDS);
+    // Failures no throttle counts any more are forgotten as attempts come in (an index range
+    // scan that finds nothing most of the time), so the table holds one window at most.
+    repo::users::prune_login_failures(&ctx.pool, since).await?;
+    let id = repo::users::record_login_failure(&ctx.pool, email, meta.ip, now).await?;
     let counts = repo::users::count_login_failures(&ctx.pool, email, meta.ip, since).await?;
-    // The counts include this attempt, recorded before the check.
-    let oldest = if counts.account > MAX_ACCOUNT_FAILURES {
-        counts.account_oldest
-    } else if counts.address > MAX_ADDRESS_FAILURES {
-        counts.address_oldest
+    let throttle = if counts.address > MAX_ADDRESS_FAILURES {
+        Throttle::Address
+    } else if counts.account > MAX_ACCOUNT_FAILURES {
+        Throttle::Account
     } else {
         return Ok(());
+    };
+    repo::users::forget_login_failure(&ctx.pool, id).await?;
+    let oldest = match throttle {
+        Throttle::Address => counts.address_oldest,
+        Throttle::Account => counts.account_oldest,
     };
     let retry = oldest.map_or(FAILURE_WINDOW_SECONDS, |at| (at - since).num_seconds().max(1));
     Err(Error::Throttled(retry as u64))
@@ -65,14 +84,13 @@ pub async fn login(ctx: &Context, meta: &RequestMeta, email: &str, password: &Se
     check_email(&mut shape, "email", email);
     if !shape.0.is_empty() {
         // No account can have this address (it may even be a password typed in the wrong
-        // field): answer like a wrong password, and record nothing of it.
+        // field): it counts against the address only, its text is never stored, and it is
+        // answered like a wrong password, after the same work.
+        admit_attempt(ctx, None, meta, now).await?;
         ctx.passwords.check(password, None).await?;
         return Err(Error::InvalidLogin);
     }
-    // The attempt counts as a failure from the start (a success clears it), so guesses sent in
-    // parallel cannot all pass the throttle before any of them is recorded.
-    repo::users::record_login_failure(&ctx.pool, email, meta.ip, now).await?;
-    check_throttle(ctx, email, meta, now).await?;
+    admit_attempt(ctx, Some(email), meta, now).await?;
     let found = repo::users::find_by_email(&ctx.pool, email).await?;
     let (user, stored) = match found {
         Some((user, hash)) if user.disabled_at.is_none() => (Some(user), hash),
@@ -108,15 +126,16 @@ pub async fn login(ctx: &Context, meta: &RequestMeta, email: &str, password: &Se
     if let Some(hash) = &rehashed {
         repo::users::set_password(&mut tx, user.id, hash).await?;
     }
-    repo::users::clear_login_failures(&mut *tx, email).await?;
-    let refresh_token = new_refresh_token(&mut tx, user.id, Uuid::now_v7(), now).await?;
+    repo::users::clear_login_failures(&mut *tx, email, meta.ip).await?;
+    let session = Uuid::now_v7();
+    let refresh_token = new_refresh_token(&mut tx, user.id, session, now).await?;
     let event = NewAuditEvent::new(now, &user_actor(user.id), meta, None, "user.login", Outcome::Success)
         .target("user", user.id)
         .details(serde_json::json!({ "rehashed": rehashed.is_some() }));
     repo::audit::append(&mut tx, &event).await?;
     tx.commit().await?;
     let (access_token, expires_in) = jwt
-        .issue(user.id, user.session_version, now)
+        .issue(user.id, user.session_version, session, now)
         .map_err(|_| Error::InvalidLogin)?;
     Ok(Session {
         access_token,
@@ -177,7 +196,10 @@ pub async fn refresh(ctx: &Context, meta: &RequestMeta, presented: &str) -> Resu
         .details(serde_json::json!({ "family": row.family_id }));
         repo::audit::append(&mut tx, &event).await?;
         tx.commit().await?;
-        return Err(Error::Unauthenticated);
+        return Err(Error::NotAuthenticated(
+            "this refresh token was already used, so every session of this login has ended (and its \
+             access tokens with it); log in again",
+        ));
     }
     let user = repo::users::get(&mut *tx, user_id)
         .await?
@@ -189,7 +211,7 @@ pub async fn refresh(ctx: &Context, meta: &RequestMeta, presented: &str) -> Resu
     let refresh_token = new_refresh_token(&mut tx, user.id, row.family_id, now).await?;
     tx.commit().await?;
     let (access_token, expires_in) = jwt
-        .issue(user.id, user.session_version, now)
+        .issue(user.id, user.session_version, row.family_id, now)
         .map_err(|_| Error::Unauthenticated)?;
     Ok(Session {
         access_token,
@@ -198,7 +220,8 @@ pub async fn refresh(ctx: &Context, meta: &RequestMeta, presented: &str) -> Resu
     })
 }
 
-/// Ends the session the refresh token belongs to. Unknown tokens are ignored.
+/// Ends the session the refresh token belongs to, and every access token of that session.
+/// Unknown tokens are ignored.
 pub async fn logout(ctx: &Context, meta: &RequestMeta, presented: &str) -> Result<()> {
     let Some(token) = PresentedToken::parse(presented)
         .ok()
@@ -219,17 +242,40 @@ pub async fn logout(ctx: &Context, meta: &RequestMeta, presented: &str) -> Resul
     Ok(())
 }
 
-/// The caller behind an access token: the user must exist, be enabled, and the token must
-/// carry the user's current session version (roles, removal and disabling move it on).
+/// Ends the session an access token belongs to (logout without the refresh token).
+pub async fn logout_access_token(ctx: &Context, meta: &RequestMeta, access_token: &str) -> Result<()> {
+    let jwt = ctx.jwt.as_deref().ok_or(Error::Unauthenticated)?;
+    let now = ctx.clock.now();
+    let claims = jwt.verify(access_token, now).map_err(|_| Error::Unauthenticated)?;
+    let user = UserId::parse(&claims.sub).ok_or(Error::Unauthenticated)?;
+    let mut tx = ctx.pool.begin().await?;
+    if repo::users::revoke_session(&mut tx, user, claims.sid, now).await? {
+        let event = NewAuditEvent::new(now, &user_actor(user), meta, None, "session.logout", Outcome::Success)
+            .target("user", user);
+        repo::audit::append(&mut tx, &event).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The caller behind an access token: the user must exist and be enabled, the token's session
+/// must still be live (logout and refresh-token reuse end it), and the token must carry the
+/// user's current session version (roles, removal and disabling move it on).
 pub async fn authenticate(ctx: &Context, token: &str) -> Result<Caller> {
     let jwt = ctx.jwt.as_deref().ok_or(Error::Unauthenticated)?;
-    let claims = jwt.verify(token, ctx.clock.now()).map_err(|_| Error::Unauthenticated)?;
+    let now = ctx.clock.now();
+    let claims = jwt.verify(token, now).map_err(|_| Error::Unauthenticated)?;
     let user_id = UserId::parse(&claims.sub).ok_or(Error::Unauthenticated)?;
-    let user = repo::users::get(&ctx.pool, user_id)
+    let (user, session_live) = repo::users::get_with_session(&ctx.pool, user_id, claims.sid, now)
         .await?
         .ok_or(Error::Unauthenticated)?;
     if user.disabled_at.is_some() || user.session_version != claims.ver {
         return Err(Error::Unauthenticated);
+    }
+    if !session_live {
+        return Err(Error::NotAuthenticated(
+            "the session of this access token has ended (logged out, or its refresh token was reused); log in again",
+        ));
     }
     let memberships = repo::users::memberships(&ctx.pool, user.id).await?;
     Ok(Caller {
@@ -256,14 +302,20 @@ pub async fn me(ctx: &Context, caller: &Caller) -> Result<Me> {
     Ok(Me { user, memberships })
 }
 
-/// Accepts an invitation (valid once, for 72 hours) and creates the membership it offers. A new
-/// account gets `password` as its first password; an account that already has one must prove it
-/// with `password`, so an invitation can never take over someone's account.
+/// Failed attempts after which an invitation is voided.
+pub const MAX_FAILED_ACCEPTS: i32 = 5;
+
+/// Accepts an invitation (valid once, for 72 hours, until replaced or cancelled) and creates the
+/// membership it offers. An invitation to a new account sets that account's first password
+/// (`password`); an invitation to an account that already has a password is accepted only by
+/// that account while logged in (`caller`), never by a password sent here, so the call cannot
+/// be used to test passwords or to take over an account.
 pub async fn accept_invite(
     ctx: &Context,
     meta: &RequestMeta,
     presented: &str,
-    password: &SecretString,
+    password: Option<&SecretString>,
+    caller: Option<&Caller>,
 ) -> Result<User> {
     use secrecy::ExposeSecret;
     let token = PresentedToken::parse(presented)
@@ -272,43 +324,53 @@ pub async fn accept_invite(
         .ok_or(Error::NotFound("invitation"))?;
     let hash = token.hash();
     let now = ctx.clock.now();
-    // Find the invitation before any password work, so made-up tokens cost no hashing.
-    let (invite, stored) = {
+    // Find the invitation before any password work, so made-up tokens cost no hashing (and,
+    // being unknown, are neither recorded nor audited: nobody can grow a table with them).
+    let (invite, has_password) = {
         let mut tx = ctx.pool.begin().await?;
         let invite = repo::users::find_invite_for_update(&mut tx, &hash)
             .await?
-            .filter(|i| i.accepted_at.is_none() && i.expires_at > now)
+            .filter(|i| i.is_pending(now))
             .ok_or(Error::NotFound("invitation"))?;
         let stored = repo::users::password_hash_for_update(&mut tx, UserId(invite.user_id)).await?;
         tx.rollback().await?;
-        (invite, stored)
+        (invite, stored.is_some())
     };
     let user_id = UserId(invite.user_id);
-    let new_hash = match stored {
-        None => {
-            let mut errors = ValidationErrors::default();
-            check_password(&mut errors, "password", password.expose_secret());
-            errors.finish(())?;
-            Some(ctx.passwords.hash(password).await?)
-        }
-        Some(existing) => match ctx.passwords.check(password, Some(existing)).await? {
-            Checked::Match { .. } => None,
-            Checked::NoMatch => return Err(Error::InvalidLogin),
-        },
-    };
     let role = Role::parse(&invite.role).ok_or(Error::NotFound("invitation"))?;
     let tenant = TenantId(invite.tenant_id);
+    let new_hash = if has_password {
+        let as_invitee = caller.is_some_and(|c| c.principal == Principal::User(user_id));
+        if !as_invitee {
+            return Err(refuse_accept(ctx, meta, &invite, caller, now).await?);
+        }
+        None
+    } else {
+        let mut errors = ValidationErrors::default();
+        match password {
+            Some(password) => check_password(&mut errors, "password", password.expose_secret()),
+            None => errors.add(
+                "password",
+                "is required: choose the first password of the invited account",
+            ),
+        }
+        errors.finish(())?;
+        match password {
+            Some(password) => Some(ctx.passwords.hash(password).await?),
+            None => None,
+        }
+    };
 
     let mut tx = ctx.pool.begin().await?;
-    // Someone may have accepted it (or set the password) while the password was hashed.
+    // Someone may have accepted, replaced or cancelled it (or set the password) meanwhile.
     repo::users::find_invite_for_update(&mut tx, &hash)
         .await?
-        .filter(|i| i.accepted_at.is_none())
+        .filter(|i| i.is_pending(now))
         .ok_or(Error::NotFound("invitation"))?;
     if let Some(new_hash) = &new_hash {
         if !repo::users::set_first_password(&mut tx, user_id, new_hash).await? {
             return Err(Error::Conflict(
-                "the account got a password meanwhile; accept again with it".into(),
+                "the account got a password meanwhile; log in and accept again".into(),
             ));
         }
     }
@@ -338,6 +400,45 @@ pub async fn accept_invite(
         .ok_or(Error::NotFound("user"))?;
     tx.commit().await?;
     Ok(user)
+}
+
+/// Records a refused accept (audited; the invitation is voided after `MAX_FAILED_ACCEPTS`) and
+/// returns the error to answer with.
+async fn refuse_accept(
+    ctx: &Context,
+    meta: &RequestMeta,
+    invite: &repo::users::InviteRow,
+    caller: Option<&Caller>,
+    now: DateTime<Utc>,
+) -> Result<Error> {
+    let mut tx = ctx.pool.begin().await?;
+    let voided = repo::users::record_failed_accept(&mut tx, invite.id, MAX_FAILED_ACCEPTS, now).await?;
+    let actor = match caller {
+        Some(caller) => caller.actor(),
+        None => Actor {
+            kind: ActorKind::User,
+            id: "unknown".into(),
+        },
+    };
+    let event = NewAuditEvent::new(
+        now,
+        &actor,
+        meta,
+        Some(TenantId(invite.tenant_id)),
+        "user.invite_accept_failed",
+        Outcome::Denied,
+    )
+    .target("invitation", invite.id)
+    .details(serde_json::json!({
+        "reason": if caller.is_some() { "logged in as another account" } else { "not logged in" },
+        "invitation_voided": voided,
+    }));
+    repo::audit::append(&mut tx, &event).await?;
+    tx.commit().await?;
+    Ok(Error::NotAuthenticated(
+        "this invitation is for an existing account: log in as that account and accept it with its access \
+         token as `Authorization: Bearer`; no password is sent here",
+    ))
 }
 
 /// Creates a user with a password (the CLI's `admin create-user`).

@@ -9,13 +9,14 @@ use uuid::Uuid;
 use super::{actor_of, Context, Error, Result};
 use crate::domain::audit::{NewAuditEvent, Outcome, RequestMeta};
 use crate::domain::authz::{authorize, Action, Caller};
-use crate::domain::ids::TenantId;
+use crate::domain::ids::{KeyId, TenantId};
 use crate::domain::page::{check_limit, Page};
 use crate::domain::tenant::TenantStatus;
 use crate::domain::token::{NewToken, TokenPrefix};
 use crate::domain::user::{check_email, Role, User, UserId};
 use crate::domain::validation::ValidationErrors;
-use crate::repo::{self, users::Member, users::NewInvite};
+use crate::repo::users::{Invitation, Member, NewInvite, VoidReason};
+use crate::repo::{self};
 
 pub const INVITE_HOURS: i64 = 72;
 
@@ -33,8 +34,25 @@ pub struct MemberPatch {
     pub role: Role,
 }
 
+/// Options for removing a member (the body of `DELETE …/members/{user_id}` is optional).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemberRemoval {
+    /// Also revoke every service token of the tenant this member created (default false:
+    /// tokens belong to the tenant and keep working).
+    #[serde(default)]
+    pub revoke_tokens: bool,
+}
+
+/// What removing a member did.
+pub struct Removed {
+    pub revoked_tokens: Vec<KeyId>,
+}
+
 pub struct Invited {
-    pub user_id: UserId,
+    pub id: Uuid,
+    /// The address as the inviter typed it: the answer is the same whether or not an account
+    /// with that address already existed.
     pub email: String,
     pub role: Role,
     /// For `/v1/auth/accept-invite`; the membership exists once it is accepted.
@@ -60,6 +78,7 @@ pub async fn invite(
     draft: InviteDraft,
 ) -> Result<Invited> {
     authorize(caller, Action::ManageMembers, Some(tenant))?;
+    caller.may_confer(draft.role, tenant)?;
     let mut errors = ValidationErrors::default();
     let email = check_email(&mut errors, "email", &draft.email);
     errors.finish(())?;
@@ -82,18 +101,23 @@ pub async fn invite(
         }
     };
     if repo::users::get_member(&mut *tx, tenant, user.id).await?.is_some() {
-        return Err(Error::Conflict(format!("{} is already a member", user.email)));
+        return Err(Error::Conflict(format!("{email} is already a member")));
     }
-    // The invitation only offers the role: whoever accepts must set the account's first
-    // password or prove the existing one, so no inviter can take over an account.
+    // One pending invitation per person and tenant: the newest replaces any earlier one.
+    let replaced = repo::users::void_pending_invites_of(&mut tx, tenant, user.id, VoidReason::Replaced, now).await?;
+    // The invitation only offers the role: a new account sets its first password when
+    // accepting, an existing account accepts while logged in, so no inviter can take over or
+    // probe an account.
+    let id = Uuid::now_v7();
     let token = NewToken::generate(TokenPrefix::Invite);
     let expires_at = now + Duration::hours(INVITE_HOURS);
-    repo::users::insert_invite(
+    let inserted = repo::users::insert_invite(
         &mut tx,
         NewInvite {
-            id: Uuid::now_v7(),
+            id,
             tenant,
             user: user.id,
+            email: &email,
             role: draft.role,
             hash: &token.hash(),
             created_by: &actor.id,
@@ -101,15 +125,22 @@ pub async fn invite(
             expires_at,
         },
     )
-    .await?;
+    .await;
+    if let Err(error) = inserted {
+        return Err(if repo::unique_violation(&error) == Some("invites_one_pending") {
+            Error::Conflict(format!("another invitation to {email} was sent at the same moment"))
+        } else {
+            error.into()
+        });
+    }
     let event = NewAuditEvent::new(now, &actor, meta, Some(tenant), "member.invited", Outcome::Success)
-        .target("user", user.id)
-        .details(serde_json::json!({ "email": user.email, "role": draft.role.as_str() }));
+        .target("invitation", id)
+        .details(serde_json::json!({ "email": email, "role": draft.role.as_str(), "replaced": replaced }));
     repo::audit::append(&mut tx, &event).await?;
     tx.commit().await?;
     Ok(Invited {
-        user_id: user.id,
-        email: user.email,
+        id,
+        email,
         role: draft.role,
         token,
         expires_at,
@@ -159,6 +190,7 @@ pub async fn update(
     patch: MemberPatch,
 ) -> Result<Member> {
     authorize(caller, Action::ManageMembers, Some(tenant))?;
+    caller.may_confer(patch.role, tenant)?;
     let user = UserId::parse(user).ok_or(Error::NotFound("member"))?;
     let now = ctx.clock.now();
     let mut tx = ctx.pool.begin().await?;
@@ -171,6 +203,8 @@ pub async fn update(
     }
     repo::users::set_role(&mut tx, tenant, user, patch.role).await?;
     repo::users::bump_session_version(&mut tx, user).await?;
+    // An invitation sent before the change must not undo it when accepted later.
+    repo::users::void_pending_invites_of(&mut tx, tenant, user, VoidReason::MemberChanged, now).await?;
     let event = NewAuditEvent::new(
         now,
         &actor_of(caller),
@@ -189,7 +223,14 @@ pub async fn update(
     Ok(member)
 }
 
-pub async fn remove(ctx: &Context, caller: &Caller, meta: &RequestMeta, tenant: TenantId, user: &str) -> Result<()> {
+pub async fn remove(
+    ctx: &Context,
+    caller: &Caller,
+    meta: &RequestMeta,
+    tenant: TenantId,
+    user: &str,
+    options: MemberRemoval,
+) -> Result<Removed> {
     authorize(caller, Action::ManageMembers, Some(tenant))?;
     let user = UserId::parse(user).ok_or(Error::NotFound("member"))?;
     let now = ctx.clock.now();
@@ -203,16 +244,96 @@ pub async fn remove(ctx: &Context, caller: &Caller, meta: &RequestMeta, tenant: 
     }
     repo::users::remove_membership(&mut tx, tenant, user).await?;
     repo::users::bump_session_version(&mut tx, user).await?;
+    // Removal is final: an invitation sent earlier cannot bring the person back.
+    repo::users::void_pending_invites_of(&mut tx, tenant, user, VoidReason::MemberChanged, now).await?;
+    let revoked_tokens = if options.revoke_tokens {
+        // Service tokens record who minted them by the actor id, which for a person is their id.
+        let created_by = user.to_string();
+        repo::keys::revoke_service_tokens_created_by(&mut tx, tenant, &created_by, now, "creator removed").await?
+    } else {
+        Vec::new()
+    };
+    let actor = actor_of(caller);
+    let event = NewAuditEvent::new(now, &actor, meta, Some(tenant), "member.removed", Outcome::Success)
+        .target("user", user)
+        .details(serde_json::json!({
+            "email": current.email,
+            "role": current.role.as_str(),
+            "revoked_tokens": revoked_tokens.len(),
+        }));
+    repo::audit::append(&mut tx, &event).await?;
+    for id in &revoked_tokens {
+        let event = NewAuditEvent::new(
+            now,
+            &actor,
+            meta,
+            Some(tenant),
+            "service_token.revoked",
+            Outcome::Success,
+        )
+        .target("service_token", id)
+        .details(serde_json::json!({ "reason": "creator removed" }));
+        repo::audit::append(&mut tx, &event).await?;
+    }
+    tx.commit().await?;
+    for id in &revoked_tokens {
+        ctx.key_cache.evict_key(id);
+    }
+    Ok(Removed { revoked_tokens })
+}
+
+/// The tenant's pending invitations (those who may invite may see and cancel them).
+pub async fn list_invitations(
+    ctx: &Context,
+    caller: &Caller,
+    tenant: TenantId,
+    cursor: Option<&str>,
+    limit: Option<i64>,
+) -> Result<Page<Invitation>> {
+    authorize(caller, Action::ManageMembers, Some(tenant))?;
+    let mut errors = ValidationErrors::default();
+    let limit = check_limit(&mut errors, limit);
+    let after = match cursor {
+        Some(text) => Uuid::parse_str(text).ok().or_else(|| {
+            errors.add("cursor", "is not a cursor this API returned");
+            None
+        }),
+        None => None,
+    };
+    errors.finish(())?;
+    let mut conn = ctx.pool.acquire().await?;
+    repo::tenants::get(&mut *conn, tenant)
+        .await?
+        .ok_or(Error::NotFound("tenant"))?;
+    let rows = repo::users::list_pending_invites(&mut *conn, tenant, ctx.clock.now(), after, limit + 1).await?;
+    Ok(Page::from_rows(rows, limit, |i| i.id.to_string()))
+}
+
+/// Cancels a pending invitation: its token stops working at once.
+pub async fn cancel_invitation(
+    ctx: &Context,
+    caller: &Caller,
+    meta: &RequestMeta,
+    tenant: TenantId,
+    id: &str,
+) -> Result<()> {
+    authorize(caller, Action::ManageMembers, Some(tenant))?;
+    let id = Uuid::parse_str(id).map_err(|_| Error::NotFound("invitation"))?;
+    let now = ctx.clock.now();
+    let mut tx = ctx.pool.begin().await?;
+    let cancelled = repo::users::void_invite(&mut tx, tenant, id, VoidReason::Cancelled, now)
+        .await?
+        .ok_or(Error::NotFound("invitation"))?;
     let event = NewAuditEvent::new(
         now,
         &actor_of(caller),
         meta,
         Some(tenant),
-        "member.removed",
+        "member.invitation_cancelled",
         Outcome::Success,
     )
-    .target("user", user)
-    .details(serde_json::json!({ "email": current.email, "role": current.role.as_str() }));
+    .target("invitation", id)
+    .details(serde_json::json!({ "email": cancelled.email, "role": cancelled.role.as_str() }));
     repo::audit::append(&mut tx, &event).await?;
     tx.commit().await?;
     Ok(())

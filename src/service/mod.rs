@@ -70,6 +70,9 @@ pub enum Error {
     Validation(#[from] ValidationErrors),
     #[error("missing or invalid credentials")]
     Unauthenticated,
+    /// Not authenticated, for a reason the caller is told (e.g. a reused refresh token).
+    #[error("{0}")]
+    NotAuthenticated(&'static str),
     #[error(transparent)]
     Denied(#[from] Denied),
     #[error("{0} not found")]
@@ -82,13 +85,24 @@ pub enum Error {
     Throttled(u64),
     #[error("{0}")]
     NotConfigured(&'static str),
+    #[error("password checks are at capacity; retry in a second")]
+    Busy,
     #[error("password hashing failed")]
-    Password(#[from] PasswordError),
+    Password(PasswordError),
     #[error("database error")]
     Database(#[from] sqlx::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<PasswordError> for Error {
+    fn from(error: PasswordError) -> Self {
+        match error {
+            PasswordError::Busy => Error::Busy,
+            other => Error::Password(other),
+        }
+    }
+}
 
 pub fn actor_of(caller: &Caller) -> Actor {
     caller.actor()

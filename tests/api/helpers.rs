@@ -226,7 +226,6 @@ impl TestApp {
             )
             .await;
         assert_eq!(invited.status, StatusCode::CREATED, "{:?}", invited.body);
-        let user_id = invited.body["user_id"].as_str().unwrap().to_owned();
         let invite = invited.body["invite_token"].as_str().unwrap();
         let accepted = self
             .call(
@@ -237,7 +236,29 @@ impl TestApp {
             )
             .await;
         assert_eq!(accepted.status, StatusCode::OK, "{:?}", accepted.body);
+        let user_id = accepted.body["user_id"].as_str().unwrap().to_owned();
         (user_id, self.access_token(email).await)
+    }
+
+    /// `POST /v1/tenants/{tenant}/members` as `by`.
+    pub async fn invite(&self, tenant: &str, by: &str, email: &str, role: &str) -> Reply {
+        self.post(
+            &format!("/v1/tenants/{tenant}/members"),
+            by,
+            json!({"email": email, "role": role}),
+        )
+        .await
+    }
+
+    /// `POST /v1/auth/accept-invite` with `token`, a password when given, and `as_user`'s
+    /// access token when given.
+    pub async fn accept_invite(&self, token: &str, password: Option<&str>, as_user: Option<&str>) -> Reply {
+        let body = match password {
+            Some(password) => json!({"token": token, "password": password}),
+            None => json!({"token": token}),
+        };
+        self.call(Method::POST, "/v1/auth/accept-invite", as_user, Some(body))
+            .await
     }
 
     /// The URL of this test's own database (for pg_dump and the CLI).

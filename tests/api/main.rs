@@ -10,6 +10,7 @@ mod cli;
 mod curl;
 mod errors;
 mod identity;
+mod invitations;
 mod keys;
 mod limits;
 mod logs;
