@@ -72,12 +72,18 @@ impl TestApp {
     }
 
     pub async fn spawn_custom(pool: PgPool, jwt: Jwt, customize: impl FnOnce(Context) -> Context) -> TestApp {
+        Self::spawn_on(pool, jwt, customize, "127.0.0.1:0").await
+    }
+
+    /// A server listening on `bind` (e.g. `[::ffff:127.0.0.1]:0`, an IPv6 socket that IPv4
+    /// clients reach as IPv4-mapped addresses, as on a dual-stack listener).
+    pub async fn spawn_on(pool: PgPool, jwt: Jwt, customize: impl FnOnce(Context) -> Context, bind: &str) -> TestApp {
         let ctx = keyward::app::context(pool.clone(), Clock::system(), std::time::Duration::from_secs(3600))
             .with_jwt(jwt)
             .with_master_keys(MasterKeys::parse(&secrecy::SecretString::from(MASTER_KEYS.to_owned())).unwrap());
         let ctx = customize(ctx);
         let admin = issue_token(&ctx, TenantScope::Platform, &Permission::ALL).await;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         let server_ctx = ctx.clone();

@@ -17,6 +17,7 @@ mod logs;
 mod nginx;
 mod openapi;
 mod service_tokens;
+mod sessions;
 mod signed;
 mod storage;
 mod tenants;
