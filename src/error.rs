@@ -174,12 +174,17 @@ impl From<QueryRejection> for ApiError {
 }
 
 /// Deserializer messages quote the offending value, which may be a secret sent in the wrong
-/// field. Double-quoted values are dropped, and back-quoted ones unless short (field names).
+/// field. No submitted value is passed on: double-quoted values are dropped, and so is the
+/// back-quoted name of an unknown variant (`"role": "<a password>"`); back-quoted names that
+/// keyward itself lists (expected and missing fields, variants) stay. An unknown field name stays
+/// only when it looks like a field name (a short identifier), so a secret sent as a key is not
+/// echoed either.
 pub fn redact_values(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut rest = message;
     while let Some(open) = rest.find(['"', '`']) {
         let quote = rest.as_bytes()[open] as char;
+        let before = &rest[..open];
         out.push_str(&rest[..=open]);
         let after = &rest[open + 1..];
         let Some(close) = after.find(quote) else {
@@ -187,7 +192,13 @@ pub fn redact_values(message: &str) -> String {
             return out;
         };
         let inner = &after[..close];
-        if quote == '`' && inner.len() <= 32 {
+        let submitted_variant = before.ends_with("unknown variant ");
+        let submitted_field = before.ends_with("unknown field ");
+        let keep = quote == '`'
+            && !submitted_variant
+            && (!submitted_field || looks_like_a_field_name(inner))
+            && inner.len() <= 32;
+        if keep {
             out.push_str(inner);
         } else {
             out.push('…');
@@ -197,6 +208,14 @@ pub fn redact_values(message: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+fn looks_like_a_field_name(name: &str) -> bool {
+    (1..=24).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 #[cfg(test)]
@@ -214,5 +233,20 @@ mod tests {
         assert_eq!(redact_values(message), message);
         let long = format!("unknown variant `{}`, expected `live`", "x".repeat(60));
         assert_eq!(redact_values(&long), "unknown variant `…`, expected `live`");
+    }
+
+    #[test]
+    fn a_submitted_variant_is_never_echoed_however_short() {
+        let message = "unknown variant `hunter2`, expected one of `owner`, `admin`";
+        assert_eq!(
+            redact_values(message),
+            "unknown variant `…`, expected one of `owner`, `admin`"
+        );
+    }
+
+    #[test]
+    fn an_unknown_field_is_echoed_only_when_it_looks_like_a_field_name() {
+        let message = "unknown field `Sk-Live-0123456789`, expected `name`";
+        assert_eq!(redact_values(message), "unknown field `…`, expected `name`");
     }
 }

@@ -201,7 +201,10 @@ pub enum Action {
     CreateTenant,
     ListTenants,
     ReadTenant,
+    /// Change the tenant's name or status (the platform's call).
     UpdateTenant,
+    /// Change the tenant's own `settings` (its owners and admins may).
+    ConfigureTenant,
     ReadKeys,
     WriteKeys,
     ManageServiceTokens,
@@ -216,6 +219,7 @@ impl Action {
         match self {
             Action::CreateTenant | Action::ListTenants | Action::UpdateTenant => Permission::TenantsAdmin,
             Action::ManageServiceTokens | Action::ReadMembers | Action::ManageMembers => Permission::TenantsAdmin,
+            Action::ConfigureTenant => Permission::TenantsAdmin,
             Action::ReadTenant | Action::ReadKeys => Permission::KeysRead,
             Action::WriteKeys => Permission::KeysWrite,
             Action::ReadAudit => Permission::AuditRead,
@@ -234,11 +238,18 @@ impl Action {
         match role {
             Role::Owner => matches!(
                 self,
-                ReadTenant | ReadKeys | WriteKeys | ManageServiceTokens | ReadAudit | ReadMembers | ManageMembers
+                ReadTenant
+                    | ConfigureTenant
+                    | ReadKeys
+                    | WriteKeys
+                    | ManageServiceTokens
+                    | ReadAudit
+                    | ReadMembers
+                    | ManageMembers
             ),
             Role::Admin => matches!(
                 self,
-                ReadTenant | ReadKeys | WriteKeys | ManageServiceTokens | ReadAudit | ReadMembers
+                ReadTenant | ConfigureTenant | ReadKeys | WriteKeys | ManageServiceTokens | ReadAudit | ReadMembers
             ),
             Role::Developer => matches!(self, ReadTenant | ReadKeys | WriteKeys),
             Role::Auditor => matches!(self, ReadTenant | ReadKeys | ReadAudit),

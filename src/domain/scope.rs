@@ -1,4 +1,4 @@
-//! Scopes: free-form strings `[a-z0-9_:.*-]{1,64}`, segments separated by `:`. A `*` segment in a
+//! Scopes: free-form strings `[a-z0-9_:.*-]{1,64}`, non-empty segments separated by `:`. A `*` segment in a
 //! key's scope matches any one segment, and as the last segment it matches any non-empty suffix.
 
 use serde::{Deserialize, Serialize};
@@ -16,7 +16,11 @@ pub struct Scope(String);
 impl Scope {
     pub fn parse(text: &str) -> Option<Self> {
         let ok_char = |b: u8| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b':' | b'.' | b'*' | b'-');
-        (!text.is_empty() && text.len() <= MAX_SCOPE_LEN && text.bytes().all(ok_char)).then(|| Self(text.to_owned()))
+        // An empty segment (`billing:`, `a::b`, `:x`) would be covered by `billing:*` and friends
+        // without naming anything: it is not a scope.
+        let segments_named = text.split(':').all(|segment| !segment.is_empty());
+        (!text.is_empty() && text.len() <= MAX_SCOPE_LEN && text.bytes().all(ok_char) && segments_named)
+            .then(|| Self(text.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -66,7 +70,7 @@ pub fn parse_scopes(errors: &mut ValidationErrors, field: &str, texts: &[String]
             Some(_) => {}
             None => errors.add(
                 format!("{field}[{i}]"),
-                "a scope is 1 to 64 characters of a-z, 0-9, '_', ':', '.', '*' and '-'",
+                "a scope is 1 to 64 characters of a-z, 0-9, '_', '.', '*' and '-' in segments separated by ':', none of them empty",
             ),
         }
     }
@@ -104,6 +108,13 @@ mod tests {
         assert!(!s("*:read").covers(&s("billing:invoices:read")));
         assert!(s("org:*:read").covers(&s("org:acme:read")));
         assert!(!s("org:*:read").covers(&s("org:acme:write")));
+    }
+
+    #[test]
+    fn empty_segments_are_not_scopes() {
+        for text in ["billing:", "billing::", "a::b", ":billing", ":"] {
+            assert!(Scope::parse(text).is_none(), "{text}");
+        }
     }
 
     #[test]

@@ -92,7 +92,8 @@ async fn get_tenant(
     Ok(Json(tenants::get(&ctx, &caller, id).await?))
 }
 
-/// Renames, suspends (`status: suspended`) or resumes (`status: active`) a tenant.
+/// Renames, suspends (`status: suspended`) or resumes (`status: active`) a tenant (platform
+/// credentials), or changes its `settings` (also its own owners and admins).
 #[utoipa::path(
     patch, path = "/v1/tenants/{tenant_id}", tag = "tenants",
     params(("tenant_id" = uuid::Uuid, Path)),

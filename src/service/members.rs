@@ -101,7 +101,7 @@ pub async fn invite(
         }
     };
     if repo::users::get_member(&mut *tx, tenant, user.id).await?.is_some() {
-        return Err(Error::Conflict(format!("{email} is already a member")));
+        return Err(Error::Conflict("this person is already a member of the tenant".into()));
     }
     // One pending invitation per person and tenant: the newest replaces any earlier one.
     let replaced = repo::users::void_pending_invites_of(&mut tx, tenant, user.id, VoidReason::Replaced, now).await?;
@@ -128,7 +128,7 @@ pub async fn invite(
     .await;
     if let Err(error) = inserted {
         return Err(if repo::unique_violation(&error) == Some("invites_one_pending") {
-            Error::Conflict(format!("another invitation to {email} was sent at the same moment"))
+            Error::Conflict("another invitation to this person was sent at the same moment".into())
         } else {
             error.into()
         });

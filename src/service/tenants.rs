@@ -16,7 +16,7 @@ pub async fn create(ctx: &Context, caller: &Caller, meta: &RequestMeta, draft: T
     let mut tx = ctx.pool.begin().await?;
     repo::tenants::insert(&mut tx, &tenant).await.map_err(|e| {
         if repo::unique_violation(&e) == Some("tenants_slug_key") {
-            Error::Conflict(format!("a tenant with slug '{}' already exists", tenant.slug))
+            Error::Conflict("a tenant with this slug already exists".into())
         } else {
             e.into()
         }
@@ -66,7 +66,13 @@ pub async fn update(
     id: TenantId,
     patch: TenantPatch,
 ) -> Result<Tenant> {
-    authorize(caller, Action::UpdateTenant, Some(id))?;
+    // A tenant's owners and admins tune its own settings; its name and status are the platform's.
+    let action = if patch.name.is_none() && patch.status.is_none() {
+        Action::ConfigureTenant
+    } else {
+        Action::UpdateTenant
+    };
+    authorize(caller, action, Some(id))?;
     let patch = patch.validate()?;
     let now = ctx.clock.now();
     let mut tx = ctx.pool.begin().await?;

@@ -524,3 +524,33 @@ async fn a_nul_character_in_patched_key_metadata_is_a_422(pool: PgPool) {
     assert_problem(&reply, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(reply.body["errors"][0]["field"], "metadata");
 }
+
+#[sqlx::test]
+async fn a_short_password_sent_as_a_role_is_not_echoed(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+
+    let reply = app
+        .post(
+            &format!("/v1/tenants/{tenant}/members"),
+            &app.admin,
+            json!({"email": "ann@example.com", "role": "hunter2hunter2"}),
+        )
+        .await;
+
+    assert_problem(&reply, StatusCode::BAD_REQUEST);
+    assert!(!reply.body.to_string().contains("hunter2"), "{}", reply.body);
+    assert!(reply.body["detail"].as_str().unwrap().contains("`owner`"));
+}
+
+#[sqlx::test]
+async fn a_short_value_of_the_wrong_type_is_not_echoed(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+
+    let reply = app
+        .post("/v1/verify", &app.admin, json!({"key": "sk_live_x", "scopes": "pw123"}))
+        .await;
+
+    assert_problem(&reply, StatusCode::BAD_REQUEST);
+    assert!(!reply.body.to_string().contains("pw123"), "{}", reply.body);
+}

@@ -556,3 +556,77 @@ async fn a_tenant_bound_token_gets_404_for_another_tenant(pool: PgPool) {
     assert_eq!(reply.content_type(), PROBLEM);
     assert!(!reply.body.to_string().contains("globex"));
 }
+
+#[sqlx::test]
+async fn a_tenants_owner_and_admin_tune_its_settings(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let (_, owner) = app.member(&tenant, "owner@example.com", "owner").await;
+    let (_, admin) = app.member(&tenant, "admin@example.com", "admin").await;
+    let path = format!("/v1/tenants/{tenant}");
+
+    let by_owner = app
+        .patch(&path, &owner, json!({"settings": {"sigv2_enabled": true}}))
+        .await;
+    let by_admin = app
+        .patch(&path, &admin, json!({"settings": {"signature_max_skew_seconds": 120}}))
+        .await;
+
+    assert_eq!(by_owner.status, StatusCode::OK, "{:?}", by_owner.body);
+    assert_eq!(by_admin.status, StatusCode::OK, "{:?}", by_admin.body);
+    assert_eq!(by_admin.body["settings"]["sigv2_enabled"], true);
+    assert_eq!(by_admin.body["settings"]["signature_max_skew_seconds"], 120);
+    let events = app
+        .get(&format!("/v1/tenants/{tenant}/audit?action=tenant.updated"), &app.admin)
+        .await;
+    assert_eq!(events.body["items"].as_array().unwrap().len(), 2);
+}
+
+#[sqlx::test]
+async fn a_developer_cannot_change_the_tenants_settings(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let (_, developer) = app.member(&tenant, "dev@example.com", "developer").await;
+
+    let reply = app
+        .patch(
+            &format!("/v1/tenants/{tenant}"),
+            &developer,
+            json!({"settings": {"sigv2_enabled": true}}),
+        )
+        .await;
+
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+}
+
+#[sqlx::test]
+async fn a_tenants_owner_cannot_rename_or_suspend_it(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let (_, owner) = app.member(&tenant, "owner@example.com", "owner").await;
+    let path = format!("/v1/tenants/{tenant}");
+
+    let renamed = app.patch(&path, &owner, json!({"name": "Mine now"})).await;
+    let resumed = app.patch(&path, &owner, json!({"status": "active"})).await;
+
+    assert_eq!(renamed.status, StatusCode::FORBIDDEN);
+    assert_eq!(resumed.status, StatusCode::FORBIDDEN);
+}
+
+#[sqlx::test]
+async fn an_owner_cannot_change_another_tenants_settings(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let acme = app.tenant("acme").await;
+    let globex = app.tenant("globex").await;
+    let (_, owner) = app.member(&acme, "owner@example.com", "owner").await;
+
+    let reply = app
+        .patch(
+            &format!("/v1/tenants/{globex}"),
+            &owner,
+            json!({"settings": {"sigv2_enabled": true}}),
+        )
+        .await;
+
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+}

@@ -302,3 +302,34 @@ async fn failed_verification_is_audited_without_the_token(pool: PgPool) {
     assert_eq!(event["details"]["code"], "EXPIRED");
     assert!(!events.body.to_string().contains(&token[8..]));
 }
+
+#[sqlx::test]
+async fn required_scopes_with_empty_segments_are_422(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let (_, token) = app.key(&tenant, json!({"name": "k", "scopes": ["billing:*"]})).await;
+
+    for empty in ["billing:", "billing::", "billing::read", ":billing"] {
+        let reply = app
+            .post("/v1/verify", &app.admin, json!({"key": token, "scopes": [empty]}))
+            .await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{empty}");
+        assert_eq!(reply.body["errors"][0]["field"], "scopes[0]");
+    }
+}
+
+#[sqlx::test]
+async fn a_key_cannot_be_granted_a_scope_with_an_empty_segment(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+
+    let reply = app
+        .post(
+            &format!("/v1/tenants/{tenant}/keys"),
+            &app.admin,
+            json!({"name": "k", "scopes": ["billing::"]}),
+        )
+        .await;
+
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+}
