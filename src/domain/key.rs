@@ -83,6 +83,9 @@ pub struct Key {
     pub enabled: bool,
     pub last_used_at: Option<DateTime<Utc>>,
     pub rotated_from: Option<KeyId>,
+    /// The first key of this key's rotation chain: a key and its successors share one
+    /// `remaining` counter and one rate-limit window, named by this id.
+    pub limit_family: KeyId,
     /// The encrypted signing secret of a key that signs requests.
     pub signing_secret: Option<Sealed>,
     /// Verifications left (`None`: unlimited).
@@ -471,8 +474,10 @@ mod tests {
 
     fn key(expires_at: Option<DateTime<Utc>>, revoked: bool, enabled: bool) -> Key {
         let now = Utc::now();
+        let id = KeyId::generate(KeyKind::Customer);
         Key {
-            id: KeyId::generate(KeyKind::Customer),
+            limit_family: id.clone(),
+            id,
             tenant_id: Some(TenantId::generate()),
             kind: KeyKind::Customer,
             name: "k".into(),

@@ -96,11 +96,8 @@ async fn authorize(State(ctx): State<Context>, Meta(meta): Meta, request: Reques
         let verdict = signed::verify_request(&ctx, &gateway, &meta, &original, &scopes).await?;
         (verdict.code, verdict.key)
     } else if let Some((token, expected_id)) = presented_key(headers) {
-        let verdict = verify::verify_key(&ctx, &gateway, &meta, &token, &scopes).await?;
-        match (&verdict.key, expected_id) {
-            (Some(key), Some(id)) if key.id.as_str() != id => (VerifyCode::NotFound, None),
-            _ => (verdict.code, verdict.key),
-        }
+        let verdict = verify::verify_key(&ctx, &gateway, &meta, &token, expected_id.as_deref(), &scopes).await?;
+        (verdict.code, verdict.key)
     } else {
         return Ok(denied(StatusCode::UNAUTHORIZED, None, "no credentials were presented"));
     };

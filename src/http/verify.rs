@@ -81,7 +81,7 @@ async fn verify_key(
     Meta(meta): Meta,
     Json(request): Json<VerifyRequest>,
 ) -> Result<Json<VerifyResponse>, ApiError> {
-    let verdict = verify::verify_key(&ctx, &caller, &meta, &request.key, &request.scopes).await?;
+    let verdict = verify::verify_key(&ctx, &caller, &meta, &request.key, None, &request.scopes).await?;
     Ok(Json(VerifyResponse::new(
         verdict.code,
         verdict.key,

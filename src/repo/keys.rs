@@ -33,6 +33,7 @@ struct KeyRow {
     enabled: bool,
     last_used_at: Option<DateTime<Utc>>,
     rotated_from: Option<String>,
+    limit_family: String,
     signing_secret: Option<Vec<u8>>,
     signing_secret_version: Option<i32>,
     remaining: Option<i64>,
@@ -64,6 +65,7 @@ impl TryFrom<KeyRow> for Key {
             enabled: row.enabled,
             last_used_at: row.last_used_at,
             rotated_from: row.rotated_from.map(KeyId::from_trusted),
+            limit_family: KeyId::from_trusted(row.limit_family),
             signing_secret: match (row.signing_secret, row.signing_secret_version) {
                 (Some(blob), Some(version)) => Some(Sealed { version, blob }),
                 _ => None,
@@ -86,15 +88,16 @@ struct KeyWithTenantRow {
 
 const COLUMNS: &str = "k.id, k.tenant_id, k.kind, k.name, k.environment, k.prefix, k.start, k.scopes, \
     k.metadata, k.owner_id, k.created_at, k.created_by, k.expires_at, k.revoked_at, k.revoked_reason, \
-    k.enabled, k.last_used_at, k.rotated_from, k.signing_secret, k.signing_secret_version, \
+    k.enabled, k.last_used_at, k.rotated_from, k.limit_family, k.signing_secret, k.signing_secret_version, \
     k.remaining, k.rate_limit, k.rate_limit_window_seconds";
 
 pub async fn insert(conn: &mut PgConnection, key: &Key, hash: &TokenHash) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO api_keys (id, tenant_id, kind, name, environment, prefix, start, token_hash, scopes,
              metadata, owner_id, created_at, created_by, expires_at, enabled, rotated_from, signing_secret,
-             signing_secret_version, remaining, rate_limit, rate_limit_window_seconds)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
+             signing_secret_version, remaining, rate_limit, rate_limit_window_seconds, limit_family)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21,
+                 $22)",
     )
     .bind(key.id.as_str())
     .bind(key.tenant_id.map(|t| t.0))
@@ -117,6 +120,7 @@ pub async fn insert(conn: &mut PgConnection, key: &Key, hash: &TokenHash) -> Res
     .bind(key.remaining)
     .bind(key.rate_limit.map(|r| r.limit))
     .bind(key.rate_limit.map(|r| r.window_seconds))
+    .bind(key.limit_family.as_str())
     .execute(conn)
     .await?;
     Ok(())
@@ -388,18 +392,68 @@ pub async fn reseal(conn: &mut PgConnection, id: &KeyId, sealed: &Sealed) -> Res
     Ok(())
 }
 
-/// Uses up one of a limited key's remaining verifications. `Some(left)` when one was left to
-/// use; `None` when none was (or the key is unlimited, which callers do not ask about).
-pub async fn use_one(db: impl PgExecutor<'_>, id: &KeyId) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar(
-        "UPDATE api_keys SET remaining = remaining - 1 WHERE id = $1 AND remaining > 0 RETURNING remaining",
-    )
-    .bind(id.as_str())
-    .fetch_optional(db)
-    .await
+/// What using one verification of a limit family did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FamilyUse {
+    /// One was used; this many are left.
+    Used(i64),
+    /// None was left.
+    Exhausted,
+    /// The family's newest key has no usage limit.
+    Unlimited,
 }
 
-/// Counts a hit in the key's window starting at `window_start`; returns the hits so far.
+/// Uses up one of a limit family's remaining verifications: the counter lives on the family's
+/// newest key (the one without a successor), which its predecessors draw from during their
+/// grace period.
+pub async fn use_one(db: impl PgExecutor<'_>, family: &KeyId) -> Result<FamilyUse, sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        left: Option<i64>,
+        unlimited: Option<bool>,
+    }
+    let row = sqlx::query_as::<_, Row>(
+        "WITH head AS (
+             SELECT k.id, k.remaining FROM api_keys k
+             WHERE k.limit_family = $1 AND NOT EXISTS (SELECT 1 FROM api_keys s WHERE s.rotated_from = k.id)
+             ORDER BY k.created_at DESC LIMIT 1
+         ), used AS (
+             UPDATE api_keys SET remaining = api_keys.remaining - 1 FROM head
+             WHERE api_keys.id = head.id AND api_keys.remaining > 0
+             RETURNING api_keys.remaining
+         )
+         SELECT (SELECT remaining FROM used) AS left, (SELECT remaining IS NULL FROM head) AS unlimited",
+    )
+    .bind(family.as_str())
+    .fetch_one(db)
+    .await?;
+    Ok(match (row.left, row.unlimited) {
+        (Some(left), _) => FamilyUse::Used(left),
+        (None, Some(true)) => FamilyUse::Unlimited,
+        _ => FamilyUse::Exhausted,
+    })
+}
+
+/// The key rotation issued from `id`, if any (a key has at most one).
+pub async fn successor_of(db: impl PgExecutor<'_>, id: &KeyId) -> Result<Option<KeyId>, sqlx::Error> {
+    let found: Option<String> = sqlx::query_scalar("SELECT id FROM api_keys WHERE rotated_from = $1 LIMIT 1")
+        .bind(id.as_str())
+        .fetch_optional(db)
+        .await?;
+    Ok(found.map(KeyId::from_trusted))
+}
+
+/// Hands a rotated key's remaining verifications to its successor: the old key keeps `0` (it
+/// draws from the successor's counter from now on, and a use racing the rotation on the old row
+/// finds nothing left instead of spending twice).
+pub async fn hand_over_remaining(conn: &mut PgConnection, old: &KeyId) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE api_keys SET remaining = 0 WHERE id = $1 AND remaining IS NOT NULL")
+        .bind(old.as_str())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 pub async fn hit_rate_window(
     db: impl PgExecutor<'_>,
     id: &KeyId,

@@ -12,7 +12,7 @@ use crate::domain::audit::{Actor, NewAuditEvent, Outcome, RequestMeta};
 use crate::domain::authz::{authorize, Action, Caller, Denied, TenantScope};
 use crate::domain::ids::{KeyId, KeyKind, TenantId};
 use crate::domain::key::{
-    Environment, Key, KeyDraft, KeyListQuery, KeyPatchDraft, KeyStatus, RateLimit, RevokeDraft, RotateDraft,
+    Environment, Key, KeyDraft, KeyListQuery, KeyPatch, KeyPatchDraft, KeyStatus, RateLimit, RevokeDraft, RotateDraft,
     ServiceTokenDraft, ServiceTokenSpec, MAX_OWNER_ID_LEN,
 };
 use crate::domain::page::{check_limit, Page};
@@ -92,8 +92,10 @@ fn new_key(
     now: DateTime<Utc>,
     template: KeyTemplate,
 ) -> Key {
+    let id = KeyId::generate(kind);
     Key {
-        id: KeyId::generate(kind),
+        limit_family: template.limit_family.unwrap_or_else(|| id.clone()),
+        id,
         tenant_id: owner.tenant_id(),
         kind,
         name: template.name,
@@ -136,6 +138,8 @@ struct KeyTemplate {
     expires_at: Option<DateTime<Utc>>,
     enabled: bool,
     rotated_from: Option<KeyId>,
+    /// The family of the key this one succeeds (`None`: a new family).
+    limit_family: Option<KeyId>,
     remaining: Option<i64>,
     rate_limit: Option<RateLimit>,
 }
@@ -162,6 +166,7 @@ pub async fn create_key(
         expires_at: spec.expires_at,
         enabled: spec.enabled,
         rotated_from: None,
+        limit_family: None,
         remaining: spec.remaining,
         rate_limit: spec.rate_limit,
     };
@@ -231,6 +236,7 @@ pub async fn issue_service_token(
         expires_at: spec.expires_at,
         enabled: true,
         rotated_from: None,
+        limit_family: None,
         remaining: None,
         rate_limit: None,
     };
@@ -324,6 +330,9 @@ pub async fn update_key(
         KeyStatus::Expired => return Err(Error::Conflict("an expired key cannot be changed".into())),
         KeyStatus::Active | KeyStatus::Disabled => {}
     }
+    if let Some(successor) = repo::keys::successor_of(&mut *tx, &id).await? {
+        check_rotated_away_patch(&current, &patch, &successor)?;
+    }
     let updated = repo::keys::update(&mut tx, &id, &patch).await?;
     let changed: Vec<&str> = [
         ("name", patch.name.is_some()),
@@ -352,6 +361,29 @@ pub async fn update_key(
     tx.commit().await?;
     ctx.key_cache.evict_key(&id);
     Ok(updated)
+}
+
+/// A key rotated away keeps the expiry rotation gave it (it may be shortened, never extended or
+/// removed), and its limits live on its successor.
+fn check_rotated_away_patch(current: &Key, patch: &KeyPatch, successor: &KeyId) -> Result<()> {
+    if let Some(wanted) = patch.expires_at {
+        let extends = match (wanted, current.expires_at) {
+            (None, _) => true,
+            (Some(wanted), Some(set)) => wanted > set,
+            (Some(_), None) => false,
+        };
+        if extends {
+            return Err(Error::Conflict(format!(
+                "this key was rotated to `{successor}`: its expiry may be brought forward, never extended or removed"
+            )));
+        }
+    }
+    if patch.remaining.is_some() || patch.rate_limit.is_some() {
+        return Err(Error::Conflict(format!(
+            "this key was rotated to `{successor}`, which holds the limits they share: change them there"
+        )));
+    }
+    Ok(())
 }
 
 /// Issues a successor with the same settings; the old key keeps working for the grace period.
@@ -384,6 +416,18 @@ pub async fn rotate(
         KeyStatus::Expired => return Err(Error::Conflict("an expired key cannot be rotated".into())),
         KeyStatus::Active | KeyStatus::Disabled => {}
     }
+    // One successor per key: a second rotation would fork the family (two counters' worth of
+    // limits) and hand the new key the grace-period expiry of the first rotation.
+    if let Some(successor) = repo::keys::successor_of(&mut *tx, &old.id).await? {
+        return Err(Error::Conflict(format!(
+            "this key was already rotated; rotate its successor `{successor}` instead"
+        )));
+    }
+    // A successor is capped like a new token: nothing outlives the credential that minted it.
+    let expires_at = match (kind, caller.expires_at) {
+        (KeyKind::Service, Some(limit)) => Some(old.expires_at.map_or(limit, |at| at.min(limit))),
+        _ => old.expires_at,
+    };
     let prefix = match kind {
         KeyKind::Customer => old.environment.token_prefix(),
         KeyKind::Service => TokenPrefix::Service,
@@ -395,9 +439,10 @@ pub async fn rotate(
         scopes: old.scopes.clone(),
         metadata: old.metadata.clone(),
         owner_id: old.owner_id.clone(),
-        expires_at: old.expires_at,
+        expires_at,
         enabled: old.enabled,
         rotated_from: Some(old.id.clone()),
+        limit_family: Some(old.limit_family.clone()),
         remaining: old.remaining,
         rate_limit: old.rate_limit,
     };
@@ -415,6 +460,7 @@ pub async fn rotate(
         None
     };
     repo::keys::insert(&mut tx, &key, &token.hash()).await?;
+    repo::keys::hand_over_remaining(&mut tx, &old.id).await?;
     let previous = repo::keys::set_expires_at(&mut tx, &old.id, old.expiry_after_rotation(now, grace)).await?;
     let event = NewAuditEvent::new(
         now,

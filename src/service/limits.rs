@@ -1,6 +1,7 @@
 //! Usage limits, applied once a key has passed every other check: its rate limit (fixed windows
 //! counted in PostgreSQL, so every replica shares them) and its remaining verifications. Only keys
-//! that have a limit pay the write this takes.
+//! that have a limit pay the write this takes. A key and its successors are one family: they
+//! share one window and one counter, so rotating a key never multiplies its limits.
 
 use chrono::{DateTime, Utc};
 
@@ -14,7 +15,7 @@ pub async fn consume(ctx: &Context, key: &Key, now: DateTime<Utc>) -> Result<Res
     if let Some(rate) = key.rate_limit {
         let window = i64::from(rate.window_seconds);
         let start = DateTime::from_timestamp(now.timestamp().div_euclid(window) * window, 0).unwrap_or(now);
-        let hits = repo::keys::hit_rate_window(&ctx.pool, &key.id, start).await?;
+        let hits = repo::keys::hit_rate_window(&ctx.pool, &key.limit_family, start).await?;
         if hits > rate.limit {
             return Ok(Err(VerifyCode::RateLimited));
         }
@@ -22,8 +23,9 @@ pub async fn consume(ctx: &Context, key: &Key, now: DateTime<Utc>) -> Result<Res
     if key.remaining.is_none() {
         return Ok(Ok(None));
     }
-    match repo::keys::use_one(&ctx.pool, &key.id).await? {
-        Some(left) => Ok(Ok(Some(left))),
-        None => Ok(Err(VerifyCode::UsageExceeded)),
+    match repo::keys::use_one(&ctx.pool, &key.limit_family).await? {
+        repo::keys::FamilyUse::Used(left) => Ok(Ok(Some(left))),
+        repo::keys::FamilyUse::Unlimited => Ok(Ok(None)),
+        repo::keys::FamilyUse::Exhausted => Ok(Err(VerifyCode::UsageExceeded)),
     }
 }

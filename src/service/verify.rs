@@ -22,11 +22,15 @@ pub struct Verdict {
     pub remaining: Option<i64>,
 }
 
+/// Verifies a presented key. `expected_id` is the key id the client named beside the token
+/// (Basic credentials): a token of another key is `NOT_FOUND`, decided before any limit is
+/// consumed, and recorded as a refusal against the key it belongs to.
 pub async fn verify_key(
     ctx: &Context,
     caller: &Caller,
     meta: &RequestMeta,
     presented: &str,
+    expected_id: Option<&str>,
     required_scopes: &[String],
 ) -> Result<Verdict> {
     authorize(caller, Action::VerifyKeys, None)?;
@@ -44,7 +48,12 @@ pub async fn verify_key(
             .filter(|(key, _)| caller.sees_keys_of(key.tenant_id))
             .ok_or(VerifyCode::NotFound),
     };
+    let mut id_mismatch = false;
     let (key, code) = match found {
+        Ok((key, _)) if expected_id.is_some_and(|id| id != key.id.as_str()) => {
+            id_mismatch = true;
+            (Some(key), VerifyCode::NotFound)
+        }
         Ok((key, tenant_status)) => {
             let code = judge(&key, tenant_status.unwrap_or(TenantStatus::Active), &required, now);
             (Some(key), code)
@@ -65,10 +74,13 @@ pub async fn verify_key(
         }
         return Ok(Verdict { code, key, remaining });
     }
-    let details = serde_json::json!({
+    let mut details = serde_json::json!({
         "code": code.as_str(),
         "required_scopes": required.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
     });
+    if id_mismatch {
+        details["key_id_mismatch"] = serde_json::Value::Bool(true);
+    }
     record_refusal(ctx, caller, meta, key.as_ref(), details).await;
     Ok(Verdict {
         code,

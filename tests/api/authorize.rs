@@ -324,3 +324,35 @@ async fn a_withheld_body_without_a_declared_hash_is_unverifiable(pool: PgPool) {
     assert_eq!(reply.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(reply.headers()["x-keyward-code"], "BODY_UNVERIFIABLE");
 }
+
+#[sqlx::test]
+async fn basic_credentials_with_a_wrong_key_id_spend_nothing_and_are_recorded(pool: PgPool) {
+    use base64::Engine;
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let (key, token) = app.key(&tenant, json!({"name": "k", "remaining": 3})).await;
+    let gateway = Gateway::new(&app).await;
+    let wrong_id = base64::engine::general_purpose::STANDARD.encode(format!("key_01ARZ3NDEKTSV4RRFFQ69G5FAV:{token}"));
+
+    for _ in 0..3 {
+        let reply = gateway
+            .check(&app, "GET", "/", &[("Authorization", &format!("Basic {wrong_id}"))])
+            .await;
+        assert_eq!(reply.status(), StatusCode::UNAUTHORIZED);
+    }
+
+    let verified = app.verify(&token, &[]).await;
+    assert_eq!(verified["code"], "VALID");
+    assert_eq!(verified["remaining"], 2);
+    app.flush().await;
+    let events = app
+        .get(
+            &format!("/v1/tenants/{tenant}/audit?action=key.verify_failed"),
+            &app.admin,
+        )
+        .await;
+    let items = events.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3);
+    assert_eq!(items[0]["target_id"], key["id"]);
+    assert_eq!(items[0]["details"]["code"], "NOT_FOUND");
+}

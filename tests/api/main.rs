@@ -16,6 +16,7 @@ mod limits;
 mod logs;
 mod nginx;
 mod openapi;
+mod rotation;
 mod service_tokens;
 mod sessions;
 mod signed;
