@@ -202,6 +202,57 @@ async fn a_skew_stored_above_the_cap_counts_as_the_cap(pool: PgPool) {
     assert_eq!(verify(&app, &signed).await["code"], "SIGNATURE_EXPIRED");
 }
 
+/// The same request as [`hmac_signed`], with an `X-Keyward-Nonce`.
+fn hmac_signed_with_nonce(key_id: &str, secret: &str, at: DateTime<Utc>, nonce: &str) -> Request {
+    let mut req = request("/v1/orders", "b=2&a=1").with_header(keyward_hmac::NONCE_HEADER, nonce);
+    keyward_hmac::sign(&mut req, key_id, secret.as_bytes(), at).unwrap();
+    req
+}
+
+#[sqlx::test]
+async fn identical_requests_with_different_nonces_are_both_valid(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let (key_id, secret) = signing_key(&app, &tenant, &[]).await;
+    let now = app.clock().now();
+
+    let first = verify(&app, &hmac_signed_with_nonce(&key_id, &secret, now, "order-7-try-1")).await;
+    let second = verify(&app, &hmac_signed_with_nonce(&key_id, &secret, now, "order-7-try-2")).await;
+
+    assert_eq!(
+        (first["code"].as_str(), second["code"].as_str()),
+        (Some("VALID"), Some("VALID"))
+    );
+}
+
+#[sqlx::test]
+async fn a_tampered_nonce_is_a_signature_mismatch(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let (key_id, secret) = signing_key(&app, &tenant, &[]).await;
+    let mut req = hmac_signed_with_nonce(&key_id, &secret, app.clock().now(), "order-7-try-1");
+
+    req.set_header(keyward_hmac::NONCE_HEADER, "order-7-try-2");
+
+    assert_eq!(verify(&app, &req).await["code"], "SIGNATURE_MISMATCH");
+}
+
+#[sqlx::test]
+async fn the_same_nonce_twice_is_replayed(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let (key_id, secret) = signing_key(&app, &tenant, &[]).await;
+    let now = app.clock().now();
+
+    let first = verify(&app, &hmac_signed_with_nonce(&key_id, &secret, now, "order-7-try-1")).await;
+    let second = verify(&app, &hmac_signed_with_nonce(&key_id, &secret, now, "order-7-try-1")).await;
+
+    assert_eq!(
+        (first["code"].as_str(), second["code"].as_str()),
+        (Some("VALID"), Some("REPLAYED"))
+    );
+}
+
 #[sqlx::test]
 async fn replay_protection_can_be_turned_off_per_tenant(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
