@@ -399,7 +399,7 @@ fn the_hmac_worked_example_verifies() {
         )
         .with_body(Body::Bytes(br#"{"amount":42}"#.to_vec()));
     assert_eq!(
-        keyward_hmac::string_to_sign(&req, "1700000000"),
+        keyward_hmac::string_to_sign(&req, "1700000000", None),
         "POST\n/v1/orders\na=1&b=2&note=hello%20world\n1700000000\nf26e267ee03331ff5ce10b687a1ba1a9b49012ffb27694c922e17411b4b86e6c"
     );
     let parsed = keyward_hmac::parse(&req).unwrap();
@@ -412,6 +412,72 @@ fn the_hmac_worked_example_verifies() {
     assert_eq!(
         headers[2].1,
         "b0a2428710909a202a34d0039ab6abf7d6b665d602370f0b37f3c7f15dd7b0ed"
+    );
+}
+
+/// The worked example with `X-Keyward-Nonce` (expected value computed with python3 hmac/hashlib).
+#[test]
+fn the_hmac_worked_example_with_a_nonce_signs_the_nonce_last() {
+    let secret = b"kws_3q2-7wEXAMPLEsigningSECRETbase64urlAAAA";
+    let req = Request::new("POST", "/v1/orders", "b=2&a=1&note=hello%20world")
+        .with_header("Host", "api.example.com")
+        .with_header("X-Keyward-Nonce", "7f3c2a9e-retry-1")
+        .with_body(Body::Bytes(br#"{"amount":42}"#.to_vec()));
+    assert_eq!(
+        keyward_hmac::string_to_sign(&req, "1700000000", Some("7f3c2a9e-retry-1")),
+        "POST\n/v1/orders\na=1&b=2&note=hello%20world\n1700000000\nf26e267ee03331ff5ce10b687a1ba1a9b49012ffb27694c922e17411b4b86e6c\n7f3c2a9e-retry-1"
+    );
+
+    let headers =
+        keyward_hmac::signature_headers(&req, "key_01JDQ3W6Z8G7X2V9K4M5N6P7Q8", secret, at(1_700_000_000)).unwrap();
+
+    assert_eq!(
+        headers[2].1,
+        "a08c3a8644757151c2f0834132b8f4dcb75ca9360bc5f1350cbea36476a1b79d"
+    );
+}
+
+#[test]
+fn an_hmac_signature_with_a_nonce_verifies() {
+    let mut req = Request::new("GET", "/v1/orders", "").with_header("X-Keyward-Nonce", "retry-1");
+    keyward_hmac::sign(&mut req, "key_1", b"secret", at(1_700_000_000)).unwrap();
+    let parsed = keyward_hmac::parse(&req).unwrap();
+
+    assert_eq!(
+        keyward_hmac::verify(&parsed, &req, b"secret", at(1_700_000_000), skew()),
+        Ok(())
+    );
+}
+
+#[test]
+fn changing_or_removing_the_nonce_is_a_signature_mismatch() {
+    let mut signed = Request::new("GET", "/v1/orders", "").with_header("X-Keyward-Nonce", "retry-1");
+    keyward_hmac::sign(&mut signed, "key_1", b"secret", at(1_700_000_000)).unwrap();
+    let mut changed = signed.clone();
+    changed.set_header("X-Keyward-Nonce", "retry-2");
+    let mut removed = signed.clone();
+    removed.remove_header("X-Keyward-Nonce");
+
+    for (what, req) in [("changed", changed), ("removed", removed)] {
+        let parsed = keyward_hmac::parse(&req).unwrap();
+        assert_eq!(
+            keyward_hmac::verify(&parsed, &req, b"secret", at(1_700_000_000), skew()),
+            Err(VerifyError::Mismatch),
+            "{what}"
+        );
+    }
+}
+
+#[test]
+fn a_nonce_added_to_a_signature_made_without_one_is_a_mismatch() {
+    let mut req = Request::new("GET", "/v1/orders", "");
+    keyward_hmac::sign(&mut req, "key_1", b"secret", at(1_700_000_000)).unwrap();
+    req.set_header("X-Keyward-Nonce", "retry-1");
+    let parsed = keyward_hmac::parse(&req).unwrap();
+
+    assert_eq!(
+        keyward_hmac::verify(&parsed, &req, b"secret", at(1_700_000_000), skew()),
+        Err(VerifyError::Mismatch)
     );
 }
 

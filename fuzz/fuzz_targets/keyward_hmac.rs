@@ -1,4 +1,4 @@
-//! The X-Keyward-* headers: key id, timestamp and signature from three lines of input.
+//! The X-Keyward-* headers: key id, timestamp, signature and (from a fourth line) nonce.
 #![no_main]
 
 mod common;
@@ -17,6 +17,9 @@ fuzz_target!(|data: &[u8]| {
     ] {
         req.headers
             .push((name.to_owned(), parts.next().unwrap_or_default().to_owned()));
+    }
+    if let Some(nonce) = parts.next() {
+        req.headers.push((keyward_hmac::NONCE_HEADER.to_owned(), nonce.to_owned()));
     }
     if let Ok(parsed) = keyward_hmac::parse(&req) {
         let _ = keyward_hmac::verify(&parsed, &req, b"secret", common::now(), common::policy().max_skew);

@@ -1,6 +1,6 @@
 //! Tenants: the companies' customers, each with its own keys and audit trail.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -43,7 +43,10 @@ pub struct Tenant {
     pub created_at: DateTime<Utc>,
 }
 
-pub const MAX_SKEW_SECONDS: i64 = 3600;
+/// The widest `signature_max_skew_seconds` a tenant may set. The replay store keeps every
+/// accepted signature until this window has closed, whatever the tenant's current setting, so
+/// widening the setting later cannot make a spent signature acceptable again.
+pub const MAX_SKEW_SECONDS: i64 = 900;
 
 /// How a tenant's signed requests are judged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -67,6 +70,20 @@ impl Default for TenantSettings {
     }
 }
 
+impl TenantSettings {
+    /// The accepted clock skew, held to [`MAX_SKEW_SECONDS`] also for a value stored before the
+    /// cap existed.
+    pub fn max_skew(&self) -> Duration {
+        Duration::seconds(self.signature_max_skew_seconds.clamp(1, MAX_SKEW_SECONDS))
+    }
+
+    /// How long an accepted signature must be remembered: for the widest window any setting
+    /// allows, not the current one, which may be widened at any time.
+    pub fn replay_retention() -> Duration {
+        Duration::seconds(MAX_SKEW_SECONDS)
+    }
+}
+
 /// The settings to change; absent fields keep their value.
 #[derive(Debug, Default, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -75,7 +92,7 @@ pub struct TenantSettingsPatch {
     pub sigv2_enabled: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replay_protection: Option<bool>,
-    /// 1 to 3600.
+    /// 1 to 900.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signature_max_skew_seconds: Option<i64>,
 }

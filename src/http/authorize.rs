@@ -25,12 +25,13 @@ pub fn router() -> OpenApiRouter<Context> {
 pub const GATEWAY_TOKEN: &str = "x-keyward-gateway-token";
 pub const REQUIRED_SCOPES: &str = "x-keyward-required-scopes";
 /// Headers that describe the original request or the gateway, never signed by the client.
-const GATEWAY_HEADERS: [&str; 9] = [
+const GATEWAY_HEADERS: [&str; 10] = [
     GATEWAY_TOKEN,
     REQUIRED_SCOPES,
     "x-original-method",
     "x-original-uri",
     ORIGINAL_CONTENT_LENGTH,
+    ORIGINAL_TRANSFER_ENCODING,
     "x-forwarded-method",
     "x-forwarded-uri",
     "x-forwarded-host",
@@ -39,6 +40,10 @@ const GATEWAY_HEADERS: [&str; 9] = [
 const MAX_BODY: usize = 64 * 1024;
 /// nginx's `auth_request` cannot pass the body on; the example config sends its length here.
 pub const ORIGINAL_CONTENT_LENGTH: &str = "x-original-content-length";
+/// The client's `Transfer-Encoding` (nginx: `$http_transfer_encoding`). A chunked body has no
+/// length nginx could put in `X-Original-Content-Length`, so any value here means "a body of
+/// unknown length".
+pub const ORIGINAL_TRANSFER_ENCODING: &str = "x-original-transfer-encoding";
 
 /// Checks the original request's credentials: a signed request (SigV4, RFC 9421, the
 /// `X-Keyward-*` HMAC headers, x-arrow, SigV2), `Authorization: Bearer <key>`, `X-API-Key: <key>`
@@ -52,6 +57,8 @@ pub const ORIGINAL_CONTENT_LENGTH: &str = "x-original-content-length";
         ("X-Keyward-Required-Scopes" = Option<String>, Header, description = "comma-separated scopes the key must cover"),
         ("X-Original-Method" = Option<String>, Header, description = "nginx: the client's method"),
         ("X-Original-URI" = Option<String>, Header, description = "nginx: the client's request target"),
+        ("X-Original-Content-Length" = Option<String>, Header, description = "nginx: the client's Content-Length (the body is not passed on)"),
+        ("X-Original-Transfer-Encoding" = Option<String>, Header, description = "nginx: the client's Transfer-Encoding; any value means a body of unknown length"),
         ("X-Forwarded-Method" = Option<String>, Header, description = "Traefik: the client's method"),
         ("X-Forwarded-Uri" = Option<String>, Header, description = "Traefik: the client's request target"),
         ("X-Forwarded-Host" = Option<String>, Header, description = "Traefik: the client's host"),
@@ -115,12 +122,19 @@ async fn authorize(State(ctx): State<Context>, Meta(meta): Meta, request: Reques
 const BODY_DETAIL: &str = "the gateway did not pass the body on, and the signature does not declare its hash \
     (send x-amz-content-sha256 or a signed Content-Digest, or verify at /v1/verify/request)";
 
+/// Whether the gateway kept a body back: one of a stated length above zero, or one whose length
+/// it could not state (any transfer encoding, or a length that is not a number). Only a length
+/// of zero, or neither header, means there is no body.
 fn body_withheld(headers: &HeaderMap) -> bool {
-    headers
-        .get(ORIGINAL_CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .is_some_and(|length| length > 0)
+    let encoded = headers
+        .get_all(ORIGINAL_TRANSFER_ENCODING)
+        .iter()
+        .any(|v| !v.as_bytes().trim_ascii().is_empty());
+    let withheld_length = headers.get_all(ORIGINAL_CONTENT_LENGTH).iter().any(|v| {
+        let text = v.as_bytes().trim_ascii();
+        !text.is_empty() && std::str::from_utf8(text).ok().and_then(|t| t.parse::<u64>().ok()) != Some(0)
+    });
+    encoded || withheld_length
 }
 
 /// The body hash a signed request declares in a signed header: SigV4's `x-amz-content-sha256`

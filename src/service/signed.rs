@@ -4,7 +4,6 @@
 //! clock and the tenant's settings. An accepted signature is remembered so a replay is refused
 //! on every replica.
 
-use chrono::Duration;
 use secrecy::ExposeSecret;
 
 use super::{key_cache, limits, verify, Context, Error, Result};
@@ -13,6 +12,7 @@ use crate::domain::authz::{authorize, Action, Caller};
 use crate::domain::ids::{KeyId, KeyKind};
 use crate::domain::key::Key;
 use crate::domain::scope::{covers_all, parse_scopes, MAX_SCOPES_PER_KEY};
+use crate::domain::tenant::TenantSettings;
 use crate::domain::validation::ValidationErrors;
 use crate::domain::verify::{judge, VerifyCode};
 use crate::repo;
@@ -81,9 +81,8 @@ pub async fn verify_request(
         tracing::error!(key = %key.id, %error, "a signing secret does not decrypt with the configured master keys");
         Error::NotConfigured("a signing secret does not decrypt with the configured master keys")
     })?;
-    let max_skew = Duration::seconds(settings.signature_max_skew_seconds);
     let policy = Policy {
-        max_skew,
+        max_skew: settings.max_skew(),
         sigv4: (*ctx.sigv4).clone(),
         ..Policy::default()
     };
@@ -95,7 +94,9 @@ pub async fn verify_request(
         return Ok(refused(ctx, caller, meta, scheme, Some(&key), VerifyCode::InsufficientScope).await);
     }
     if settings.replay_protection {
-        let window_end = parsed.replay_window_end(max_skew).unwrap_or(now + max_skew).max(now);
+        // Kept for the widest window the setting allows: the tenant may widen it tomorrow.
+        let retention = TenantSettings::replay_retention();
+        let window_end = parsed.replay_window_end(retention).unwrap_or(now + retention).max(now);
         let first = repo::replays::remember(&ctx.pool, &key.id, parsed.replay_id().as_bytes(), window_end).await?;
         if !first {
             return Ok(refused(ctx, caller, meta, scheme, Some(&key), VerifyCode::Replayed).await);

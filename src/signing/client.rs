@@ -114,7 +114,7 @@ mod tests {
         assert_eq!(headers[2].1, "1764000000");
         let req = Request::new("POST", "/v1/orders", "b=2&a=1").with_body(Body::Bytes(outgoing.body.clone()));
         assert_eq!(
-            keyward_hmac::string_to_sign(&req, "1764000000"),
+            keyward_hmac::string_to_sign(&req, "1764000000", None),
             "POST\n/v1/orders\na=1&b=2\n1764000000\n4d4bbe59c6aad22442cde199a6a8a5f034405fcd78fb5a81c24ef249de1c45f1"
         );
         // Computed independently with Python's hmac module.

@@ -1,5 +1,7 @@
 //! keyward's plain HMAC scheme: `X-Keyward-Signature` = hex(HMAC-SHA256(secret, METHOD "\n" PATH
-//! "\n" CANONICAL_QUERY "\n" TIMESTAMP "\n" hex(SHA-256(body)))), the query canonical as in SigV4.
+//! "\n" CANONICAL_QUERY "\n" TIMESTAMP "\n" hex(SHA-256(body)) ["\n" NONCE])), the query canonical
+//! as in SigV4. The optional `X-Keyward-Nonce` lets a client send the same request twice within
+//! a second: it is signed only when present, so signatures made without one stay valid.
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -10,6 +12,10 @@ use super::request::Request;
 pub const KEY_ID_HEADER: &str = "X-Keyward-Key-Id";
 pub const TIMESTAMP_HEADER: &str = "X-Keyward-Timestamp";
 pub const SIGNATURE_HEADER: &str = "X-Keyward-Signature";
+pub const NONCE_HEADER: &str = "X-Keyward-Nonce";
+
+/// A nonce is 1 to this many visible ASCII characters: it is signed as text after a newline.
+pub const MAX_NONCE_LEN: usize = 128;
 
 /// Longer than any Unix time in seconds this millennium needs; keeps parsing bounded.
 const MAX_TIMESTAMP_DIGITS: usize = 12;
@@ -20,6 +26,8 @@ pub struct Parsed {
     /// The timestamp exactly as sent: it is signed as text.
     timestamp_text: String,
     timestamp: DateTime<Utc>,
+    /// `X-Keyward-Nonce`, when the client sent one.
+    nonce: Option<String>,
     signature: [u8; 32],
 }
 
@@ -32,8 +40,29 @@ impl Parsed {
         self.timestamp
     }
 
+    pub fn nonce(&self) -> Option<&str> {
+        self.nonce.as_deref()
+    }
+
     pub fn signature(&self) -> &[u8; 32] {
         &self.signature
+    }
+}
+
+fn is_valid_nonce(nonce: &str) -> bool {
+    (1..=MAX_NONCE_LEN).contains(&nonce.len()) && nonce.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// The request's nonce: `Ok(None)` without one, an error when it repeats or is not 1 to
+/// [`MAX_NONCE_LEN`] visible ASCII characters.
+fn nonce_of(req: &Request) -> Result<Option<&str>, &'static str> {
+    let nonce = req
+        .single_header(NONCE_HEADER)
+        .map_err(|()| "X-Keyward-Nonce is repeated")?
+        .map(str::trim);
+    match nonce {
+        Some(nonce) if !is_valid_nonce(nonce) => Err("X-Keyward-Nonce must be 1 to 128 visible ASCII characters"),
+        nonce => Ok(nonce),
     }
 }
 
@@ -60,24 +89,32 @@ pub fn parse(req: &Request) -> Result<Parsed, SchemeError> {
     .ok_or(SchemeError::Malformed("X-Keyward-Timestamp must be Unix seconds"))?;
     let signature =
         decode_hex32(signature).ok_or(SchemeError::Malformed("X-Keyward-Signature must be 64 hex digits"))?;
+    let nonce = nonce_of(req).map_err(SchemeError::Malformed)?;
     Ok(Parsed {
         key_id: key_id.to_owned(),
         timestamp_text: timestamp_text.to_owned(),
         timestamp,
+        nonce: nonce.map(str::to_owned),
         signature,
     })
 }
 
-/// The signed string. Never log it: together with a signature it helps guess at secrets.
-pub fn string_to_sign(req: &Request, timestamp: &str) -> String {
-    format!(
+/// The signed string; the nonce line only when there is a nonce. Never log it: together with a
+/// signature it helps guess at secrets.
+pub fn string_to_sign(req: &Request, timestamp: &str, nonce: Option<&str>) -> String {
+    let mut sts = format!(
         "{}\n{}\n{}\n{}\n{}",
         req.method,
         req.path,
         canonical_query(&req.query),
         timestamp,
         hex::encode(req.body.sha256())
-    )
+    );
+    if let Some(nonce) = nonce {
+        sts.push('\n');
+        sts.push_str(nonce);
+    }
+    sts
 }
 
 pub fn verify(
@@ -87,7 +124,7 @@ pub fn verify(
     now: DateTime<Utc>,
     max_skew: Duration,
 ) -> Result<(), VerifyError> {
-    let sts = string_to_sign(req, &parsed.timestamp_text);
+    let sts = string_to_sign(req, &parsed.timestamp_text, parsed.nonce());
     if !hmac_sha256_matches(secret, sts.as_bytes(), &parsed.signature) {
         return Err(VerifyError::Mismatch);
     }
@@ -97,7 +134,8 @@ pub fn verify(
     Ok(())
 }
 
-/// The three headers that sign `req` at `time`: what `keyward sign` prints.
+/// The three headers that sign `req` at `time`: what `keyward sign` prints. An
+/// `X-Keyward-Nonce` already on `req` is signed with it (and must be sent with it).
 pub fn signature_headers(
     req: &Request,
     key_id: &str,
@@ -107,8 +145,9 @@ pub fn signature_headers(
     if key_id.is_empty() {
         return Err(SignError::Invalid("empty key id"));
     }
+    let nonce = nonce_of(req).map_err(SignError::Invalid)?;
     let timestamp = time.timestamp().to_string();
-    let signature = hmac_sha256(secret, string_to_sign(req, &timestamp).as_bytes());
+    let signature = hmac_sha256(secret, string_to_sign(req, &timestamp, nonce).as_bytes());
     Ok([
         (KEY_ID_HEADER, key_id.to_owned()),
         (TIMESTAMP_HEADER, timestamp),
@@ -168,8 +207,29 @@ mod tests {
     fn the_string_to_sign_uses_the_canonical_query_and_body_hash() {
         let req = Request::new("POST", "/a%20b", "b=2&a=1").with_body(super::super::Body::Bytes(b"{}".to_vec()));
         assert_eq!(
-            string_to_sign(&req, "1700000000"),
+            string_to_sign(&req, "1700000000", None),
             "POST\n/a%20b\na=1&b=2\n1700000000\n44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
         );
+    }
+
+    #[test]
+    fn a_nonce_is_read_and_signed_on_a_line_of_its_own() {
+        let req = signed().with_header(NONCE_HEADER, "n-1");
+        assert_eq!(parse(&req).unwrap().nonce(), Some("n-1"));
+        assert_eq!(
+            string_to_sign(&Request::new("GET", "/", ""), "1700000000", Some("n-1")),
+            "GET\n/\n\n1700000000\ne3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\nn-1"
+        );
+    }
+
+    #[test]
+    fn a_repeated_empty_or_unprintable_nonce_is_malformed() {
+        let too_long = "n".repeat(MAX_NONCE_LEN + 1);
+        for bad in ["", " ", "a b", "caf\u{e9}", too_long.as_str()] {
+            let req = signed().with_header(NONCE_HEADER, bad);
+            assert!(matches!(parse(&req), Err(SchemeError::Malformed(_))), "{bad:?}");
+        }
+        let req = signed().with_header(NONCE_HEADER, "a").with_header(NONCE_HEADER, "b");
+        assert!(matches!(parse(&req), Err(SchemeError::Malformed(_))));
     }
 }

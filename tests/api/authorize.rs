@@ -356,3 +356,29 @@ async fn basic_credentials_with_a_wrong_key_id_spend_nothing_and_are_recorded(po
     assert_eq!(items[0]["target_id"], key["id"]);
     assert_eq!(items[0]["details"]["code"], "NOT_FOUND");
 }
+
+#[sqlx::test]
+async fn a_body_of_unknown_length_without_a_declared_hash_is_unverifiable(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let created = app
+        .post(
+            &format!("/v1/tenants/{tenant}/keys"),
+            &app.admin,
+            json!({"name": "signer", "signing": true}),
+        )
+        .await;
+    let key_id = created.body["key"]["id"].as_str().unwrap();
+    let secret = created.body["signing_secret"].as_str().unwrap();
+    // Signed over no body; nginx's X-Original-Transfer-Encoding says a chunked one follows.
+    let mut signed = Request::new("POST", "/orders", "").with_header("Host", "api.example.com");
+    keyward_hmac::sign(&mut signed, key_id, secret.as_bytes(), app.clock().now()).unwrap();
+    let mut headers: Vec<(&str, &str)> = signed.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    headers.push(("X-Original-Transfer-Encoding", "chunked"));
+    let gateway = Gateway::new(&app).await;
+
+    let reply = gateway.check(&app, "POST", "/orders", &headers).await;
+
+    assert_eq!(reply.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(reply.headers()["x-keyward-code"], "BODY_UNVERIFIABLE");
+}

@@ -179,7 +179,7 @@ async fn no_password_token_or_hash_appears_in_the_logs(pool: PgPool) {
         .unwrap();
     let signature = signed.header("X-Keyward-Signature").unwrap().to_owned();
     let string_to_sign =
-        keyward::signing::keyward_hmac::string_to_sign(&signed, signed.header("X-Keyward-Timestamp").unwrap());
+        keyward::signing::keyward_hmac::string_to_sign(&signed, signed.header("X-Keyward-Timestamp").unwrap(), None);
     let request_body = json!({"method": "GET", "path": "/orders", "query": "page=2", "headers": signed.headers});
     let (_, first) = post("/v1/verify/request", Some(&service_token), request_body.clone()).await;
     assert_eq!(first["code"], "VALID");

@@ -9,6 +9,9 @@ use std::process::{Child, Command, Stdio};
 
 use crate::helpers::TestApp;
 use keyward::domain::authz::Permission;
+use keyward::signing::{self, keyward_hmac, Request};
+use sha2::Digest;
+use std::sync::{Arc, Mutex};
 
 fn nginx_binary() -> Option<PathBuf> {
     ["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"]
@@ -31,6 +34,73 @@ async fn upstream() -> u16 {
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(listener, app).await });
     port
+}
+
+/// An upstream that answers 200 and keeps the headers of every request that reached it.
+async fn recording_upstream() -> (u16, Arc<Mutex<Vec<axum::http::HeaderMap>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
+        let record = record.clone();
+        async move {
+            record.lock().unwrap().push(headers);
+            "upstream ok"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (port, seen)
+}
+
+/// Sends `request` to nginx byte for byte (reqwest chooses the framing itself) and returns the
+/// response status. The request must say `Connection: close`.
+async fn send_raw(port: u16, request: Vec<u8>) -> u16 {
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.write_all(&request).unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).unwrap();
+        let text = String::from_utf8_lossy(&response).into_owned();
+        text.split(' ').nth(1).unwrap().parse().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// A POST of `body` to `/orders`, with the signature's headers and the framing headers given.
+fn raw_post(port: u16, signed: &Request, framing: &str, body: &[u8]) -> Vec<u8> {
+    let mut head = format!("POST /orders HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n");
+    for (name, value) in signed.headers.iter().filter(|(n, _)| !n.eq_ignore_ascii_case("host")) {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!("{framing}\r\nConnection: close\r\n\r\n"));
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+fn chunked(body: &[u8]) -> Vec<u8> {
+    let mut bytes = format!("{:x}\r\n", body.len()).into_bytes();
+    bytes.extend_from_slice(body);
+    bytes.extend_from_slice(b"\r\n0\r\n\r\n");
+    bytes
+}
+
+/// A key with a signing secret: (key id, secret).
+async fn signing_key(app: &TestApp, tenant: &str) -> (String, String) {
+    let created = app
+        .post(
+            &format!("/v1/tenants/{tenant}/keys"),
+            &app.admin,
+            json!({"name": "signer", "signing": true}),
+        )
+        .await;
+    (
+        created.body["key"]["id"].as_str().unwrap().to_owned(),
+        created.body["signing_secret"].as_str().unwrap().to_owned(),
+    )
 }
 
 struct Nginx {
@@ -206,4 +276,95 @@ async fn nginx_passes_a_request_signed_by_curl_aws_sigv4(pool: PgPool) {
         String::from_utf8_lossy(&output.stdout),
         format!("upstream ok for tenant {tenant}")
     );
+}
+
+/// A signature over an empty body, with a body sent after all: (app, nginx, upstream's record, request).
+async fn signed_over_an_empty_body(
+    pool: PgPool,
+    binary: &Path,
+) -> (TestApp, Nginx, Arc<Mutex<Vec<axum::http::HeaderMap>>>, Request) {
+    let app = TestApp::spawn(pool).await;
+    let keyward_port: u16 = app.base.rsplit(':').next().unwrap().parse().unwrap();
+    let gateway = app.service_token(None, &[Permission::KeysVerify]).await;
+    let tenant = app.tenant("acme").await;
+    let (key_id, secret) = signing_key(&app, &tenant).await;
+    let (app_port, seen) = recording_upstream().await;
+    let nginx = start_nginx(binary, keyward_port, app_port, &gateway).await;
+    let mut signed = Request::new("POST", "/orders", "");
+    keyward_hmac::sign(&mut signed, &key_id, secret.as_bytes(), app.clock().now()).unwrap();
+    (app, nginx, seen, signed)
+}
+
+#[sqlx::test]
+async fn chunked_body_behind_nginx_is_unverifiable(pool: PgPool) {
+    let Some(binary) = nginx_binary() else {
+        assert!(std::env::var("CI").is_err(), "nginx must be installed in CI");
+        return;
+    };
+    let (_app, nginx, seen, signed) = signed_over_an_empty_body(pool, &binary).await;
+
+    let request = raw_post(
+        nginx.port,
+        &signed,
+        "Transfer-Encoding: chunked",
+        &chunked(br#"{"amount":1000000}"#),
+    );
+    let status = send_raw(nginx.port, request).await;
+
+    assert_eq!(status, 401);
+    assert!(seen.lock().unwrap().is_empty(), "the upstream was reached");
+}
+
+#[sqlx::test]
+async fn content_length_body_behind_nginx_is_unverifiable(pool: PgPool) {
+    let Some(binary) = nginx_binary() else {
+        assert!(std::env::var("CI").is_err(), "nginx must be installed in CI");
+        return;
+    };
+    let (_app, nginx, seen, signed) = signed_over_an_empty_body(pool, &binary).await;
+    let body = br#"{"amount":1000000}"#;
+
+    let request = raw_post(nginx.port, &signed, &format!("Content-Length: {}", body.len()), body);
+    let status = send_raw(nginx.port, request).await;
+
+    assert_eq!(status, 401);
+    assert!(seen.lock().unwrap().is_empty(), "the upstream was reached");
+}
+
+#[sqlx::test]
+async fn chunked_body_behind_nginx_passes_on_the_hash_its_signature_declares(pool: PgPool) {
+    let Some(binary) = nginx_binary() else {
+        assert!(std::env::var("CI").is_err(), "nginx must be installed in CI");
+        return;
+    };
+    let app = TestApp::spawn(pool).await;
+    let keyward_port: u16 = app.base.rsplit(':').next().unwrap().parse().unwrap();
+    let gateway = app.service_token(None, &[Permission::KeysVerify]).await;
+    let tenant = app.tenant("acme").await;
+    let (key_id, secret) = signing_key(&app, &tenant).await;
+    let (app_port, seen) = recording_upstream().await;
+    let nginx = start_nginx(&binary, keyward_port, app_port, &gateway).await;
+    let body = br#"{"amount":100}"#.to_vec();
+    let hash = hex::encode(sha2::Sha256::digest(&body));
+    let mut signed = Request::new("POST", "/orders", "")
+        .with_header("Host", format!("127.0.0.1:{}", nginx.port))
+        .with_header("x-amz-content-sha256", hash.as_str())
+        .with_body(signing::Body::Bytes(body.clone()));
+    let creds = signing::sigv4::Credentials {
+        key_id: &key_id,
+        secret: secret.as_bytes(),
+        region: "us-east-1",
+        service: "keyward",
+        session_token: None,
+    };
+    signing::sigv4::sign(&mut signed, &creds, app.clock().now()).unwrap();
+
+    let request = raw_post(nginx.port, &signed, "Transfer-Encoding: chunked", &chunked(&body));
+    let status = send_raw(nginx.port, request).await;
+
+    assert_eq!(status, 200);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0]["x-keyward-body-sha256"], hash.as_str());
+    assert_eq!(seen[0]["x-keyward-tenant-id"], tenant.as_str());
 }

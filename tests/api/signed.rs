@@ -159,6 +159,101 @@ async fn the_same_signature_is_accepted_once(pool: PgPool) {
 }
 
 #[sqlx::test]
+async fn widening_the_skew_window_does_not_reopen_spent_signatures(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let (key_id, secret) = signing_key(&app, &tenant, &[]).await;
+    let signed = hmac_signed(&key_id, &secret, app.clock().now() - chrono::Duration::seconds(295));
+    assert_eq!(verify(&app, &signed).await["code"], "VALID");
+
+    let widened = app
+        .patch(
+            &format!("/v1/tenants/{tenant}"),
+            &app.admin,
+            json!({"settings": {"signature_max_skew_seconds": 900}}),
+        )
+        .await;
+    assert_eq!(widened.status, StatusCode::OK, "{:?}", widened.body);
+    app.advance(8);
+    // The replay store is pruned at this moment, as the background writer does every interval.
+    keyward::repo::replays::prune(&app.pool, app.clock().now())
+        .await
+        .unwrap();
+
+    assert_eq!(verify(&app, &signed).await["code"], "REPLAYED");
+}
+
+#[sqlx::test]
+async fn a_skew_stored_above_the_cap_counts_as_the_cap(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    // Written before the cap existed, when 3600 was allowed.
+    let written =
+        sqlx::query("UPDATE tenants SET settings = '{\"signature_max_skew_seconds\": 3600}' WHERE id::text = $1")
+            .bind(&tenant)
+            .execute(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(written.rows_affected(), 1);
+    let (key_id, secret) = signing_key(&app, &tenant, &[]).await;
+
+    let signed = hmac_signed(&key_id, &secret, app.clock().now() - chrono::Duration::seconds(901));
+
+    assert_eq!(verify(&app, &signed).await["code"], "SIGNATURE_EXPIRED");
+}
+
+/// The same request as [`hmac_signed`], with an `X-Keyward-Nonce`.
+fn hmac_signed_with_nonce(key_id: &str, secret: &str, at: DateTime<Utc>, nonce: &str) -> Request {
+    let mut req = request("/v1/orders", "b=2&a=1").with_header(keyward_hmac::NONCE_HEADER, nonce);
+    keyward_hmac::sign(&mut req, key_id, secret.as_bytes(), at).unwrap();
+    req
+}
+
+#[sqlx::test]
+async fn identical_requests_with_different_nonces_are_both_valid(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let (key_id, secret) = signing_key(&app, &tenant, &[]).await;
+    let now = app.clock().now();
+
+    let first = verify(&app, &hmac_signed_with_nonce(&key_id, &secret, now, "order-7-try-1")).await;
+    let second = verify(&app, &hmac_signed_with_nonce(&key_id, &secret, now, "order-7-try-2")).await;
+
+    assert_eq!(
+        (first["code"].as_str(), second["code"].as_str()),
+        (Some("VALID"), Some("VALID"))
+    );
+}
+
+#[sqlx::test]
+async fn a_tampered_nonce_is_a_signature_mismatch(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let (key_id, secret) = signing_key(&app, &tenant, &[]).await;
+    let mut req = hmac_signed_with_nonce(&key_id, &secret, app.clock().now(), "order-7-try-1");
+
+    req.set_header(keyward_hmac::NONCE_HEADER, "order-7-try-2");
+
+    assert_eq!(verify(&app, &req).await["code"], "SIGNATURE_MISMATCH");
+}
+
+#[sqlx::test]
+async fn the_same_nonce_twice_is_replayed(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let (key_id, secret) = signing_key(&app, &tenant, &[]).await;
+    let now = app.clock().now();
+
+    let first = verify(&app, &hmac_signed_with_nonce(&key_id, &secret, now, "order-7-try-1")).await;
+    let second = verify(&app, &hmac_signed_with_nonce(&key_id, &secret, now, "order-7-try-1")).await;
+
+    assert_eq!(
+        (first["code"].as_str(), second["code"].as_str()),
+        (Some("VALID"), Some("REPLAYED"))
+    );
+}
+
+#[sqlx::test]
 async fn replay_protection_can_be_turned_off_per_tenant(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let tenant = app.tenant("acme").await;
