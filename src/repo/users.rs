@@ -481,26 +481,46 @@ pub async fn mark_invite_accepted(conn: &mut PgConnection, id: Uuid, now: DateTi
     Ok(())
 }
 
-/// Counts a failed attempt to accept an invitation; at `max` failures it is voided. Returns
-/// whether it was voided now.
+/// Counts a failed attempt to accept a pending invitation; at `max` failures it is voided.
+/// Returns whether it was voided now. An invitation that stopped being pending meanwhile
+/// (accepted, cancelled, replaced) is left as it is.
 pub async fn record_failed_accept(
     conn: &mut PgConnection,
     id: Uuid,
     max: i32,
     now: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
-    let failed: i32 = sqlx::query_scalar(
+    let failed: Option<i32> = sqlx::query_scalar(&format!(
         "UPDATE invites SET failed_attempts = failed_attempts + 1,
-             voided_at = CASE WHEN failed_attempts + 1 >= $2 THEN $3 END,
-             voided_reason = CASE WHEN failed_attempts + 1 >= $2 THEN 'too_many_failures' END
-         WHERE id = $1 RETURNING failed_attempts",
-    )
+             voided_at = CASE WHEN failed_attempts + 1 >= $2 THEN $3 ELSE voided_at END,
+             voided_reason = CASE WHEN failed_attempts + 1 >= $2 THEN 'too_many_failures' ELSE voided_reason END
+         WHERE id = $1 AND {PENDING} RETURNING failed_attempts"
+    ))
     .bind(id)
     .bind(max)
     .bind(now)
-    .fetch_one(conn)
+    .fetch_optional(conn)
     .await?;
-    Ok(failed >= max)
+    Ok(failed.is_some_and(|failed| failed >= max))
+}
+
+/// Voids every pending invitation into `tenant` that `created_by` (an actor id) sent.
+pub async fn void_pending_invites_sent_by(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    created_by: &str,
+    now: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    let result = sqlx::query(&format!(
+        "UPDATE invites SET voided_at = $3, voided_reason = 'member_changed'
+         WHERE tenant_id = $1 AND created_by = $2 AND {PENDING}"
+    ))
+    .bind(tenant.0)
+    .bind(created_by)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected())
 }
 
 pub struct NewRefreshToken<'a> {
@@ -625,19 +645,22 @@ pub async fn count_login_failures(
     ip: Option<IpAddr>,
     since: DateTime<Utc>,
 ) -> Result<FailureCounts, sqlx::Error> {
-    sqlx::query_as::<_, FailureCounts>(
+    // Two spellings, so that the planner can use `login_failures_ip` when there is an address.
+    let near = match ip {
+        Some(_) => "ip <<= network(set_masklen($2::inet, $4))",
+        None => "ip IS NULL AND $2::inet IS NULL AND $4::int IS NOT NULL",
+    };
+    sqlx::query_as::<_, FailureCounts>(&format!(
         "WITH near AS (
-             SELECT email, occurred_at FROM login_failures
-             WHERE occurred_at > $3
-               AND (CASE WHEN $2::inet IS NULL THEN ip IS NULL ELSE ip <<= network(set_masklen($2::inet, $4)) END)
+             SELECT email, occurred_at FROM login_failures WHERE occurred_at > $3 AND {near}
          )
          SELECT
              count(*) FILTER (WHERE $1::text IS NOT NULL AND email = lower($1)) AS account,
              min(occurred_at) FILTER (WHERE $1::text IS NOT NULL AND email = lower($1)) AS account_oldest,
              count(*) AS address,
              min(occurred_at) AS address_oldest
-         FROM near",
-    )
+         FROM near"
+    ))
     .bind(email)
     .bind(ip.map(|ip| ip.to_string()))
     .bind(since)
@@ -650,7 +673,7 @@ pub async fn count_login_failures(
 pub async fn clear_login_failures(db: impl PgExecutor<'_>, email: &str, ip: Option<IpAddr>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "DELETE FROM login_failures WHERE email = lower($1)
-           AND (CASE WHEN $2::inet IS NULL THEN ip IS NULL ELSE ip <<= network(set_masklen($2::inet, $3)) END)",
+           AND (ip <<= network(set_masklen($2::inet, $3)) OR (ip IS NULL AND $2::inet IS NULL))",
     )
     .bind(email)
     .bind(ip.map(|ip| ip.to_string()))

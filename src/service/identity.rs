@@ -53,7 +53,7 @@ enum Throttle {
 /// guesses sent in parallel cannot all pass before any of them is recorded. An attempt a
 /// throttle refuses is forgotten again: it was never tried, so it neither extends the lockout
 /// nor grows the table. A refusal carries the seconds until the oldest counted failure ages out.
-async fn admit_attempt(ctx: &Context, email: Option<&str>, meta: &RequestMeta, now: DateTime<Utc>) -> Result<()> {
+async fn admit_attempt(ctx: &Context, email: Option<&str>, meta: &RequestMeta, now: DateTime<Utc>) -> Result<i64> {
     let since = now - Duration::seconds(FAILURE_WINDOW_SECONDS);
     // Failures no throttle counts any more are forgotten as attempts come in (an index range
     // scan that finds nothing most of the time), so the table holds one window at most.
@@ -65,7 +65,7 @@ async fn admit_attempt(ctx: &Context, email: Option<&str>, meta: &RequestMeta, n
     } else if counts.account > MAX_ACCOUNT_FAILURES {
         Throttle::Account
     } else {
-        return Ok(());
+        return Ok(id);
     };
     repo::users::forget_login_failure(&ctx.pool, id).await?;
     let oldest = match throttle {
@@ -74,6 +74,26 @@ async fn admit_attempt(ctx: &Context, email: Option<&str>, meta: &RequestMeta, n
     };
     let retry = oldest.map_or(FAILURE_WINDOW_SECONDS, |at| (at - since).num_seconds().max(1));
     Err(Error::Throttled(retry as u64))
+}
+
+/// Checks a password; when the hashing queue is full the attempt was never tried, so it is
+/// forgotten like a throttled one.
+async fn check_password_or_forget(
+    ctx: &Context,
+    attempt: i64,
+    password: &SecretString,
+    stored: Option<String>,
+) -> Result<Checked> {
+    match ctx.passwords.check(password, stored).await {
+        Ok(checked) => Ok(checked),
+        Err(error) => {
+            let error = Error::from(error);
+            if matches!(error, Error::Busy) {
+                repo::users::forget_login_failure(&ctx.pool, attempt).await?;
+            }
+            Err(error)
+        }
+    }
 }
 
 pub async fn login(ctx: &Context, meta: &RequestMeta, email: &str, password: &SecretString) -> Result<Session> {
@@ -86,11 +106,11 @@ pub async fn login(ctx: &Context, meta: &RequestMeta, email: &str, password: &Se
         // No account can have this address (it may even be a password typed in the wrong
         // field): it counts against the address only, its text is never stored, and it is
         // answered like a wrong password, after the same work.
-        admit_attempt(ctx, None, meta, now).await?;
-        ctx.passwords.check(password, None).await?;
+        let attempt = admit_attempt(ctx, None, meta, now).await?;
+        check_password_or_forget(ctx, attempt, password, None).await?;
         return Err(Error::InvalidLogin);
     }
-    admit_attempt(ctx, Some(email), meta, now).await?;
+    let attempt = admit_attempt(ctx, Some(email), meta, now).await?;
     let found = repo::users::find_by_email(&ctx.pool, email).await?;
     let (user, stored) = match found {
         Some((user, hash)) if user.disabled_at.is_none() => (Some(user), hash),
@@ -98,7 +118,7 @@ pub async fn login(ctx: &Context, meta: &RequestMeta, email: &str, password: &Se
     };
     // Unknown, disabled and password-less accounts are checked against a dummy hash: the
     // answer and its timing are the same as for a wrong password.
-    let checked = ctx.passwords.check(password, stored).await?;
+    let checked = check_password_or_forget(ctx, attempt, password, stored).await?;
     let (user, needs_rehash) = match (user, checked) {
         (Some(user), Checked::Match { needs_rehash }) => (user, needs_rehash),
         (user, _) => {
@@ -339,6 +359,15 @@ pub async fn accept_invite(
     let user_id = UserId(invite.user_id);
     let role = Role::parse(&invite.role).ok_or(Error::NotFound("invitation"))?;
     let tenant = TenantId(invite.tenant_id);
+    if password.is_none() && caller.is_none() {
+        // The same answer whether or not the account exists.
+        return Err(ValidationErrors::single(
+            "password",
+            "is required for a new account; an existing account accepts while logged in (its access token as \
+             `Authorization: Bearer`)",
+        )
+        .into());
+    }
     let new_hash = if has_password {
         let as_invitee = caller.is_some_and(|c| c.principal == Principal::User(user_id));
         if !as_invitee {

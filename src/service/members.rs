@@ -203,8 +203,10 @@ pub async fn update(
     }
     repo::users::set_role(&mut tx, tenant, user, patch.role).await?;
     repo::users::bump_session_version(&mut tx, user).await?;
-    // An invitation sent before the change must not undo it when accepted later.
+    // An invitation sent before the change must not undo it when accepted later, and what the
+    // member offered under their old role is withdrawn with it.
     repo::users::void_pending_invites_of(&mut tx, tenant, user, VoidReason::MemberChanged, now).await?;
+    repo::users::void_pending_invites_sent_by(&mut tx, tenant, &user.to_string(), now).await?;
     let event = NewAuditEvent::new(
         now,
         &actor_of(caller),
@@ -244,8 +246,10 @@ pub async fn remove(
     }
     repo::users::remove_membership(&mut tx, tenant, user).await?;
     repo::users::bump_session_version(&mut tx, user).await?;
-    // Removal is final: an invitation sent earlier cannot bring the person back.
+    // Removal is final: an invitation sent earlier cannot bring the person back, nor can one they
+    // sent themselves (to another address of theirs, say).
     repo::users::void_pending_invites_of(&mut tx, tenant, user, VoidReason::MemberChanged, now).await?;
+    repo::users::void_pending_invites_sent_by(&mut tx, tenant, &user.to_string(), now).await?;
     let revoked_tokens = if options.revoke_tokens {
         // Service tokens record who minted them by the actor id, which for a person is their id.
         let created_by = user.to_string();

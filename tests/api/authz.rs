@@ -59,10 +59,14 @@ const MATRIX: &[Row] = &[
     Row { method: "GET",   path: "/v1/audit", body: None,                                   expect: [401, 200, 403, 403, 403, 403, 403, 200, 403, 403, 403, 200, 403, 403] },
     Row { method: "GET",   path: "/v1/tenants/{t}/audit", body: None,                       expect: [401, 200, 200, 200, 403, 200, 404, 200, 403, 403, 403, 200, 403, 200] },
     Row { method: "GET",   path: "/v1/tenants/{t}/members", body: None,                     expect: [401, 200, 200, 200, 403, 403, 404, 200, 403, 403, 403, 403, 200, 200] },
+    // A token holding only `tenants:admin` cannot confer a role: every role carries more.
     Row { method: "POST",  path: "/v1/tenants/{t}/members", body: Some(r#"{"email":"new{n}@example.com","role":"developer"}"#),
-                                                                                            expect: [401, 201, 201, 403, 403, 403, 404, 201, 403, 403, 403, 403, 201, 201] },
+                                                                                            expect: [401, 201, 201, 403, 403, 403, 404, 201, 403, 403, 403, 403, 403, 201] },
     Row { method: "PATCH", path: "/v1/tenants/{t}/members/{member}", body: Some(r#"{"role":"developer"}"#),
-                                                                                            expect: [401, 200, 200, 403, 403, 403, 404, 200, 403, 403, 403, 403, 200, 200] },
+                                                                                            expect: [401, 200, 200, 403, 403, 403, 404, 200, 403, 403, 403, 403, 403, 200] },
+    Row { method: "GET",   path: "/v1/tenants/{t}/invitations", body: None,                 expect: [401, 200, 200, 403, 403, 403, 404, 200, 403, 403, 403, 403, 200, 200] },
+    Row { method: "PATCH", path: "/v1/tenants/{t}", body: Some(r#"{"settings":{"sigv2_enabled":true}}"#),
+                                                                                            expect: [401, 200, 200, 200, 403, 403, 404, 200, 403, 403, 403, 403, 200, 200] },
     Row { method: "GET",   path: "/v1/me", body: None,                                      expect: [401, 200, 200, 200, 200, 200, 200, 404, 404, 404, 404, 404, 404, 404] },
 ];
 

@@ -514,3 +514,72 @@ async fn removing_a_member_with_revoke_tokens_revokes_what_they_created(pool: Pg
         StatusCode::OK
     );
 }
+
+#[sqlx::test]
+async fn invitations_a_removed_member_sent_are_voided(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    app.member(&tenant, "first@example.com", "owner").await;
+    let (second, second_token) = app.member(&tenant, "second@example.com", "owner").await;
+    let backdoor = token_of(&app.invite(&tenant, &second_token, "alt@evil.example", "owner").await);
+
+    let removed = app
+        .call(
+            Method::DELETE,
+            &format!("/v1/tenants/{tenant}/members/{second}"),
+            Some(&app.admin),
+            None,
+        )
+        .await;
+
+    assert_eq!(removed.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.accept_invite(&backdoor, Some(PASSWORD), None).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[sqlx::test]
+async fn accepting_with_neither_password_nor_login_answers_alike_for_new_and_existing_accounts(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    app.user("existing@example.com", false).await;
+    let existing = token_of(
+        &app.invite(&tenant, &app.admin, "existing@example.com", "developer")
+            .await,
+    );
+    let new = token_of(&app.invite(&tenant, &app.admin, "new@example.com", "developer").await);
+
+    let to_existing = app.accept_invite(&existing, None, None).await;
+    let to_new = app.accept_invite(&new, None, None).await;
+
+    assert_eq!(to_existing.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(to_existing.body, to_new.body);
+}
+
+#[sqlx::test]
+async fn a_failed_accept_racing_a_cancellation_does_not_revive_the_invitation(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let invited = app.invite(&tenant, &app.admin, "new@example.com", "owner").await;
+    let invite = token_of(&invited);
+    let id = uuid::Uuid::parse_str(invited.body["id"].as_str().unwrap()).unwrap();
+    app.call(
+        Method::DELETE,
+        &format!("/v1/tenants/{tenant}/invitations/{id}"),
+        Some(&app.admin),
+        None,
+    )
+    .await;
+
+    // What a failed accept that read the invitation before the cancellation then records.
+    let mut conn = app.pool.acquire().await.unwrap();
+    keyward::repo::users::record_failed_accept(&mut conn, id, 5, app.clock().now())
+        .await
+        .unwrap();
+
+    assert_eq!(
+        app.accept_invite(&invite, Some(PASSWORD), None).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
