@@ -174,31 +174,36 @@ impl From<QueryRejection> for ApiError {
 }
 
 /// Deserializer messages quote the offending value, which may be a secret sent in the wrong
-/// field. No submitted value is passed on: double-quoted values are dropped, and so is the
-/// back-quoted name of an unknown variant (`"role": "<a password>"`); back-quoted names that
-/// keyward itself lists (expected and missing fields, variants) stay. An unknown field name stays
-/// only when it looks like a field name (a short identifier), so a secret sent as a key is not
-/// echoed either.
+/// field. No submitted value is passed on: double-quoted values are dropped, and so is every
+/// back-quoted one except the names keyward itself lists (what was expected, a missing or
+/// duplicate field) and an unknown field's name when it looks like a field name (a short
+/// identifier), so neither a password sent as `role`, a number sent as a string nor a secret sent
+/// as a key is echoed.
 pub fn redact_values(message: &str) -> String {
+    const OURS: [&str; 6] = [
+        "expected ",
+        "one of ",
+        "`, ",
+        "` or ",
+        "missing field ",
+        "duplicate field ",
+    ];
     let mut out = String::with_capacity(message.len());
     let mut rest = message;
     while let Some(open) = rest.find(['"', '`']) {
         let quote = rest.as_bytes()[open] as char;
-        let before = &rest[..open];
-        out.push_str(&rest[..=open]);
+        out.push_str(&rest[..open]);
+        let named_by_us = OURS.iter().any(|ours| out.ends_with(ours));
+        let after_unknown_field = out.ends_with("unknown field ");
+        out.push(quote);
         let after = &rest[open + 1..];
         let Some(close) = after.find(quote) else {
             out.push('…');
             return out;
         };
         let inner = &after[..close];
-        let submitted_variant = before.ends_with("unknown variant ");
-        let submitted_field = before.ends_with("unknown field ");
-        let keep = quote == '`'
-            && !submitted_variant
-            && (!submitted_field || looks_like_a_field_name(inner))
-            && inner.len() <= 32;
-        if keep {
+        let field_name = after_unknown_field && looks_like_a_field_name(inner);
+        if quote == '`' && inner.len() <= 32 && (named_by_us || field_name) {
             out.push_str(inner);
         } else {
             out.push('…');
@@ -233,6 +238,15 @@ mod tests {
         assert_eq!(redact_values(message), message);
         let long = format!("unknown variant `{}`, expected `live`", "x".repeat(60));
         assert_eq!(redact_values(&long), "unknown variant `…`, expected `live`");
+    }
+
+    #[test]
+    fn a_submitted_number_is_not_echoed() {
+        let message = "invalid type: integer `4711`, expected a string at line 1 column 12";
+        assert_eq!(
+            redact_values(message),
+            "invalid type: integer `…`, expected a string at line 1 column 12"
+        );
     }
 
     #[test]

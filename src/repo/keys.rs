@@ -434,6 +434,42 @@ pub async fn use_one(db: impl PgExecutor<'_>, family: &KeyId) -> Result<FamilyUs
     })
 }
 
+/// Gives a family's other keys the limits just set on `head`, so that its predecessors keep
+/// drawing from the shared counter and window (`remaining`: they hold the `0` marker when the
+/// family is limited). Returns the keys changed.
+pub async fn spread_family_limits(
+    conn: &mut PgConnection,
+    family: &KeyId,
+    head: &KeyId,
+    remaining: Option<Option<i64>>,
+    rate_limit: Option<Option<RateLimit>>,
+) -> Result<Vec<KeyId>, sqlx::Error> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "UPDATE api_keys SET
+             remaining = CASE WHEN $3 THEN (CASE WHEN $4 THEN 0 END) ELSE remaining END,
+             rate_limit = CASE WHEN $5 THEN $6 ELSE rate_limit END,
+             rate_limit_window_seconds = CASE WHEN $5 THEN $7 ELSE rate_limit_window_seconds END
+         WHERE limit_family = $1 AND id <> $2 AND revoked_at IS NULL
+         RETURNING id",
+    )
+    .bind(family.as_str())
+    .bind(head.as_str())
+    .bind(remaining.is_some())
+    .bind(remaining.is_some_and(|r| r.is_some()))
+    .bind(rate_limit.is_some())
+    .bind(rate_limit.flatten().map(|r| r.limit))
+    .bind(rate_limit.flatten().map(|r| r.window_seconds))
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut changed = Vec::with_capacity(ids.len());
+    for id in ids {
+        let id = KeyId::from_trusted(id);
+        notify_key_changed(&mut *conn, &id).await?;
+        changed.push(id);
+    }
+    Ok(changed)
+}
+
 /// The key rotation issued from `id`, if any (a key has at most one).
 pub async fn successor_of(db: impl PgExecutor<'_>, id: &KeyId) -> Result<Option<KeyId>, sqlx::Error> {
     let found: Option<String> = sqlx::query_scalar("SELECT id FROM api_keys WHERE rotated_from = $1 LIMIT 1")

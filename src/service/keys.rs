@@ -334,6 +334,12 @@ pub async fn update_key(
         check_rotated_away_patch(&current, &patch, &successor)?;
     }
     let updated = repo::keys::update(&mut tx, &id, &patch).await?;
+    // The family's limits live on its newest key: its predecessors follow what is set here.
+    let followers = if current.rotated_from.is_some() && (patch.remaining.is_some() || patch.rate_limit.is_some()) {
+        repo::keys::spread_family_limits(&mut tx, &updated.limit_family, &id, patch.remaining, patch.rate_limit).await?
+    } else {
+        Vec::new()
+    };
     let changed: Vec<&str> = [
         ("name", patch.name.is_some()),
         ("scopes", patch.scopes.is_some()),
@@ -360,6 +366,9 @@ pub async fn update_key(
     repo::audit::append(&mut tx, &event).await?;
     tx.commit().await?;
     ctx.key_cache.evict_key(&id);
+    for follower in &followers {
+        ctx.key_cache.evict_key(follower);
+    }
     Ok(updated)
 }
 

@@ -208,3 +208,28 @@ async fn limits_of_a_rotated_away_key_are_changed_on_its_successor(pool: PgPool)
 
     assert_eq!(reply.status, StatusCode::CONFLICT);
 }
+
+#[sqlx::test]
+async fn limits_set_on_a_successor_bind_its_predecessor_during_the_grace(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let (old, old_token) = app.key(&tenant, json!({"name": "k"})).await;
+    let rotated = rotate(&app, &tenant, &id_of(&old), 3600).await;
+    let new_token = rotated.body["token"].as_str().unwrap().to_owned();
+    let limited = app
+        .patch(
+            &format!("/v1/tenants/{tenant}/keys/{}", id_of(&rotated.body["key"])),
+            &app.admin,
+            json!({"remaining": 1}),
+        )
+        .await;
+    assert_eq!(limited.status, StatusCode::OK, "{:?}", limited.body);
+
+    let codes = [
+        app.verify(&old_token, &[]).await["code"].clone(),
+        app.verify(&new_token, &[]).await["code"].clone(),
+        app.verify(&old_token, &[]).await["code"].clone(),
+    ];
+
+    assert_eq!(codes, ["VALID", "USAGE_EXCEEDED", "USAGE_EXCEEDED"]);
+}
