@@ -198,6 +198,8 @@ pub async fn update(
     let current = repo::users::get_member(&mut *tx, tenant, user)
         .await?
         .ok_or(Error::NotFound("member"))?;
+    // Nobody acts on a member whose role carries more than the caller holds.
+    caller.may_confer(current.role, tenant)?;
     if current.role == Role::Owner && patch.role != Role::Owner && owners.len() <= 1 {
         return Err(Error::Conflict("the last owner of a tenant cannot be demoted".into()));
     }
@@ -241,6 +243,7 @@ pub async fn remove(
     let current = repo::users::get_member(&mut *tx, tenant, user)
         .await?
         .ok_or(Error::NotFound("member"))?;
+    caller.may_confer(current.role, tenant)?;
     if current.role == Role::Owner && owners.len() <= 1 {
         return Err(Error::Conflict("the last owner of a tenant cannot be removed".into()));
     }

@@ -583,3 +583,25 @@ async fn a_failed_accept_racing_a_cancellation_does_not_revive_the_invitation(po
         StatusCode::NOT_FOUND
     );
 }
+
+#[sqlx::test]
+async fn a_caller_cannot_demote_or_remove_a_member_holding_more_than_it(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    app.member(&tenant, "first@example.com", "owner").await;
+    let (second, _) = app.member(&tenant, "second@example.com", "owner").await;
+    let token = app
+        .service_token(
+            Some(&tenant),
+            &[Permission::TenantsAdmin, Permission::KeysRead, Permission::KeysWrite],
+        )
+        .await;
+    let path = format!("/v1/tenants/{tenant}/members/{second}");
+
+    let demoted = app.patch(&path, &token, json!({"role": "developer"})).await;
+    let removed = app.call(Method::DELETE, &path, Some(&token), None).await;
+
+    assert_eq!(demoted.status, StatusCode::FORBIDDEN);
+    assert_eq!(removed.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.get(&path, &app.admin).await.body["role"], "owner");
+}
