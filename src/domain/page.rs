@@ -45,3 +45,17 @@ pub fn check_limit(errors: &mut ValidationErrors, limit: Option<i64>) -> i64 {
         }
     }
 }
+
+/// Reads a `cursor` this API returned with `parse`; anything else is a validation error.
+pub fn check_cursor<C>(
+    errors: &mut ValidationErrors,
+    cursor: Option<&str>,
+    parse: impl FnOnce(&str) -> Option<C>,
+) -> Option<C> {
+    let text = cursor?;
+    let parsed = parse(text);
+    if parsed.is_none() {
+        errors.add("cursor", "is not a cursor this API returned");
+    }
+    parsed
+}

@@ -7,7 +7,7 @@ use super::{Context, Error, Result};
 use crate::domain::audit::{AuditEvent, Outcome};
 use crate::domain::authz::{authorize, Action, Caller};
 use crate::domain::ids::TenantId;
-use crate::domain::page::{check_limit, Page};
+use crate::domain::page::{check_cursor, check_limit, Page};
 use crate::domain::validation::{check_filter, check_time, ValidationErrors};
 use crate::repo::{self, audit::AuditFilter};
 
@@ -80,13 +80,7 @@ fn filter(caller: &Caller, tenant: Option<TenantId>, query: AuditQuery) -> Resul
         );
     }
     let limit = check_limit(&mut errors, query.limit);
-    let before_id = match query.cursor.as_deref() {
-        Some(text) => text.parse::<i64>().ok().or_else(|| {
-            errors.add("cursor", "is not a cursor this API returned");
-            None
-        }),
-        None => None,
-    };
+    let before_id = check_cursor(&mut errors, query.cursor.as_deref(), |text| text.parse::<i64>().ok());
     check_filter(&mut errors, "actor", query.actor.as_deref(), 256);
     check_filter(&mut errors, "action", query.action.as_deref(), 256);
     check_filter(&mut errors, "target", query.target.as_deref(), 256);

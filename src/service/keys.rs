@@ -15,7 +15,7 @@ use crate::domain::key::{
     Environment, Key, KeyDraft, KeyListQuery, KeyPatch, KeyPatchDraft, KeyStatus, RateLimit, RevokeDraft, RotateDraft,
     ServiceTokenDraft, ServiceTokenSpec, MAX_OWNER_ID_LEN,
 };
-use crate::domain::page::{check_limit, Page};
+use crate::domain::page::{check_cursor, check_limit, Page};
 use crate::domain::tenant::TenantStatus;
 use crate::domain::token::{NewToken, TokenPrefix};
 use crate::domain::validation::{check_filter, ValidationErrors};
@@ -273,13 +273,7 @@ pub async fn list(
     authorize(caller, action(kind, false), owner.tenant_id())?;
     let mut errors = ValidationErrors::default();
     let limit = check_limit(&mut errors, query.limit);
-    let before = match query.cursor.as_deref() {
-        Some(text) => KeyId::parse(kind, text).or_else(|| {
-            errors.add("cursor", "is not a cursor this API returned");
-            None
-        }),
-        None => None,
-    };
+    let before = check_cursor(&mut errors, query.cursor.as_deref(), |text| KeyId::parse(kind, text));
     check_filter(&mut errors, "owner_id", query.owner_id.as_deref(), MAX_OWNER_ID_LEN);
     errors.finish(())?;
     let mut conn = ctx.pool.acquire().await?;

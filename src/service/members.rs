@@ -10,7 +10,7 @@ use super::{actor_of, Context, Error, Result};
 use crate::domain::audit::{NewAuditEvent, Outcome, RequestMeta};
 use crate::domain::authz::{authorize, Action, Caller};
 use crate::domain::ids::{KeyId, TenantId};
-use crate::domain::page::{check_limit, Page};
+use crate::domain::page::{check_cursor, check_limit, Page};
 use crate::domain::tenant::TenantStatus;
 use crate::domain::token::{NewToken, TokenPrefix};
 use crate::domain::user::{check_email, Role, User, UserId};
@@ -157,13 +157,7 @@ pub async fn list(
     authorize(caller, Action::ReadMembers, Some(tenant))?;
     let mut errors = ValidationErrors::default();
     let limit = check_limit(&mut errors, limit);
-    let after = match cursor {
-        Some(text) => UserId::parse(text).or_else(|| {
-            errors.add("cursor", "is not a cursor this API returned");
-            None
-        }),
-        None => None,
-    };
+    let after = check_cursor(&mut errors, cursor, UserId::parse);
     errors.finish(())?;
     let mut conn = ctx.pool.acquire().await?;
     repo::tenants::get(&mut *conn, tenant)
@@ -300,13 +294,7 @@ pub async fn list_invitations(
     authorize(caller, Action::ManageMembers, Some(tenant))?;
     let mut errors = ValidationErrors::default();
     let limit = check_limit(&mut errors, limit);
-    let after = match cursor {
-        Some(text) => Uuid::parse_str(text).ok().or_else(|| {
-            errors.add("cursor", "is not a cursor this API returned");
-            None
-        }),
-        None => None,
-    };
+    let after = check_cursor(&mut errors, cursor, |text| Uuid::parse_str(text).ok());
     errors.finish(())?;
     let mut conn = ctx.pool.acquire().await?;
     repo::tenants::get(&mut *conn, tenant)

@@ -4,7 +4,7 @@ use super::{actor_of, Context, Error, Result};
 use crate::domain::audit::{NewAuditEvent, Outcome, RequestMeta};
 use crate::domain::authz::{authorize, Action, Caller};
 use crate::domain::ids::TenantId;
-use crate::domain::page::{check_limit, Page};
+use crate::domain::page::{check_cursor, check_limit, Page};
 use crate::domain::tenant::{Tenant, TenantDraft, TenantPatch};
 use crate::domain::validation::ValidationErrors;
 use crate::repo;
@@ -40,13 +40,7 @@ pub async fn list(ctx: &Context, caller: &Caller, cursor: Option<&str>, limit: O
     authorize(caller, Action::ListTenants, None)?;
     let mut errors = ValidationErrors::default();
     let limit = check_limit(&mut errors, limit);
-    let after = match cursor {
-        Some(text) => TenantId::parse(text).or_else(|| {
-            errors.add("cursor", "is not a cursor this API returned");
-            None
-        }),
-        None => None,
-    };
+    let after = check_cursor(&mut errors, cursor, TenantId::parse);
     errors.finish(())?;
     let rows = repo::tenants::list(&ctx.pool, after, limit + 1).await?;
     Ok(Page::from_rows(rows, limit, |t| t.id.to_string()))
