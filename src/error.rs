@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::domain::authz::Denied;
+use crate::domain::permissions::Denied;
 use crate::domain::validation::FieldError;
 use crate::service;
 

@@ -8,9 +8,9 @@ use tracing_subscriber::EnvFilter;
 use keyward::clock::Clock;
 use keyward::config::{DatabaseConfig, ServeConfig};
 use keyward::domain::audit::{Actor, ActorKind, RequestMeta};
-use keyward::domain::authz::TenantScope;
 use keyward::domain::ids::TenantId;
 use keyward::domain::key::ServiceTokenDraft;
+use keyward::domain::permissions::TenantScope;
 use keyward::{app, db, service};
 
 #[derive(Parser)]
@@ -178,7 +178,7 @@ async fn run(command: Command) -> Result<(), String> {
             let pool = connect(&database).await?;
             db::migrate(&pool).await.map_err(|e| format!("migration failed: {e}"))?;
             let ctx = app::context(pool, Clock::system(), std::time::Duration::from_secs(1));
-            let user = service::identity::create_user(&ctx, &cli_actor(), &email, &password, platform_admin)
+            let user = service::accounts::create_user(&ctx, &cli_actor(), &email, &password, platform_admin)
                 .await
                 .map_err(describe)?;
             eprintln!("created user {} ({})", user.email, user.id);
@@ -294,7 +294,7 @@ async fn set_disabled(database: DatabaseConfig, email: &str, disabled: bool) -> 
     let pool = connect(&database).await?;
     db::migrate(&pool).await.map_err(|e| format!("migration failed: {e}"))?;
     let ctx = app::context(pool, Clock::system(), std::time::Duration::from_secs(1));
-    let user = service::identity::set_user_disabled(&ctx, &cli_actor(), email, disabled)
+    let user = service::accounts::set_user_disabled(&ctx, &cli_actor(), email, disabled)
         .await
         .map_err(describe)?;
     eprintln!("{} {}", if disabled { "disabled" } else { "enabled" }, user.email);

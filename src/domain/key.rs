@@ -5,8 +5,8 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
-use super::authz::Permission;
 use super::ids::{KeyId, KeyKind, TenantId};
+use super::permissions::Permission;
 use super::scope::{parse_scopes, Scope, MAX_SCOPES_PER_KEY};
 use super::token::TokenPrefix;
 use super::validation::{check_text, ValidationErrors};

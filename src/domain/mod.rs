@@ -2,10 +2,10 @@
 //! Nothing here does I/O or knows about HTTP.
 
 pub mod audit;
-pub mod authz;
 pub mod ids;
 pub mod key;
 pub mod page;
+pub mod permissions;
 pub mod scope;
 pub mod tenant;
 pub mod token;

@@ -8,9 +8,9 @@ use serde::Serialize;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::domain::audit::RequestMeta;
-use crate::domain::authz::Caller;
+use crate::domain::permissions::Caller;
 use crate::error::{redact_values, ApiError};
-use crate::service::{self, auth, Context};
+use crate::service::{self, callers, Context};
 
 /// A JSON request body with problem+json rejections. Deserializer messages are passed on
 /// without field paths and with quoted values redacted, so nothing the caller sent (possibly a
@@ -90,7 +90,7 @@ impl FromRequestParts<Context> for Authenticated {
 
     async fn from_request_parts(parts: &mut Parts, ctx: &Context) -> Result<Self, Self::Rejection> {
         let bearer = bearer(parts).ok_or(service::Error::Unauthenticated)?;
-        Ok(Authenticated(auth::authenticate(ctx, bearer).await?))
+        Ok(Authenticated(callers::authenticate(ctx, bearer).await?))
     }
 }
 
@@ -103,7 +103,7 @@ impl FromRequestParts<Context> for MaybeAuthenticated {
 
     async fn from_request_parts(parts: &mut Parts, ctx: &Context) -> Result<Self, Self::Rejection> {
         match bearer(parts) {
-            Some(bearer) => Ok(MaybeAuthenticated(Some(auth::authenticate(ctx, bearer).await?))),
+            Some(bearer) => Ok(MaybeAuthenticated(Some(callers::authenticate(ctx, bearer).await?))),
             None if parts.headers.contains_key(header::AUTHORIZATION) => Err(service::Error::Unauthenticated.into()),
             None => Ok(MaybeAuthenticated(None)),
         }

@@ -10,12 +10,12 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::{Authenticated, Json, JsonOrEmpty, Meta, Query};
 use super::parse_tenant_id;
-use crate::domain::authz::TenantScope;
 use crate::domain::ids::{KeyId, KeyKind, TenantId};
 use crate::domain::key::{
     Environment, Key, KeyDraft, KeyListQuery, KeyPatchDraft, KeyStatus, RateLimit, RevokeDraft, RotateDraft,
 };
 use crate::domain::page::Page;
+use crate::domain::permissions::TenantScope;
 use crate::error::{ApiError, Problem};
 use crate::service::{keys, Context};
 

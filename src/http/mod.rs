@@ -1,13 +1,13 @@
 //! The HTTP API: one module per resource with thin handlers, plus the middleware stack.
 
 pub mod audit;
-pub mod auth;
-pub mod authorize;
 pub mod extract;
+pub mod forward_auth;
 pub mod health;
 pub mod keys;
 pub mod members;
 pub mod service_tokens;
+pub mod sessions;
 pub mod tenants;
 pub mod verify;
 
@@ -69,9 +69,9 @@ fn api() -> OpenApiRouter<Context> {
         .merge(service_tokens::router())
         .merge(verify::router())
         .merge(audit::router())
-        .merge(auth::router())
+        .merge(sessions::router())
         .merge(members::router())
-        .merge(authorize::router())
+        .merge(forward_auth::router())
 }
 
 /// The OpenAPI document, generated from the handlers.

@@ -10,10 +10,10 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::{Authenticated, Json, JsonOrEmpty, Meta, Query};
 use super::parse_tenant_id;
-use crate::domain::authz::{Permission, TenantScope};
 use crate::domain::ids::{KeyId, KeyKind, TenantId};
 use crate::domain::key::{Key, KeyListQuery, KeyStatus, RevokeDraft, RotateDraft, ServiceTokenDraft};
 use crate::domain::page::Page;
+use crate::domain::permissions::{Permission, TenantScope};
 use crate::error::{ApiError, Problem};
 use crate::service::{keys, Context};
 
@@ -88,7 +88,7 @@ pub struct RotatedServiceToken {
 
 async fn create(
     ctx: &Context,
-    caller: &crate::domain::authz::Caller,
+    caller: &crate::domain::permissions::Caller,
     meta: &crate::domain::audit::RequestMeta,
     owner: TenantScope,
     draft: ServiceTokenDraft,
@@ -103,7 +103,7 @@ async fn create(
 
 async fn rotate(
     ctx: &Context,
-    caller: &crate::domain::authz::Caller,
+    caller: &crate::domain::permissions::Caller,
     meta: &crate::domain::audit::RequestMeta,
     owner: TenantScope,
     id: &str,

@@ -7,9 +7,9 @@ use uuid::Uuid;
 
 use super::bad_column;
 use crate::crypto::secrets::Sealed;
-use crate::domain::authz::TenantScope;
 use crate::domain::ids::{KeyId, KeyKind, TenantId};
 use crate::domain::key::{Environment, Key, KeyPatch, KeyStatus, RateLimit};
+use crate::domain::permissions::TenantScope;
 use crate::domain::tenant::{TenantSettings, TenantStatus};
 use crate::domain::token::TokenHash;
 

@@ -5,9 +5,9 @@ use serde::Deserialize;
 
 use super::{Context, Error, Result};
 use crate::domain::audit::{AuditEvent, Outcome};
-use crate::domain::authz::{authorize, Action, Caller};
 use crate::domain::ids::TenantId;
 use crate::domain::page::{check_cursor, check_limit, Page};
+use crate::domain::permissions::{authorize, Action, Caller};
 use crate::domain::validation::{check_filter, check_time, ValidationErrors};
 use crate::repo::{self, audit::AuditFilter};
 

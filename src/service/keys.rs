@@ -9,13 +9,13 @@ use sqlx::PgConnection;
 use super::{actor_of, Context, Error, Result};
 use crate::crypto::secrets::new_signing_secret;
 use crate::domain::audit::{Actor, NewAuditEvent, Outcome, RequestMeta};
-use crate::domain::authz::{authorize, Action, Caller, Denied, TenantScope};
 use crate::domain::ids::{KeyId, KeyKind, TenantId};
 use crate::domain::key::{
     Environment, Key, KeyDraft, KeyListQuery, KeyPatch, KeyPatchDraft, KeyStatus, RateLimit, RevokeDraft, RotateDraft,
     ServiceTokenDraft, ServiceTokenSpec, MAX_OWNER_ID_LEN,
 };
 use crate::domain::page::{check_cursor, check_limit, Page};
+use crate::domain::permissions::{authorize, Action, Caller, Denied, TenantScope};
 use crate::domain::tenant::TenantStatus;
 use crate::domain::token::{NewToken, TokenPrefix};
 use crate::domain::validation::{check_filter, ValidationErrors};

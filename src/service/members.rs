@@ -8,9 +8,9 @@ use uuid::Uuid;
 
 use super::{actor_of, Context, Error, Result};
 use crate::domain::audit::{NewAuditEvent, Outcome, RequestMeta};
-use crate::domain::authz::{authorize, Action, Caller};
 use crate::domain::ids::{KeyId, TenantId};
 use crate::domain::page::{check_cursor, check_limit, Page};
+use crate::domain::permissions::{authorize, Action, Caller};
 use crate::domain::tenant::TenantStatus;
 use crate::domain::token::{NewToken, TokenPrefix};
 use crate::domain::user::{check_email, Role, User, UserId};

@@ -1,13 +1,14 @@
 //! Use cases. Each authorizes its caller, validates its input, and runs its change and the
 //! change's audit event in one transaction, so either both land or neither does.
 
+pub mod accounts;
 pub mod audit;
-pub mod auth;
-pub mod identity;
+pub mod callers;
 pub mod key_cache;
 pub mod keys;
 pub mod limits;
 pub mod members;
+pub mod sessions;
 pub mod signed;
 pub mod tenants;
 pub mod usage;
@@ -22,7 +23,7 @@ use crate::crypto::secrets::MasterKeys;
 
 use crate::clock::Clock;
 use crate::domain::audit::Actor;
-use crate::domain::authz::{Caller, Denied};
+use crate::domain::permissions::{Caller, Denied};
 use crate::domain::validation::ValidationErrors;
 use usage::UsageRecorder;
 

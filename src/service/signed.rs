@@ -8,9 +8,9 @@ use secrecy::ExposeSecret;
 
 use super::{key_cache, limits, verify, Context, Error, Result};
 use crate::domain::audit::RequestMeta;
-use crate::domain::authz::{authorize, Action, Caller};
 use crate::domain::ids::{KeyId, KeyKind};
 use crate::domain::key::Key;
+use crate::domain::permissions::{authorize, Action, Caller};
 use crate::domain::scope::{covers_all, parse_scopes, MAX_SCOPES_PER_KEY};
 use crate::domain::tenant::TenantSettings;
 use crate::domain::validation::ValidationErrors;

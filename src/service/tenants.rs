@@ -2,9 +2,9 @@
 
 use super::{actor_of, Context, Error, Result};
 use crate::domain::audit::{NewAuditEvent, Outcome, RequestMeta};
-use crate::domain::authz::{authorize, Action, Caller};
 use crate::domain::ids::TenantId;
 use crate::domain::page::{check_cursor, check_limit, Page};
+use crate::domain::permissions::{authorize, Action, Caller};
 use crate::domain::tenant::{Tenant, TenantDraft, TenantPatch};
 use crate::domain::validation::ValidationErrors;
 use crate::repo;

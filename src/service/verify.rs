@@ -4,9 +4,9 @@
 
 use super::{actor_of, key_cache, limits, Context, Result};
 use crate::domain::audit::{NewAuditEvent, Outcome, RequestMeta};
-use crate::domain::authz::{authorize, Action, Caller};
 use crate::domain::ids::KeyKind;
 use crate::domain::key::Key;
+use crate::domain::permissions::{authorize, Action, Caller};
 use crate::domain::scope::{parse_scopes, MAX_SCOPES_PER_KEY};
 use crate::domain::tenant::TenantStatus;
 use crate::domain::token::{PresentedToken, TokenPrefix};

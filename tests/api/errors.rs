@@ -239,7 +239,7 @@ async fn a_non_bearer_authorization_is_401(pool: PgPool) {
 async fn a_403_is_a_problem(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let verifier = app
-        .service_token(None, &[keyward::domain::authz::Permission::KeysVerify])
+        .service_token(None, &[keyward::domain::permissions::Permission::KeysVerify])
         .await;
 
     let reply = app.get("/v1/tenants", &verifier).await;

@@ -6,8 +6,8 @@ use keyward::clock::Clock;
 use keyward::crypto::jwt::Jwt;
 use keyward::crypto::secrets::MasterKeys;
 use keyward::domain::audit::{Actor, ActorKind, RequestMeta};
-use keyward::domain::authz::{Permission, TenantScope};
 use keyward::domain::key::ServiceTokenSpec;
+use keyward::domain::permissions::{Permission, TenantScope};
 use keyward::service::Context;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -198,7 +198,7 @@ impl TestApp {
             id: "test".into(),
         };
         let password = secrecy::SecretString::from(PASSWORD.to_owned());
-        let user = keyward::service::identity::create_user(&self.ctx, &actor, email, &password, platform_admin)
+        let user = keyward::service::accounts::create_user(&self.ctx, &actor, email, &password, platform_admin)
             .await
             .unwrap();
         user.id.to_string()

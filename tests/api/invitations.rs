@@ -6,7 +6,7 @@ use serde_json::json;
 use sqlx::PgPool;
 
 use crate::helpers::{TestApp, PASSWORD};
-use keyward::domain::authz::Permission;
+use keyward::domain::permissions::Permission;
 
 fn token_of(reply: &crate::helpers::Reply) -> String {
     assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);

@@ -320,8 +320,8 @@ async fn keys_of_another_tenant_are_not_found_for_a_tenant_bound_caller(pool: Pg
         .service_token(
             Some(&acme),
             &[
-                keyward::domain::authz::Permission::KeysRead,
-                keyward::domain::authz::Permission::KeysWrite,
+                keyward::domain::permissions::Permission::KeysRead,
+                keyward::domain::permissions::Permission::KeysWrite,
             ],
         )
         .await;

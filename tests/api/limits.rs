@@ -146,7 +146,7 @@ async fn a_gateway_answers_429_for_a_rate_limited_key(pool: PgPool) {
         .await;
     app.advance(86400 - app.clock().now().timestamp().rem_euclid(86400));
     let gateway = app
-        .service_token(None, &[keyward::domain::authz::Permission::KeysVerify])
+        .service_token(None, &[keyward::domain::permissions::Permission::KeysVerify])
         .await;
     let check = || {
         app.client

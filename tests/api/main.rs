@@ -3,12 +3,11 @@
 mod helpers;
 
 mod audit;
-mod authorize;
-mod authz;
 mod cache;
 mod cli;
 mod curl;
 mod errors;
+mod forward_auth;
 mod identity;
 mod invitations;
 mod keys;
@@ -16,6 +15,7 @@ mod limits;
 mod logs;
 mod nginx;
 mod openapi;
+mod permissions;
 mod rotation;
 mod service_tokens;
 mod sessions;

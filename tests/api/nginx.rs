@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use crate::helpers::TestApp;
-use keyward::domain::authz::Permission;
+use keyward::domain::permissions::Permission;
 use keyward::signing::{self, keyward_hmac, Request};
 use sha2::Digest;
 use std::sync::{Arc, Mutex};

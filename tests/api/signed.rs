@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 
 use crate::helpers::TestApp;
-use keyward::domain::authz::Permission;
+use keyward::domain::permissions::Permission;
 use keyward::signing::{self, keyward_hmac, sigv2, sigv4, Body, Request};
 
 /// Issues a signing key in `tenant`; returns (key id, signing secret).

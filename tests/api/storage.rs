@@ -119,7 +119,7 @@ async fn a_full_pg_dump_holds_no_token_in_any_encoding(pool: PgPool) {
         ids.push(id);
     }
     tokens.push(
-        app.service_token(Some(&globex), &[keyward::domain::authz::Permission::KeysRead])
+        app.service_token(Some(&globex), &[keyward::domain::permissions::Permission::KeysRead])
             .await,
     );
     app.flush().await;

@@ -5,7 +5,7 @@ use serde_json::json;
 use sqlx::PgPool;
 
 use crate::helpers::TestApp;
-use keyward::domain::authz::Permission;
+use keyward::domain::permissions::Permission;
 
 const PROBLEM: &str = "application/problem+json";
 

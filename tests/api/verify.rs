@@ -6,7 +6,7 @@ use serde_json::json;
 use sqlx::PgPool;
 
 use crate::helpers::TestApp;
-use keyward::domain::authz::Permission;
+use keyward::domain::permissions::Permission;
 
 #[sqlx::test]
 async fn fresh_key_is_valid_and_verify_returns_its_details(pool: PgPool) {
@@ -243,9 +243,9 @@ async fn malformed_token_is_refused_without_touching_the_database(pool: PgPool) 
         pool: unreachable,
         ..app.ctx.clone()
     };
-    let caller = keyward::domain::authz::Caller::service(
+    let caller = keyward::domain::permissions::Caller::service(
         keyward::domain::ids::KeyId::generate(keyward::domain::ids::KeyKind::Service),
-        keyward::domain::authz::TenantScope::Platform,
+        keyward::domain::permissions::TenantScope::Platform,
         vec![Permission::KeysVerify],
     );
     let meta = keyward::domain::audit::RequestMeta::default();

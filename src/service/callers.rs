@@ -1,10 +1,10 @@
 //! Authenticates callers of keyward's own API: service tokens here, user access tokens in
-//! `identity`.
+//! `sessions`.
 
 use super::{key_cache, Context, Error, Result};
-use crate::domain::authz::{Caller, TenantScope};
 use crate::domain::ids::KeyKind;
 use crate::domain::key::KeyStatus;
+use crate::domain::permissions::{Caller, TenantScope};
 use crate::domain::tenant::TenantStatus;
 use crate::domain::token::{PresentedToken, TokenPrefix};
 
@@ -12,7 +12,7 @@ use crate::domain::token::{PresentedToken, TokenPrefix};
 /// token (a JWT). Customer keys never authenticate here.
 pub async fn authenticate(ctx: &Context, bearer: &str) -> Result<Caller> {
     if bearer.split('.').count() == 3 {
-        return super::identity::authenticate(ctx, bearer).await;
+        return super::sessions::authenticate(ctx, bearer).await;
     }
     let token = PresentedToken::parse(bearer).map_err(|_| Error::Unauthenticated)?;
     if token.prefix() != TokenPrefix::Service {

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 
 use crate::helpers::TestApp;
-use keyward::domain::authz::Permission;
+use keyward::domain::permissions::Permission;
 
 /// Columns of the table, in order.
 const CALLERS: [&str; 14] = [

@@ -10,7 +10,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::extract::{Authenticated, BearerCredential, Json, JsonOrEmpty, MaybeAuthenticated, Meta};
 use crate::domain::user::{Membership, UserId};
 use crate::error::{ApiError, Problem};
-use crate::service::identity::{self, Session};
+use crate::service::accounts;
+use crate::service::sessions::{self, Session};
 use crate::service::Context;
 
 pub fn router() -> OpenApiRouter<Context> {
@@ -118,7 +119,7 @@ async fn login(
     Meta(meta): Meta,
     Json(request): Json<LoginRequest>,
 ) -> Result<Json<SessionResponse>, ApiError> {
-    let session = identity::login(&ctx, &meta, &request.email, &request.password).await?;
+    let session = sessions::login(&ctx, &meta, &request.email, &request.password).await?;
     Ok(Json(session.into()))
 }
 
@@ -137,7 +138,7 @@ async fn refresh(
     Meta(meta): Meta,
     Json(request): Json<RefreshRequest>,
 ) -> Result<Json<SessionResponse>, ApiError> {
-    let session = identity::refresh(&ctx, &meta, expose(&request.refresh_token)).await?;
+    let session = sessions::refresh(&ctx, &meta, expose(&request.refresh_token)).await?;
     Ok(Json(session.into()))
 }
 
@@ -160,8 +161,8 @@ async fn logout(
     JsonOrEmpty(request): JsonOrEmpty<LogoutRequest>,
 ) -> Result<StatusCode, ApiError> {
     match (request.refresh_token, bearer) {
-        (Some(refresh), _) => identity::logout(&ctx, &meta, expose(&refresh)).await?,
-        (None, Some(access)) => identity::logout_access_token(&ctx, &meta, &access).await?,
+        (Some(refresh), _) => sessions::logout(&ctx, &meta, expose(&refresh)).await?,
+        (None, Some(access)) => sessions::logout_access_token(&ctx, &meta, &access).await?,
         (None, None) => return Err(crate::service::Error::Unauthenticated.into()),
     }
     Ok(StatusCode::NO_CONTENT)
@@ -191,7 +192,7 @@ async fn accept_invite(
     MaybeAuthenticated(caller): MaybeAuthenticated,
     Json(request): Json<AcceptInviteRequest>,
 ) -> Result<Json<AcceptedInvite>, ApiError> {
-    let user = identity::accept_invite(
+    let user = accounts::accept_invite(
         &ctx,
         &meta,
         expose(&request.token),
@@ -216,7 +217,7 @@ async fn accept_invite(
     )
 )]
 async fn me(State(ctx): State<Context>, Authenticated(caller): Authenticated) -> Result<Json<MeResponse>, ApiError> {
-    let me = identity::me(&ctx, &caller).await?;
+    let me = sessions::me(&ctx, &caller).await?;
     Ok(Json(MeResponse {
         id: me.user.id,
         email: me.user.email,

@@ -1,5 +1,5 @@
 //! People's sessions: log in with email and password, refresh (rotating, with reuse detection),
-//! log out, accept an invitation, and authenticate an access token. Also the CLI's user creation.
+//! log out, and authenticate an access token.
 
 use chrono::{DateTime, Duration, Utc};
 use secrecy::SecretString;
@@ -9,10 +9,9 @@ use super::{Context, Error, Result};
 use crate::crypto::jwt::Jwt;
 use crate::crypto::password::Checked;
 use crate::domain::audit::{Actor, ActorKind, NewAuditEvent, Outcome, RequestMeta};
-use crate::domain::authz::{Caller, Grant, Principal};
-use crate::domain::ids::TenantId;
+use crate::domain::permissions::{Caller, Grant, Principal};
 use crate::domain::token::{NewToken, PresentedToken, TokenPrefix};
-use crate::domain::user::{check_email, check_password, Membership, Role, User, UserId};
+use crate::domain::user::{check_email, Membership, User, UserId};
 use crate::domain::validation::ValidationErrors;
 use crate::repo::{self, users::NewRefreshToken};
 
@@ -34,7 +33,7 @@ fn jwt(ctx: &Context) -> Result<&Jwt> {
     ))
 }
 
-fn user_actor(id: UserId) -> Actor {
+pub(super) fn user_actor(id: UserId) -> Actor {
     Actor {
         kind: ActorKind::User,
         id: id.to_string(),
@@ -320,221 +319,4 @@ pub async fn me(ctx: &Context, caller: &Caller) -> Result<Me> {
     let user = repo::users::get(&ctx.pool, id).await?.ok_or(Error::Unauthenticated)?;
     let memberships = repo::users::memberships(&ctx.pool, id).await?;
     Ok(Me { user, memberships })
-}
-
-/// Failed attempts after which an invitation is voided.
-pub const MAX_FAILED_ACCEPTS: i32 = 5;
-
-/// Accepts an invitation (valid once, for 72 hours, until replaced or cancelled) and creates the
-/// membership it offers. An invitation to a new account sets that account's first password
-/// (`password`); an invitation to an account that already has a password is accepted only by
-/// that account while logged in (`caller`), never by a password sent here, so the call cannot
-/// be used to test passwords or to take over an account.
-pub async fn accept_invite(
-    ctx: &Context,
-    meta: &RequestMeta,
-    presented: &str,
-    password: Option<&SecretString>,
-    caller: Option<&Caller>,
-) -> Result<User> {
-    use secrecy::ExposeSecret;
-    let token = PresentedToken::parse(presented)
-        .ok()
-        .filter(|t| t.prefix() == TokenPrefix::Invite)
-        .ok_or(Error::NotFound("invitation"))?;
-    let hash = token.hash();
-    let now = ctx.clock.now();
-    // Find the invitation before any password work, so made-up tokens cost no hashing (and,
-    // being unknown, are neither recorded nor audited: nobody can grow a table with them).
-    let (invite, has_password) = {
-        let mut tx = ctx.pool.begin().await?;
-        let invite = repo::users::find_invite_for_update(&mut tx, &hash)
-            .await?
-            .filter(|i| i.is_pending(now))
-            .ok_or(Error::NotFound("invitation"))?;
-        let stored = repo::users::password_hash_for_update(&mut tx, UserId(invite.user_id)).await?;
-        tx.rollback().await?;
-        (invite, stored.is_some())
-    };
-    let user_id = UserId(invite.user_id);
-    let role = Role::parse(&invite.role).ok_or(Error::NotFound("invitation"))?;
-    let tenant = TenantId(invite.tenant_id);
-    if password.is_none() && caller.is_none() {
-        // The same answer whether or not the account exists.
-        return Err(ValidationErrors::single(
-            "password",
-            "is required for a new account; an existing account accepts while logged in (its access token as \
-             `Authorization: Bearer`)",
-        )
-        .into());
-    }
-    let new_hash = if has_password {
-        let as_invitee = caller.is_some_and(|c| c.principal == Principal::User(user_id));
-        if !as_invitee {
-            return Err(refuse_accept(ctx, meta, &invite, caller, now).await?);
-        }
-        None
-    } else {
-        let mut errors = ValidationErrors::default();
-        match password {
-            Some(password) => check_password(&mut errors, "password", password.expose_secret()),
-            None => errors.add(
-                "password",
-                "is required: choose the first password of the invited account",
-            ),
-        }
-        errors.finish(())?;
-        match password {
-            Some(password) => Some(ctx.passwords.hash(password).await?),
-            None => None,
-        }
-    };
-
-    let mut tx = ctx.pool.begin().await?;
-    // Someone may have accepted, replaced or cancelled it (or set the password) meanwhile.
-    repo::users::find_invite_for_update(&mut tx, &hash)
-        .await?
-        .filter(|i| i.is_pending(now))
-        .ok_or(Error::NotFound("invitation"))?;
-    if let Some(new_hash) = &new_hash {
-        if !repo::users::set_first_password(&mut tx, user_id, new_hash).await? {
-            return Err(Error::Conflict(
-                "the account got a password meanwhile; log in and accept again".into(),
-            ));
-        }
-    }
-    repo::users::add_membership(&mut tx, user_id, tenant, role, now)
-        .await
-        .map_err(|e| {
-            if repo::unique_violation(&e) == Some("memberships_pkey") {
-                Error::Conflict("already a member of this tenant".into())
-            } else {
-                e.into()
-            }
-        })?;
-    repo::users::mark_invite_accepted(&mut tx, invite.id, now).await?;
-    let event = NewAuditEvent::new(
-        now,
-        &user_actor(user_id),
-        meta,
-        Some(tenant),
-        "user.invite_accepted",
-        Outcome::Success,
-    )
-    .target("user", user_id)
-    .details(serde_json::json!({ "role": role.as_str(), "password_set": new_hash.is_some() }));
-    repo::audit::append(&mut tx, &event).await?;
-    let user = repo::users::get(&mut *tx, user_id)
-        .await?
-        .ok_or(Error::NotFound("user"))?;
-    tx.commit().await?;
-    Ok(user)
-}
-
-/// Records a refused accept (audited; the invitation is voided after `MAX_FAILED_ACCEPTS`) and
-/// returns the error to answer with.
-async fn refuse_accept(
-    ctx: &Context,
-    meta: &RequestMeta,
-    invite: &repo::users::InviteRow,
-    caller: Option<&Caller>,
-    now: DateTime<Utc>,
-) -> Result<Error> {
-    let mut tx = ctx.pool.begin().await?;
-    let voided = repo::users::record_failed_accept(&mut tx, invite.id, MAX_FAILED_ACCEPTS, now).await?;
-    let actor = match caller {
-        Some(caller) => caller.actor(),
-        None => Actor {
-            kind: ActorKind::User,
-            id: "unknown".into(),
-        },
-    };
-    let event = NewAuditEvent::new(
-        now,
-        &actor,
-        meta,
-        Some(TenantId(invite.tenant_id)),
-        "user.invite_accept_failed",
-        Outcome::Denied,
-    )
-    .target("invitation", invite.id)
-    .details(serde_json::json!({
-        "reason": if caller.is_some() { "logged in as another account" } else { "not logged in" },
-        "invitation_voided": voided,
-    }));
-    repo::audit::append(&mut tx, &event).await?;
-    tx.commit().await?;
-    Ok(Error::NotAuthenticated(
-        "this invitation is for an existing account: log in as that account and accept it with its access \
-         token as `Authorization: Bearer`; no password is sent here",
-    ))
-}
-
-/// Creates a user with a password (the CLI's `admin create-user`).
-pub async fn create_user(
-    ctx: &Context,
-    actor: &Actor,
-    email: &str,
-    password: &SecretString,
-    platform_admin: bool,
-) -> Result<User> {
-    use secrecy::ExposeSecret;
-    let mut errors = ValidationErrors::default();
-    let email = check_email(&mut errors, "email", email);
-    check_password(&mut errors, "password", password.expose_secret());
-    errors.finish(())?;
-    let hash = ctx.passwords.hash(password).await?;
-    let now = ctx.clock.now();
-    let user = User {
-        id: UserId::generate(),
-        email,
-        platform_admin,
-        disabled_at: None,
-        session_version: 0,
-        created_at: now,
-    };
-    let mut tx = ctx.pool.begin().await?;
-    repo::users::insert(&mut tx, &user, Some(&hash)).await.map_err(|e| {
-        if repo::unique_violation(&e) == Some("users_email_key") {
-            Error::Conflict(format!("a user with email '{}' already exists", user.email))
-        } else {
-            e.into()
-        }
-    })?;
-    let event = NewAuditEvent::new(
-        now,
-        actor,
-        &RequestMeta::default(),
-        None,
-        "user.created",
-        Outcome::Success,
-    )
-    .target("user", user.id)
-    .details(serde_json::json!({ "email": user.email, "platform_admin": platform_admin }));
-    repo::audit::append(&mut tx, &event).await?;
-    tx.commit().await?;
-    Ok(user)
-}
-
-/// Disables a user (every session ends at once; logins are refused) or enables them again.
-pub async fn set_user_disabled(ctx: &Context, actor: &Actor, email: &str, disabled: bool) -> Result<User> {
-    let now = ctx.clock.now();
-    let mut tx = ctx.pool.begin().await?;
-    let (user, _) = repo::users::find_by_email(&mut *tx, email.trim())
-        .await?
-        .ok_or(Error::NotFound("user"))?;
-    repo::users::set_disabled(&mut tx, user.id, disabled.then_some(now)).await?;
-    if disabled {
-        repo::users::revoke_all_refresh_tokens(&mut tx, user.id, now).await?;
-    }
-    let action = if disabled { "user.disabled" } else { "user.enabled" };
-    let event = NewAuditEvent::new(now, actor, &RequestMeta::default(), None, action, Outcome::Success)
-        .target("user", user.id)
-        .details(serde_json::json!({ "email": user.email }));
-    repo::audit::append(&mut tx, &event).await?;
-    let user = repo::users::get(&mut *tx, user.id)
-        .await?
-        .ok_or(Error::NotFound("user"))?;
-    tx.commit().await?;
-    Ok(user)
 }

@@ -5,7 +5,7 @@ use serde_json::json;
 use sqlx::PgPool;
 
 use crate::helpers::TestApp;
-use keyward::domain::authz::Permission;
+use keyward::domain::permissions::Permission;
 use keyward::signing::{self, keyward_hmac, Request};
 use sha2::Digest;
 

@@ -10,12 +10,12 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::Meta;
 use super::verify::VerifyResponse;
-use crate::domain::authz::{Caller, Permission, TenantScope};
 use crate::domain::ids::{KeyId, KeyKind};
 use crate::domain::key::Key;
+use crate::domain::permissions::{Caller, Permission, TenantScope};
 use crate::domain::verify::VerifyCode;
 use crate::error::{ApiError, Problem};
-use crate::service::{self, auth, signed, verify, Context};
+use crate::service::{self, callers, signed, verify, Context};
 use crate::signing;
 
 pub fn router() -> OpenApiRouter<Context> {
@@ -157,7 +157,7 @@ fn declared_sha256(request: &signing::Request) -> Option<[u8; 32]> {
 /// The gateway, by its token; or, where the deployment allows it, an anonymous verifier.
 async fn gateway_caller(ctx: &Context, headers: &HeaderMap) -> Result<Caller, ApiError> {
     match headers.get(GATEWAY_TOKEN).and_then(|v| v.to_str().ok()) {
-        Some(token) => Ok(auth::authenticate(ctx, token.trim()).await?),
+        Some(token) => Ok(callers::authenticate(ctx, token.trim()).await?),
         None if ctx.authorize_open => Ok(Caller::service(
             KeyId::from_trusted("open-gateway".into()),
             TenantScope::Platform,
