@@ -10,11 +10,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use keyward::app::App;
 use keyward::clock::Clock;
+use keyward::config::AppConfig;
 use keyward::crypto::secrets::MasterKeys;
 use keyward::domain::audit::{Actor, ActorKind, RequestMeta};
 use keyward::domain::key::ServiceTokenSpec;
 use keyward::domain::permissions::{Permission, TenantScope};
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection};
@@ -149,8 +152,10 @@ async fn run(url: &str) -> Results {
         .await
         .expect("connect");
     keyward::db::migrate(&pool).await.expect("migrate");
-    let master = MasterKeys::parse(&MasterKeys::generate_config(1)).expect("master key");
-    let ctx = keyward::app::context(pool.clone(), Clock::system(), Duration::from_secs(1)).with_master_keys(master);
+    let master_keys = MasterKeys::generate_config(1);
+    let config = AppConfig::from_flags(&["--master-keys", master_keys.expose_secret()]).expect("configuration");
+    let app = App::build(&config, pool.clone(), Clock::system()).expect("app");
+    let ctx = app.ctx.clone();
     let actor = Actor {
         kind: ActorKind::System,
         id: "bench".into(),
@@ -169,7 +174,7 @@ async fn run(url: &str) -> Results {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(keyward::app::serve(listener, ctx.clone(), async {
+    let server = tokio::spawn(app.serve(listener, async {
         let _ = stopped.await;
     }));
     let http = reqwest::Client::new();

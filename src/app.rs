@@ -1,44 +1,86 @@
-//! Running the server: bind, serve until a shutdown signal, then write what is still queued.
+//! The application, built one way from its configuration (by `serve` and by the test harness
+//! alike), and run: bind, start the background work, serve until a shutdown signal, then write
+//! what is still queued.
 
+use sqlx::PgPool;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
+use crate::background;
 use crate::clock::Clock;
+use crate::config::{AppConfig, TrustedProxies};
 use crate::crypto::password::Passwords;
-use crate::service::key_cache::KeyCache;
-use crate::service::usage::UsageRecorder;
 use crate::service::Context;
+use crate::verify;
 
-pub fn context(pool: sqlx::PgPool, clock: Clock, usage_flush: Duration) -> Context {
-    let key_cache = KeyCache::default();
-    key_cache.start_listener(pool.clone());
-    Context {
-        key_cache,
-        usage: UsageRecorder::start(pool.clone(), usage_flush),
-        pool,
-        clock,
-        passwords: Passwords::default(),
-        jwt: None,
-        master_keys: None,
-        sigv4: Default::default(),
-        authorize_open: false,
-        trusted_proxies: Default::default(),
-    }
+/// A configuration `App::build` refuses, naming the setting.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("access tokens: {0}")]
+    Sessions(String),
+    #[error("KEYWARD_MASTER_KEYS: {0}")]
+    MasterKeys(String),
 }
 
-/// Serves until `shutdown` completes, then flushes the verify side effects so none are lost.
-pub async fn serve(
-    listener: TcpListener,
-    ctx: Context,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let app = crate::http::router(ctx.clone());
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    ctx.usage.flush().await;
-    Ok(())
+/// The built application: the context every use case runs in, and the background work that
+/// `serve` starts.
+pub struct App {
+    pub ctx: Context,
+    tasks: verify::Tasks,
+    usage_flush: Duration,
+}
+
+impl App {
+    /// Wires the configuration into a context. Starts nothing: commands that only need the
+    /// context (the CLI's) use it as is; `serve` starts the background work.
+    pub fn build(config: &AppConfig, pool: PgPool, clock: Clock) -> Result<App, ConfigError> {
+        let (engine, tasks) = verify::Engine::new(verify::Settings {
+            sigv4: config.sigv4_accept(),
+            open_gateway: config.authorize_open,
+        });
+        let jwt = config.sessions.jwt().map_err(ConfigError::Sessions)?;
+        let master_keys = config.secrets.master_keys().map_err(ConfigError::MasterKeys)?;
+        let ctx = Context {
+            pool,
+            clock,
+            verify: engine,
+            passwords: Passwords::default(),
+            jwt: jwt.map(Arc::new),
+            master_keys: master_keys.map(Arc::new),
+            trusted_proxies: Arc::new(TrustedProxies::new(config.trusted_proxies.clone())),
+        };
+        Ok(App {
+            ctx,
+            tasks,
+            usage_flush: config.usage_flush_interval(),
+        })
+    }
+
+    /// Starts the background work, serves until `shutdown` completes, then flushes the verify
+    /// side effects so none are lost.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let ctx = self.ctx;
+        if ctx.jwt.is_none() {
+            tracing::warn!("no KEYWARD_JWT_SECRET or KEYWARD_JWT_PRIVATE_KEY_FILE: user logins are disabled");
+        }
+        if ctx.master_keys.is_none() {
+            tracing::warn!("no KEYWARD_MASTER_KEYS: keys cannot be issued with signing secrets");
+        }
+        self.tasks.spawn(ctx.pool.clone(), self.usage_flush);
+        background::spawn_pruner(ctx.pool.clone(), ctx.clock.clone());
+        let app = crate::http::router(ctx.clone());
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        ctx.verify.flush().await;
+        Ok(())
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

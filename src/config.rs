@@ -1,12 +1,14 @@
 //! Settings, from flags or `KEYWARD_*` / `DATABASE_URL` environment variables.
 
+use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretString};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::crypto::jwt::Jwt;
 use crate::crypto::secrets::MasterKeys;
+use crate::signing::sigv4::Accept;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct DatabaseConfig {
@@ -29,6 +31,13 @@ pub struct ServeConfig {
     #[arg(long, env = "KEYWARD_SKIP_MIGRATIONS")]
     pub skip_migrations: bool,
     #[command(flatten)]
+    pub app: AppConfig,
+}
+
+/// Everything `App::build` turns into the running application, apart from the database.
+#[derive(clap::Args, Clone, Debug)]
+pub struct AppConfig {
+    #[command(flatten)]
     pub sessions: SessionConfig,
     #[command(flatten)]
     pub secrets: SecretsConfig,
@@ -48,10 +57,11 @@ pub struct ServeConfig {
         value_delimiter = ','
     )]
     pub sigv4_service: Vec<String>,
-    /// Addresses of reverse proxies in front of keyward (comma-separated). From these peers the
-    /// client address is taken from `X-Forwarded-For`; from any other peer it is the peer itself.
-    #[arg(long, env = "KEYWARD_TRUSTED_PROXIES", value_delimiter = ',')]
-    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Reverse proxies in front of keyward (comma-separated addresses or CIDR networks, e.g.
+    /// `10.0.0.0/8`). From these peers the client address is taken from `X-Forwarded-For`; from
+    /// any other peer it is the peer itself.
+    #[arg(long, env = "KEYWARD_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_network)]
+    pub trusted_proxies: Vec<IpNet>,
     /// Let `/v1/authorize` answer gateways that send no `X-Keyward-Gateway-Token`.
     #[arg(long, env = "KEYWARD_AUTHORIZE_OPEN", default_value_t = false, action = clap::ArgAction::Set)]
     pub authorize_open: bool,
@@ -60,10 +70,55 @@ pub struct ServeConfig {
     pub usage_flush_ms: u64,
 }
 
-impl ServeConfig {
+impl AppConfig {
+    /// The configuration these flags give (`args` without the program name), as `serve` would
+    /// read them; `KEYWARD_*` environment variables apply to flags not given, as for the binary.
+    pub fn from_flags(args: &[&str]) -> Result<Self, clap::Error> {
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            app: AppConfig,
+        }
+        let argv = std::iter::once("keyward").chain(args.iter().copied());
+        <Flags as clap::Parser>::try_parse_from(argv).map(|flags| flags.app)
+    }
+
     pub fn usage_flush_interval(&self) -> Duration {
         Duration::from_millis(self.usage_flush_ms.max(10))
     }
+
+    pub fn sigv4_accept(&self) -> Accept {
+        let regions: Vec<&str> = self.sigv4_region.iter().map(|s| s.trim()).collect();
+        let services: Vec<&str> = self.sigv4_service.iter().map(|s| s.trim()).collect();
+        Accept::new(&regions, &services)
+    }
+}
+
+/// Reverse proxies whose `X-Forwarded-For` names the client.
+#[derive(Clone, Debug, Default)]
+pub struct TrustedProxies(Vec<IpNet>);
+
+impl TrustedProxies {
+    pub fn new(networks: Vec<IpNet>) -> Self {
+        TrustedProxies(networks)
+    }
+
+    /// Whether `address` (IPv4-mapped IPv6 counts as the IPv4 it carries) is a trusted proxy.
+    pub fn trusts(&self, address: IpAddr) -> bool {
+        let address = address.to_canonical();
+        self.0.iter().any(|network| network.contains(&address))
+    }
+}
+
+/// A network (`10.0.0.0/8`) or a single address (`10.0.0.2`, `::1`).
+fn parse_network(text: &str) -> Result<IpNet, String> {
+    let text = text.trim();
+    if let Ok(network) = text.parse::<IpNet>() {
+        return Ok(network.trunc());
+    }
+    text.parse::<IpAddr>()
+        .map(|address| IpNet::from(address.to_canonical()))
+        .map_err(|_| format!("{text:?} is neither an IP address nor a CIDR network"))
 }
 
 /// Signing of users' access tokens. Without either setting, user logins are unavailable and
@@ -120,4 +175,40 @@ impl SecretsConfig {
 
 fn parse_secret(text: &str) -> Result<SecretString, String> {
     Ok(SecretString::from(text.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trusted_network_trusts_every_address_in_it() {
+        let proxies = TrustedProxies::new(vec![parse_network("10.0.0.0/8").unwrap()]);
+
+        assert!(proxies.trusts("10.20.30.40".parse().unwrap()));
+        assert!(!proxies.trusts("11.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_bare_address_trusts_that_address_alone() {
+        let proxies = TrustedProxies::new(vec![parse_network("10.0.0.2").unwrap()]);
+
+        assert!(proxies.trusts("10.0.0.2".parse().unwrap()));
+        assert!(!proxies.trusts("10.0.0.3".parse().unwrap()));
+    }
+
+    #[test]
+    fn an_ipv4_mapped_peer_is_trusted_as_its_ipv4_address() {
+        let proxies = TrustedProxies::new(vec![parse_network("127.0.0.1").unwrap()]);
+
+        assert!(proxies.trusts("::ffff:127.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_network_that_is_not_one_is_refused_by_name() {
+        assert_eq!(
+            parse_network("10.0.0.0/33").unwrap_err(),
+            "\"10.0.0.0/33\" is neither an IP address nor a CIDR network"
+        );
+    }
 }

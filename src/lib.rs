@@ -3,6 +3,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod app;
+pub mod background;
 pub mod clock;
 pub mod config;
 pub mod crypto;
@@ -13,6 +14,7 @@ pub mod http;
 pub mod repo;
 pub mod service;
 pub mod signing;
+pub mod verify;
 
 /// The OpenAPI document as pretty JSON, exactly as committed in `openapi/openapi.json`.
 pub fn openapi_json() -> String {

@@ -5,12 +5,15 @@ use secrecy::SecretString;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
+use keyward::app::{App, ConfigError};
 use keyward::clock::Clock;
-use keyward::config::{DatabaseConfig, ServeConfig};
+use keyward::config::{AppConfig, DatabaseConfig, ServeConfig};
 use keyward::domain::audit::{Actor, ActorKind, RequestMeta};
 use keyward::domain::ids::TenantId;
 use keyward::domain::key::ServiceTokenDraft;
 use keyward::domain::permissions::TenantScope;
+use keyward::domain::validation::ValidationErrors;
+use keyward::signing::client::ClientScheme;
 use keyward::{app, db, service};
 
 #[derive(Parser)]
@@ -41,8 +44,8 @@ struct SignArgs {
     /// The key id (`key_…`), the public access key id.
     #[arg(long)]
     key_id: String,
-    #[arg(long, default_value = "hmac", value_parser = ["hmac", "aws-sigv4", "rfc9421", "arrow"])]
-    scheme: String,
+    #[arg(long, value_enum, default_value_t = SignScheme::Hmac)]
+    scheme: SignScheme,
     #[arg(long, short = 'X', default_value = "GET")]
     method: String,
     /// A header to send and sign, `Name: value` (repeatable).
@@ -67,34 +70,50 @@ struct SignArgs {
     url: String,
 }
 
+/// The schemes `keyward sign` signs with.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum SignScheme {
+    Hmac,
+    AwsSigv4,
+    Rfc9421,
+    Arrow,
+}
+
+/// What every administrative command connects to and runs with: the same settings as `serve`.
+#[derive(clap::Args)]
+struct AdminEnv {
+    #[command(flatten)]
+    database: DatabaseConfig,
+    #[command(flatten)]
+    app: AppConfig,
+}
+
 #[derive(Subcommand)]
 enum AdminCommand {
     /// Re-encrypt every signing secret under the first of KEYWARD_MASTER_KEYS (after adding a
     /// new master key in front); then older master keys can be removed.
     ResealSigningSecrets {
         #[command(flatten)]
-        database: DatabaseConfig,
-        #[command(flatten)]
-        secrets: keyward::config::SecretsConfig,
+        env: AdminEnv,
     },
     /// Disable a user: their sessions end at once and logins are refused.
     DisableUser {
         #[command(flatten)]
-        database: DatabaseConfig,
+        env: AdminEnv,
         #[arg(long)]
         email: String,
     },
     /// Enable a disabled user again.
     EnableUser {
         #[command(flatten)]
-        database: DatabaseConfig,
+        env: AdminEnv,
         #[arg(long)]
         email: String,
     },
     /// Create a user. The password is read from stdin (or asked for on a terminal), never from argv.
     CreateUser {
         #[command(flatten)]
-        database: DatabaseConfig,
+        env: AdminEnv,
         #[arg(long)]
         email: String,
         /// May act in every tenant and review every audit trail.
@@ -104,13 +123,13 @@ enum AdminCommand {
     /// Create a service token and print it alone on stdout (it is shown only this once).
     CreateServiceToken {
         #[command(flatten)]
-        database: DatabaseConfig,
+        env: AdminEnv,
         /// A platform-wide token.
         #[arg(long, conflicts_with = "tenant", required_unless_present = "tenant")]
         platform: bool,
         /// A token bound to this tenant (UUID).
-        #[arg(long)]
-        tenant: Option<String>,
+        #[arg(long, value_parser = parse_tenant_id)]
+        tenant: Option<TenantId>,
         /// Comma-separated: keys:verify, keys:read, keys:write, audit:read, tenants:admin.
         #[arg(long, value_delimiter = ',', required = true)]
         permissions: Vec<String>,
@@ -122,29 +141,78 @@ enum AdminCommand {
     },
 }
 
+fn parse_tenant_id(text: &str) -> Result<TenantId, String> {
+    TenantId::parse(text).ok_or_else(|| "not a tenant id (a UUID)".to_owned())
+}
+
+/// Why a command failed; printed as `error: …` on stderr, with nothing on stdout.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("cannot connect to the database: {0}")]
+    Connect(sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot listen on {0}: {1}")]
+    Listen(std::net::SocketAddr, std::io::Error),
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+    #[error("cannot read {0}: {1}")]
+    Read(String, std::io::Error),
+    #[error("{0}")]
+    Usage(&'static str),
+    #[error("--header {0:?} is not `Name: value`")]
+    Header(String),
+    #[error("{}", describe_invalid(.0))]
+    Invalid(ValidationErrors),
+    #[error("{0}")]
+    Service(service::Error),
+    #[error("cannot sign: {0}")]
+    Sign(#[from] keyward::signing::SignError),
+}
+
+impl From<service::Error> for CliError {
+    fn from(error: service::Error) -> Self {
+        match error {
+            service::Error::Validation(errors) => CliError::Invalid(errors),
+            other => CliError::Service(other),
+        }
+    }
+}
+
+fn describe_invalid(errors: &ValidationErrors) -> String {
+    errors
+        .0
+        .iter()
+        .map(|e| format!("{}: {}", e.field, e.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("KEYWARD_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli.command)) {
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Runtime)
+        .and_then(|runtime| runtime.block_on(run(cli.command)));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("error: {message}");
+        Err(error) => {
+            eprintln!("error: {error}");
             ExitCode::FAILURE
         }
     }
 }
 
-async fn run(command: Command) -> Result<(), String> {
+async fn run(command: Command) -> Result<(), CliError> {
     match command {
         Command::Openapi => {
             print!("{}", keyward::openapi_json());
@@ -152,41 +220,38 @@ async fn run(command: Command) -> Result<(), String> {
         }
         Command::Migrate(database) => {
             let pool = connect(&database).await?;
-            db::migrate(&pool).await.map_err(|e| format!("migration failed: {e}"))?;
+            db::migrate(&pool).await?;
             eprintln!("migrations applied");
             Ok(())
         }
         Command::Serve(config) => serve(config).await,
         Command::Sign(args) => sign(args),
-        Command::Admin(AdminCommand::ResealSigningSecrets { database, secrets }) => {
-            let keys = secrets.master_keys()?.ok_or("set KEYWARD_MASTER_KEYS")?;
-            let pool = connect(&database).await?;
-            db::migrate(&pool).await.map_err(|e| format!("migration failed: {e}"))?;
-            let ctx = app::context(pool, Clock::system(), std::time::Duration::from_secs(1)).with_master_keys(keys);
-            let count = service::keys::reseal_signing_secrets(&ctx).await.map_err(describe)?;
+        Command::Admin(AdminCommand::ResealSigningSecrets { env }) => {
+            let app = admin_app(&env).await?;
+            if app.ctx.master_keys.is_none() {
+                return Err(CliError::Usage("set KEYWARD_MASTER_KEYS"));
+            }
+            let count = service::keys::reseal_signing_secrets(&app.ctx).await?;
             eprintln!("re-sealed {count} signing secrets");
             Ok(())
         }
-        Command::Admin(AdminCommand::DisableUser { database, email }) => set_disabled(database, &email, true).await,
-        Command::Admin(AdminCommand::EnableUser { database, email }) => set_disabled(database, &email, false).await,
+        Command::Admin(AdminCommand::DisableUser { env, email }) => set_disabled(env, &email, true).await,
+        Command::Admin(AdminCommand::EnableUser { env, email }) => set_disabled(env, &email, false).await,
         Command::Admin(AdminCommand::CreateUser {
-            database,
+            env,
             email,
             platform_admin,
         }) => {
             let password = read_password()?;
-            let pool = connect(&database).await?;
-            db::migrate(&pool).await.map_err(|e| format!("migration failed: {e}"))?;
-            let ctx = app::context(pool, Clock::system(), std::time::Duration::from_secs(1));
-            let user = service::accounts::create_user(&ctx, &cli_actor(), &email, &password, platform_admin)
-                .await
-                .map_err(describe)?;
+            let app = admin_app(&env).await?;
+            let user =
+                service::accounts::create_user(&app.ctx, &cli_actor(), &email, &password, platform_admin).await?;
             eprintln!("created user {} ({})", user.email, user.id);
             println!("{}", user.id);
             Ok(())
         }
         Command::Admin(AdminCommand::CreateServiceToken {
-            database,
+            env,
             platform,
             tenant,
             permissions,
@@ -195,38 +260,20 @@ async fn run(command: Command) -> Result<(), String> {
         }) => {
             let owner = match (platform, tenant) {
                 (true, _) => TenantScope::Platform,
-                (false, Some(text)) => TenantScope::Tenant(
-                    TenantId::parse(&text).ok_or_else(|| format!("--tenant {text:?} is not a UUID"))?,
-                ),
-                (false, None) => return Err("give --platform or --tenant <id>".into()),
+                (false, Some(tenant)) => TenantScope::Tenant(tenant),
+                (false, None) => return Err(CliError::Usage("give --platform or --tenant <id>")),
             };
-            let pool = connect(&database).await?;
-            db::migrate(&pool).await.map_err(|e| format!("migration failed: {e}"))?;
-            let ctx = app::context(pool, Clock::system(), std::time::Duration::from_secs(1));
+            let app = admin_app(&env).await?;
             let draft = ServiceTokenDraft {
                 name,
                 permissions,
                 expires_at: None,
                 ttl_seconds,
             };
-            let spec = draft.validate(ctx.clock.now()).map_err(|errors| {
-                errors
-                    .0
-                    .iter()
-                    .map(|e| format!("{}: {}", e.field, e.message))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            })?;
-            let actor = Actor {
-                kind: ActorKind::System,
-                id: "cli".into(),
-            };
-            let issued = service::keys::issue_service_token(&ctx, &actor, &RequestMeta::default(), owner, spec)
-                .await
-                .map_err(|e| match e {
-                    service::Error::NotFound(what) => format!("{what} not found"),
-                    other => other.to_string(),
-                })?;
+            let spec = draft.validate(app.ctx.clock.now()).map_err(CliError::Invalid)?;
+            let issued =
+                service::keys::issue_service_token(&app.ctx, &cli_actor(), &RequestMeta::default(), owner, spec)
+                    .await?;
             eprintln!(
                 "created service token {} with permissions {} (shown once; store it now)",
                 issued.key.id,
@@ -238,8 +285,15 @@ async fn run(command: Command) -> Result<(), String> {
     }
 }
 
-fn sign(args: SignArgs) -> Result<(), String> {
-    use keyward::signing::client::{self, ClientScheme, Outgoing};
+/// The application for an administrative command: connected and migrated, nothing started.
+async fn admin_app(env: &AdminEnv) -> Result<App, CliError> {
+    let pool = connect(&env.database).await?;
+    db::migrate(&pool).await?;
+    Ok(App::build(&env.app, pool, Clock::system())?)
+}
+
+fn sign(args: SignArgs) -> Result<(), CliError> {
+    use keyward::signing::client::{self, Outgoing};
     use secrecy::ExposeSecret;
     let secret = match std::env::var("KEYWARD_SIGNING_SECRET") {
         Ok(secret) => SecretString::from(secret),
@@ -247,27 +301,27 @@ fn sign(args: SignArgs) -> Result<(), String> {
     };
     let body = match (&args.data, &args.data_file) {
         (Some(text), _) => text.as_bytes().to_vec(),
-        (None, Some(path)) => std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+        (None, Some(path)) => std::fs::read(path).map_err(|e| CliError::Read(path.display().to_string(), e))?,
         (None, None) => Vec::new(),
     };
     let mut headers = Vec::new();
     for header in &args.headers {
-        let (name, value) = header
-            .split_once(':')
-            .ok_or_else(|| format!("--header {header:?} is not `Name: value`"))?;
+        let (name, value) = header.split_once(':').ok_or_else(|| CliError::Header(header.clone()))?;
         headers.push((name.trim().to_owned(), value.trim().to_owned()));
     }
-    let scheme = match args.scheme.as_str() {
-        "aws-sigv4" => ClientScheme::AwsSigV4 {
+    let scheme = match args.scheme {
+        SignScheme::AwsSigv4 => ClientScheme::AwsSigV4 {
             region: args.region,
             service: args.service,
         },
-        "rfc9421" => ClientScheme::Rfc9421,
-        "arrow" => ClientScheme::Arrow,
-        _ => ClientScheme::Hmac,
+        SignScheme::Rfc9421 => ClientScheme::Rfc9421,
+        SignScheme::Arrow => ClientScheme::Arrow,
+        SignScheme::Hmac => ClientScheme::Hmac,
     };
     let time = match args.timestamp {
-        Some(secs) => chrono::DateTime::from_timestamp(secs, 0).ok_or("--timestamp is out of range")?,
+        Some(secs) => {
+            chrono::DateTime::from_timestamp(secs, 0).ok_or(CliError::Usage("--timestamp is out of range"))?
+        }
         None => chrono::Utc::now(),
     };
     let outgoing = Outgoing {
@@ -282,21 +336,16 @@ fn sign(args: SignArgs) -> Result<(), String> {
         &args.key_id,
         secret.expose_secret().as_bytes(),
         time,
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     for (name, value) in added {
         println!("{name}: {value}");
     }
     Ok(())
 }
 
-async fn set_disabled(database: DatabaseConfig, email: &str, disabled: bool) -> Result<(), String> {
-    let pool = connect(&database).await?;
-    db::migrate(&pool).await.map_err(|e| format!("migration failed: {e}"))?;
-    let ctx = app::context(pool, Clock::system(), std::time::Duration::from_secs(1));
-    let user = service::accounts::set_user_disabled(&ctx, &cli_actor(), email, disabled)
-        .await
-        .map_err(describe)?;
+async fn set_disabled(env: AdminEnv, email: &str, disabled: bool) -> Result<(), CliError> {
+    let app = admin_app(&env).await?;
+    let user = service::accounts::set_user_disabled(&app.ctx, &cli_actor(), email, disabled).await?;
     eprintln!("{} {}", if disabled { "disabled" } else { "enabled" }, user.email);
     Ok(())
 }
@@ -308,64 +357,37 @@ fn cli_actor() -> Actor {
     }
 }
 
-fn describe(error: service::Error) -> String {
-    match error {
-        service::Error::Validation(errors) => errors
-            .0
-            .iter()
-            .map(|e| format!("{}: {}", e.field, e.message))
-            .collect::<Vec<_>>()
-            .join("; "),
-        service::Error::NotFound(what) => format!("{what} not found"),
-        other => other.to_string(),
-    }
-}
-
 /// The password from a terminal prompt (not echoed) or the first line of stdin.
-fn read_password() -> Result<SecretString, String> {
+fn read_password() -> Result<SecretString, CliError> {
     use std::io::IsTerminal;
     let text = if std::io::stdin().is_terminal() {
-        rpassword::prompt_password("password: ").map_err(|e| format!("cannot read the password: {e}"))?
+        rpassword::prompt_password("password: ").map_err(|e| CliError::Read("the password".into(), e))?
     } else {
         let mut line = String::new();
         std::io::stdin()
             .read_line(&mut line)
-            .map_err(|e| format!("cannot read the password from stdin: {e}"))?;
+            .map_err(|e| CliError::Read("the password from stdin".into(), e))?;
         line.trim_end_matches(['\r', '\n']).to_owned()
     };
     Ok(SecretString::from(text))
 }
 
-async fn connect(database: &DatabaseConfig) -> Result<sqlx::PgPool, String> {
-    db::connect(database)
-        .await
-        .map_err(|e| format!("cannot connect to the database: {e}"))
+async fn connect(database: &DatabaseConfig) -> Result<sqlx::PgPool, CliError> {
+    db::connect(database).await.map_err(CliError::Connect)
 }
 
-async fn serve(config: ServeConfig) -> Result<(), String> {
+async fn serve(config: ServeConfig) -> Result<(), CliError> {
     let pool = connect(&config.database).await?;
     if !config.skip_migrations {
-        db::migrate(&pool).await.map_err(|e| format!("migration failed: {e}"))?;
+        db::migrate(&pool).await?;
     }
+    // A wrong setting stops here, before anything listens.
+    let app = App::build(&config.app, pool, Clock::system())?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        .map_err(|e| CliError::Listen(config.listen, e))?;
     tracing::info!(listen = %config.listen, "keyward serving");
-    let mut ctx = app::context(pool, Clock::system(), config.usage_flush_interval());
-    match config.sessions.jwt()? {
-        Some(jwt) => ctx = ctx.with_jwt(jwt),
-        None => tracing::warn!("no KEYWARD_JWT_SECRET or KEYWARD_JWT_PRIVATE_KEY_FILE: user logins are disabled"),
-    }
-    let regions: Vec<&str> = config.sigv4_region.iter().map(|s| s.trim()).collect();
-    let services: Vec<&str> = config.sigv4_service.iter().map(|s| s.trim()).collect();
-    ctx = ctx.with_sigv4(keyward::signing::sigv4::Accept::new(&regions, &services));
-    ctx.authorize_open = config.authorize_open;
-    ctx.trusted_proxies = std::sync::Arc::new(config.trusted_proxies.clone());
-    match config.secrets.master_keys()? {
-        Some(keys) => ctx = ctx.with_master_keys(keys),
-        None => tracing::warn!("no KEYWARD_MASTER_KEYS: keys cannot be issued with signing secrets"),
-    }
-    app::serve(listener, ctx, app::shutdown_signal())
+    app.serve(listener, app::shutdown_signal())
         .await
-        .map_err(|e| format!("server error: {e}"))
+        .map_err(CliError::Serve)
 }

@@ -11,4 +11,3 @@ pub mod tenant;
 pub mod token;
 pub mod user;
 pub mod validation;
-pub mod verify;

@@ -69,6 +69,9 @@ impl TenantScope {
 pub enum Principal {
     ServiceToken(KeyId),
     User(UserId),
+    /// A gateway calling `/v1/authorize` without a token, where the deployment allows it
+    /// (`KEYWARD_AUTHORIZE_OPEN`): it may verify keys and nothing else.
+    OpenGateway,
 }
 
 /// What the caller was granted.
@@ -105,8 +108,24 @@ impl Caller {
         }
     }
 
+    /// The open gateway: verifies keys of every tenant, may do nothing else.
+    pub fn open_gateway() -> Self {
+        Caller {
+            principal: Principal::OpenGateway,
+            grant: Grant::Token {
+                scope: TenantScope::Platform,
+                permissions: vec![Permission::KeysVerify],
+            },
+            expires_at: None,
+        }
+    }
+
     pub fn actor(&self) -> Actor {
         match &self.principal {
+            Principal::OpenGateway => Actor {
+                kind: ActorKind::System,
+                id: "open-gateway".into(),
+            },
             Principal::ServiceToken(id) => Actor {
                 kind: ActorKind::Service,
                 id: id.to_string(),

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use std::net::{IpAddr, SocketAddr};
 
+use crate::config::TrustedProxies;
 use crate::domain::audit::RequestMeta;
 use crate::domain::permissions::Caller;
 use crate::error::{redact_values, ApiError};
@@ -157,9 +158,9 @@ impl FromRequestParts<Context> for Meta {
 /// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`, what a dual-stack listener reports for IPv4
 /// clients) are the IPv4 address they carry, so every rule keyed on an address (throttles, the
 /// audit trail) treats an IPv4 client alike on any listener.
-fn client_address(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+fn client_address(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &TrustedProxies) -> IpAddr {
     let peer = peer.to_canonical();
-    if !trusted.iter().any(|t| t.to_canonical() == peer) {
+    if !trusted.trusts(peer) {
         return peer;
     }
     let hops: Vec<IpAddr> = headers
@@ -170,10 +171,7 @@ fn client_address(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &[IpAd
         .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
         .map(|hop| hop.to_canonical())
         .collect();
-    hops.into_iter()
-        .rev()
-        .find(|hop| !trusted.iter().any(|t| t.to_canonical() == *hop))
-        .unwrap_or(peer)
+    hops.into_iter().rev().find(|hop| !trusted.trusts(*hop)).unwrap_or(peer)
 }
 
 /// A JSON body that may also be left out entirely, meaning `T::default()`.
@@ -213,7 +211,7 @@ mod tests {
     fn an_ipv4_mapped_peer_is_its_ipv4_address() {
         let peer: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
         assert_eq!(
-            client_address(peer, &axum::http::HeaderMap::new(), &[]),
+            client_address(peer, &axum::http::HeaderMap::new(), &TrustedProxies::default()),
             "192.0.2.7".parse::<IpAddr>().unwrap()
         );
     }
@@ -221,7 +219,10 @@ mod tests {
     #[test]
     fn an_untrusted_peer_is_the_client_whatever_it_forwards() {
         let peer: IpAddr = "203.0.113.9".parse().unwrap();
-        assert_eq!(client_address(peer, &forwarded("198.51.100.1"), &[]), peer);
+        assert_eq!(
+            client_address(peer, &forwarded("198.51.100.1"), &TrustedProxies::default()),
+            peer
+        );
     }
 
     #[test]
@@ -230,7 +231,7 @@ mod tests {
         let edge: IpAddr = "10.0.0.1".parse().unwrap();
         let headers = forwarded("1.2.3.4, 198.51.100.7, 10.0.0.1");
         assert_eq!(
-            client_address(proxy, &headers, &[proxy, edge]),
+            client_address(proxy, &headers, &TrustedProxies::new(vec![proxy.into(), edge.into()])),
             "198.51.100.7".parse::<IpAddr>().unwrap()
         );
     }

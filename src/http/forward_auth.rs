@@ -3,47 +3,23 @@
 //! `X-Keyward-Gateway-Token`; the end client's credentials travel as the client sent them.
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::Meta;
 use super::verify::VerifyResponse;
-use crate::domain::ids::{KeyId, KeyKind};
 use crate::domain::key::Key;
-use crate::domain::permissions::{Caller, Permission, TenantScope};
-use crate::domain::verify::VerifyCode;
 use crate::error::{ApiError, Problem};
-use crate::service::{self, callers, signed, verify, Context};
-use crate::signing;
+use crate::service::Context;
+use crate::verify::forward_auth::{self, Checked};
+use crate::verify::VerifyCode;
 
 pub fn router() -> OpenApiRouter<Context> {
     OpenApiRouter::new().routes(routes!(authorize))
 }
 
-pub const GATEWAY_TOKEN: &str = "x-keyward-gateway-token";
-pub const REQUIRED_SCOPES: &str = "x-keyward-required-scopes";
-/// Headers that describe the original request or the gateway, never signed by the client.
-const GATEWAY_HEADERS: [&str; 10] = [
-    GATEWAY_TOKEN,
-    REQUIRED_SCOPES,
-    "x-original-method",
-    "x-original-uri",
-    ORIGINAL_CONTENT_LENGTH,
-    ORIGINAL_TRANSFER_ENCODING,
-    "x-forwarded-method",
-    "x-forwarded-uri",
-    "x-forwarded-host",
-    "x-forwarded-proto",
-];
 const MAX_BODY: usize = 64 * 1024;
-/// nginx's `auth_request` cannot pass the body on; the example config sends its length here.
-pub const ORIGINAL_CONTENT_LENGTH: &str = "x-original-content-length";
-/// The client's `Transfer-Encoding` (nginx: `$http_transfer_encoding`). A chunked body has no
-/// length nginx could put in `X-Original-Content-Length`, so any value here means "a body of
-/// unknown length".
-pub const ORIGINAL_TRANSFER_ENCODING: &str = "x-original-transfer-encoding";
 
 /// Checks the original request's credentials: a signed request (SigV4, RFC 9421, the
 /// `X-Keyward-*` HMAC headers, x-arrow, SigV2), `Authorization: Bearer <key>`, `X-API-Key: <key>`
@@ -73,42 +49,35 @@ pub const ORIGINAL_TRANSFER_ENCODING: &str = "x-original-transfer-encoding";
 )]
 async fn authorize(State(ctx): State<Context>, Meta(meta): Meta, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
-    let headers = &parts.headers;
-    let gateway = gateway_caller(&ctx, headers).await?;
-    let scopes = required_scopes(headers);
+    let gateway = forward_auth::gateway(&ctx, &parts.headers).await?;
     let body = axum::body::to_bytes(body, MAX_BODY)
         .await
         .map_err(|_| ApiError::PayloadTooLarge)?;
-
-    let mut original = original_request(&parts.method, &parts.uri, headers, body.to_vec());
-    let mut declared_body_hash = None;
-    let (code, key) = if signing::detect(&original).is_some() {
-        if body.is_empty() && body_withheld(headers) {
-            // The signature can only be checked against the hash it declares; the upstream must
-            // hold the body to it (X-Keyward-Body-Sha256).
-            match declared_sha256(&original) {
-                Some(hash) => {
-                    original.body = signing::Body::Sha256(hash);
-                    declared_body_hash = Some(hash);
-                }
-                None => {
-                    return Ok(denied(
-                        StatusCode::UNAUTHORIZED,
-                        Some(VerifyCode::BodyUnverifiable),
-                        BODY_DETAIL,
-                    ))
-                }
-            }
+    let checked = forward_auth::check(
+        &ctx,
+        &gateway,
+        &meta,
+        &parts.method,
+        &parts.uri,
+        &parts.headers,
+        body.to_vec(),
+    )
+    .await?;
+    let (verdict, declared_body_hash) = match checked {
+        Checked::Verified {
+            verdict,
+            declared_body_hash,
+        } => (verdict, declared_body_hash),
+        Checked::BodyUnverifiable => {
+            return Ok(denied(
+                StatusCode::UNAUTHORIZED,
+                Some(VerifyCode::BodyUnverifiable),
+                BODY_DETAIL,
+            ))
         }
-        let verdict = signed::verify_request(&ctx, &gateway, &meta, &original, &scopes).await?;
-        (verdict.code, verdict.key)
-    } else if let Some((token, expected_id)) = presented_key(headers) {
-        let verdict = verify::verify_key(&ctx, &gateway, &meta, &token, expected_id.as_deref(), &scopes).await?;
-        (verdict.code, verdict.key)
-    } else {
-        return Ok(denied(StatusCode::UNAUTHORIZED, None, "no credentials were presented"));
+        Checked::NoCredentials => return Ok(denied(StatusCode::UNAUTHORIZED, None, "no credentials were presented")),
     };
-    let mut response = answer(code, key);
+    let mut response = answer(verdict.code, verdict.key);
     if let (StatusCode::OK, Some(hash)) = (response.status(), declared_body_hash) {
         if let Ok(value) = HeaderValue::from_str(&hex::encode(hash)) {
             response
@@ -121,118 +90,6 @@ async fn authorize(State(ctx): State<Context>, Meta(meta): Meta, request: Reques
 
 const BODY_DETAIL: &str = "the gateway did not pass the body on, and the signature does not declare its hash \
     (send x-amz-content-sha256 or a signed Content-Digest, or verify at /v1/verify/request)";
-
-/// Whether the gateway kept a body back: one of a stated length above zero, or one whose length
-/// it could not state (any transfer encoding, or a length that is not a number). Only a length
-/// of zero, or neither header, means there is no body.
-fn body_withheld(headers: &HeaderMap) -> bool {
-    let encoded = headers
-        .get_all(ORIGINAL_TRANSFER_ENCODING)
-        .iter()
-        .any(|v| !v.as_bytes().trim_ascii().is_empty());
-    let withheld_length = headers.get_all(ORIGINAL_CONTENT_LENGTH).iter().any(|v| {
-        let text = v.as_bytes().trim_ascii();
-        !text.is_empty() && std::str::from_utf8(text).ok().and_then(|t| t.parse::<u64>().ok()) != Some(0)
-    });
-    encoded || withheld_length
-}
-
-/// The body hash a signed request declares in a signed header: SigV4's `x-amz-content-sha256`
-/// or an RFC 9530 `Content-Digest` `sha-256` member.
-fn declared_sha256(request: &signing::Request) -> Option<[u8; 32]> {
-    if let Some(hex_digest) = request.header("x-amz-content-sha256") {
-        return hex::decode(hex_digest.trim()).ok()?.try_into().ok();
-    }
-    let digest = request.header("content-digest")?;
-    let dictionary = signing::sfv::parse_dictionary(digest).ok()?;
-    dictionary.iter().find_map(|(name, member)| match member {
-        signing::sfv::Member::Item(item) if name == "sha-256" => match &item.bare {
-            signing::sfv::BareItem::ByteSeq(bytes) => bytes.as_slice().try_into().ok(),
-            _ => None,
-        },
-        _ => None,
-    })
-}
-
-/// The gateway, by its token; or, where the deployment allows it, an anonymous verifier.
-async fn gateway_caller(ctx: &Context, headers: &HeaderMap) -> Result<Caller, ApiError> {
-    match headers.get(GATEWAY_TOKEN).and_then(|v| v.to_str().ok()) {
-        Some(token) => Ok(callers::authenticate(ctx, token.trim()).await?),
-        None if ctx.authorize_open => Ok(Caller::service(
-            KeyId::from_trusted("open-gateway".into()),
-            TenantScope::Platform,
-            vec![Permission::KeysVerify],
-        )),
-        None => Err(service::Error::Unauthenticated.into()),
-    }
-}
-
-fn required_scopes(headers: &HeaderMap) -> Vec<String> {
-    headers
-        .get_all(REQUIRED_SCOPES)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split([',', ' ']))
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
-/// The client's request as the gateway describes it (nginx `X-Original-*`, Traefik
-/// `X-Forwarded-*`), or this request itself when the gateway forwards it as is.
-fn original_request(
-    method: &axum::http::Method,
-    uri: &axum::http::Uri,
-    headers: &HeaderMap,
-    body: Vec<u8>,
-) -> signing::Request {
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    // nginx names the original request in X-Original-*; any X-Forwarded-* beside them came from
-    // the client and must not choose the host or scheme a signature is checked against.
-    let nginx = text("x-original-method").is_some() || text("x-original-uri").is_some();
-    let forwarded = |name: &str| if nginx { None } else { text(name) };
-    let method = text("x-original-method")
-        .or(forwarded("x-forwarded-method"))
-        .unwrap_or(method.as_str());
-    let target = text("x-original-uri")
-        .or(forwarded("x-forwarded-uri"))
-        .map(str::to_owned)
-        .unwrap_or_else(|| uri.path_and_query().map_or("/".to_owned(), |pq| pq.as_str().to_owned()));
-    let mut request = signing::Request::from_target(method, &target);
-    for (name, value) in headers {
-        if GATEWAY_HEADERS.contains(&name.as_str()) {
-            continue;
-        }
-        if let Ok(value) = value.to_str() {
-            request.headers.push((name.as_str().to_owned(), value.to_owned()));
-        }
-    }
-    if let Some(host) = forwarded("x-forwarded-host") {
-        request.set_header("host", host);
-    }
-    request.scheme = forwarded("x-forwarded-proto").map(str::to_owned);
-    request.body = signing::Body::Bytes(body);
-    request
-}
-
-/// A plain key: `Authorization: Bearer`, `X-API-Key`, or `Authorization: Basic` with the key id
-/// as user name (which must then match the key).
-fn presented_key(headers: &HeaderMap) -> Option<(String, Option<String>)> {
-    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    if let Some(token) = authorization.and_then(|v| v.strip_prefix("Bearer ")) {
-        return Some((token.trim().to_owned(), None));
-    }
-    if let Some(token) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
-        return Some((token.trim().to_owned(), None));
-    }
-    let basic = authorization.and_then(|v| v.strip_prefix("Basic "))?;
-    let decoded = base64::engine::general_purpose::STANDARD.decode(basic.trim()).ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (id, token) = text.split_once(':')?;
-    let id = KeyId::parse(KeyKind::Customer, id).map(|id| id.as_str().to_owned());
-    Some((token.to_owned(), Some(id.unwrap_or_else(|| "-".into()))))
-}
 
 fn answer(code: VerifyCode, key: Option<Key>) -> Response {
     match (code, key) {

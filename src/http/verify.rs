@@ -8,12 +8,12 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::{Authenticated, Json, Meta};
 use crate::domain::ids::{KeyId, TenantId};
-use crate::domain::key::{Environment, Key};
+use crate::domain::key::Environment;
 use crate::domain::validation::ValidationErrors;
-use crate::domain::verify::VerifyCode;
 use crate::error::{ApiError, Problem};
-use crate::service::{signed, verify, Context};
+use crate::service::Context;
 use crate::signing;
+use crate::verify::{self, Verdict, VerifyCode};
 
 pub fn router() -> OpenApiRouter<Context> {
     OpenApiRouter::new()
@@ -82,21 +82,22 @@ async fn verify_key(
     Json(request): Json<VerifyRequest>,
 ) -> Result<Json<VerifyResponse>, ApiError> {
     let verdict = verify::verify_key(&ctx, &caller, &meta, &request.key, None, &request.scopes).await?;
-    Ok(Json(VerifyResponse::new(
-        verdict.code,
-        verdict.key,
-        None,
-        verdict.remaining,
-    )))
+    Ok(Json(VerifyResponse::from(verdict)))
 }
 
-impl VerifyResponse {
-    fn new(code: VerifyCode, key: Option<Key>, scheme: Option<&str>, remaining: Option<i64>) -> Self {
+impl From<Verdict> for VerifyResponse {
+    fn from(verdict: Verdict) -> Self {
+        let Verdict {
+            code,
+            scheme,
+            key,
+            remaining,
+        } = verdict;
         VerifyResponse {
             valid: code == VerifyCode::Valid,
             code,
             remaining,
-            scheme: scheme.map(str::to_owned),
+            scheme: scheme.map(|s| s.as_str().to_owned()),
             tenant_id: key.as_ref().and_then(|k| k.tenant_id),
             environment: key.as_ref().map(|k| k.environment),
             expires_at: key.as_ref().and_then(|k| k.expires_at),
@@ -226,11 +227,6 @@ async fn verify_request(
 ) -> Result<Json<VerifyResponse>, ApiError> {
     let scopes = body.scopes.clone();
     let request = body.into_request().map_err(crate::service::Error::from)?;
-    let verdict = signed::verify_request(&ctx, &caller, &meta, &request, &scopes).await?;
-    Ok(Json(VerifyResponse::new(
-        verdict.code,
-        verdict.key,
-        verdict.scheme.map(|s| s.as_str()),
-        verdict.remaining,
-    )))
+    let verdict = verify::verify_request(&ctx, &caller, &meta, &request, &scopes).await?;
+    Ok(Json(VerifyResponse::from(verdict)))
 }

@@ -10,11 +10,10 @@ use crate::crypto::secrets::Sealed;
 use crate::domain::ids::{KeyId, KeyKind, TenantId};
 use crate::domain::key::{Environment, Key, KeyPatch, KeyStatus, RateLimit};
 use crate::domain::permissions::TenantScope;
-use crate::domain::tenant::{TenantSettings, TenantStatus};
 use crate::domain::token::TokenHash;
 
 #[derive(sqlx::FromRow)]
-struct KeyRow {
+pub(crate) struct KeyRow {
     id: String,
     tenant_id: Option<Uuid>,
     kind: String,
@@ -79,14 +78,7 @@ impl TryFrom<KeyRow> for Key {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct KeyWithTenantRow {
-    #[sqlx(flatten)]
-    key: KeyRow,
-    tenant_status: Option<String>,
-}
-
-const COLUMNS: &str = "k.id, k.tenant_id, k.kind, k.name, k.environment, k.prefix, k.start, k.scopes, \
+pub(crate) const COLUMNS: &str = "k.id, k.tenant_id, k.kind, k.name, k.environment, k.prefix, k.start, k.scopes, \
     k.metadata, k.owner_id, k.created_at, k.created_by, k.expires_at, k.revoked_at, k.revoked_reason, \
     k.enabled, k.last_used_at, k.rotated_from, k.limit_family, k.signing_secret, k.signing_secret_version, \
     k.remaining, k.rate_limit, k.rate_limit_window_seconds";
@@ -124,58 +116,6 @@ pub async fn insert(conn: &mut PgConnection, key: &Key, hash: &TokenHash) -> Res
     .execute(conn)
     .await?;
     Ok(())
-}
-
-/// The key of the given kind whose token hashes to `hash`, with its tenant's status
-/// (`None` for platform service tokens).
-pub async fn find_by_hash(
-    db: impl PgExecutor<'_>,
-    kind: KeyKind,
-    hash: &TokenHash,
-) -> Result<Option<(Key, Option<TenantStatus>)>, sqlx::Error> {
-    let row = sqlx::query_as::<_, KeyWithTenantRow>(&format!(
-        "SELECT {COLUMNS}, t.status AS tenant_status
-         FROM api_keys k LEFT JOIN tenants t ON t.id = k.tenant_id
-         WHERE k.token_hash = $1 AND k.kind = $2"
-    ))
-    .bind(hash.as_bytes().as_slice())
-    .bind(kind.as_str())
-    .fetch_optional(db)
-    .await?;
-    let Some(row) = row else { return Ok(None) };
-    let status = match row.tenant_status {
-        Some(text) => Some(TenantStatus::parse(&text).ok_or_else(|| bad_column("tenants.status", &text))?),
-        None => None,
-    };
-    Ok(Some((Key::try_from(row.key)?, status)))
-}
-
-/// The customer key with this id, with its tenant's status and settings (signed requests
-/// name their key by id).
-pub async fn find_customer_by_id(
-    db: impl PgExecutor<'_>,
-    id: &KeyId,
-) -> Result<Option<(Key, TenantStatus, TenantSettings)>, sqlx::Error> {
-    #[derive(sqlx::FromRow)]
-    struct Row {
-        #[sqlx(flatten)]
-        key: KeyRow,
-        tenant_status: String,
-        tenant_settings: serde_json::Value,
-    }
-    let row = sqlx::query_as::<_, Row>(&format!(
-        "SELECT {COLUMNS}, t.status AS tenant_status, t.settings AS tenant_settings
-         FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
-         WHERE k.id = $1 AND k.kind = 'customer'"
-    ))
-    .bind(id.as_str())
-    .fetch_optional(db)
-    .await?;
-    let Some(row) = row else { return Ok(None) };
-    let status =
-        TenantStatus::parse(&row.tenant_status).ok_or_else(|| bad_column("tenants.status", &row.tenant_status))?;
-    let settings = serde_json::from_value(row.tenant_settings).unwrap_or_default();
-    Ok(Some((Key::try_from(row.key)?, status, settings)))
 }
 
 /// One key of `kind` held by `owner`; `for_update` locks it for the rest of the transaction.
@@ -252,7 +192,6 @@ pub async fn list(
 }
 
 pub async fn update(conn: &mut PgConnection, id: &KeyId, patch: &KeyPatch) -> Result<Key, sqlx::Error> {
-    notify_key_changed(&mut *conn, id).await?;
     let scopes: Option<Vec<String>> = patch
         .scopes
         .as_ref()
@@ -291,7 +230,6 @@ pub async fn update(conn: &mut PgConnection, id: &KeyId, patch: &KeyPatch) -> Re
 }
 
 pub async fn set_expires_at(conn: &mut PgConnection, id: &KeyId, at: DateTime<Utc>) -> Result<Key, sqlx::Error> {
-    notify_key_changed(&mut *conn, id).await?;
     sqlx::query_as::<_, KeyRow>(&format!(
         "UPDATE api_keys k SET expires_at = $2 WHERE k.id = $1 RETURNING {COLUMNS}"
     ))
@@ -308,7 +246,6 @@ pub async fn revoke(
     at: DateTime<Utc>,
     reason: Option<&str>,
 ) -> Result<Key, sqlx::Error> {
-    notify_key_changed(&mut *conn, id).await?;
     sqlx::query_as::<_, KeyRow>(&format!(
         "UPDATE api_keys k SET revoked_at = $2, revoked_reason = $3 WHERE k.id = $1 RETURNING {COLUMNS}"
     ))
@@ -339,29 +276,9 @@ pub async fn revoke_service_tokens_created_by(
     .bind(reason)
     .fetch_all(&mut *conn)
     .await?;
-    let mut revoked = Vec::with_capacity(ids.len());
-    for text in ids {
-        let id = KeyId::parse(KeyKind::Service, &text).ok_or_else(|| super::bad_column("api_keys.id", &text))?;
-        notify_key_changed(&mut *conn, &id).await?;
-        revoked.push(id);
-    }
-    Ok(revoked)
-}
-
-/// Records when keys were last used, in one statement for many keys; never moves a time back.
-pub async fn record_last_used(db: impl PgExecutor<'_>, uses: &[(KeyId, DateTime<Utc>)]) -> Result<u64, sqlx::Error> {
-    let ids: Vec<&str> = uses.iter().map(|(id, _)| id.as_str()).collect();
-    let times: Vec<DateTime<Utc>> = uses.iter().map(|(_, at)| *at).collect();
-    let result = sqlx::query(
-        "UPDATE api_keys k SET last_used_at = u.at
-         FROM unnest($1::text[], $2::timestamptz[]) AS u(id, at)
-         WHERE k.id = u.id AND (k.last_used_at IS NULL OR k.last_used_at < u.at)",
-    )
-    .bind(ids)
-    .bind(times)
-    .execute(db)
-    .await?;
-    Ok(result.rows_affected())
+    ids.into_iter()
+        .map(|text| KeyId::parse(KeyKind::Service, &text).ok_or_else(|| super::bad_column("api_keys.id", &text)))
+        .collect()
 }
 
 /// Keys whose signing secret is sealed under another master key than `current`.
@@ -392,48 +309,6 @@ pub async fn reseal(conn: &mut PgConnection, id: &KeyId, sealed: &Sealed) -> Res
     Ok(())
 }
 
-/// What using one verification of a limit family did.
-#[derive(Debug, PartialEq, Eq)]
-pub enum FamilyUse {
-    /// One was used; this many are left.
-    Used(i64),
-    /// None was left.
-    Exhausted,
-    /// The family's newest key has no usage limit.
-    Unlimited,
-}
-
-/// Uses up one of a limit family's remaining verifications: the counter lives on the family's
-/// newest key (the one without a successor), which its predecessors draw from during their
-/// grace period.
-pub async fn use_one(db: impl PgExecutor<'_>, family: &KeyId) -> Result<FamilyUse, sqlx::Error> {
-    #[derive(sqlx::FromRow)]
-    struct Row {
-        left: Option<i64>,
-        unlimited: Option<bool>,
-    }
-    let row = sqlx::query_as::<_, Row>(
-        "WITH head AS (
-             SELECT k.id, k.remaining FROM api_keys k
-             WHERE k.limit_family = $1 AND NOT EXISTS (SELECT 1 FROM api_keys s WHERE s.rotated_from = k.id)
-             ORDER BY k.created_at DESC LIMIT 1
-         ), used AS (
-             UPDATE api_keys SET remaining = api_keys.remaining - 1 FROM head
-             WHERE api_keys.id = head.id AND api_keys.remaining > 0
-             RETURNING api_keys.remaining
-         )
-         SELECT (SELECT remaining FROM used) AS left, (SELECT remaining IS NULL FROM head) AS unlimited",
-    )
-    .bind(family.as_str())
-    .fetch_one(db)
-    .await?;
-    Ok(match (row.left, row.unlimited) {
-        (Some(left), _) => FamilyUse::Used(left),
-        (None, Some(true)) => FamilyUse::Unlimited,
-        _ => FamilyUse::Exhausted,
-    })
-}
-
 /// Gives a family's other keys the limits just set on `head`, so that its predecessors keep
 /// drawing from the shared counter and window (`remaining`: they hold the `0` marker when the
 /// family is limited). Returns the keys changed.
@@ -461,13 +336,7 @@ pub async fn spread_family_limits(
     .bind(rate_limit.flatten().map(|r| r.window_seconds))
     .fetch_all(&mut *conn)
     .await?;
-    let mut changed = Vec::with_capacity(ids.len());
-    for id in ids {
-        let id = KeyId::from_trusted(id);
-        notify_key_changed(&mut *conn, &id).await?;
-        changed.push(id);
-    }
-    Ok(changed)
+    Ok(ids.into_iter().map(KeyId::from_trusted).collect())
 }
 
 /// The key rotation issued from `id`, if any (a key has at most one).
@@ -485,41 +354,6 @@ pub async fn successor_of(db: impl PgExecutor<'_>, id: &KeyId) -> Result<Option<
 pub async fn hand_over_remaining(conn: &mut PgConnection, old: &KeyId) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE api_keys SET remaining = 0 WHERE id = $1 AND remaining IS NOT NULL")
         .bind(old.as_str())
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-pub async fn hit_rate_window(
-    db: impl PgExecutor<'_>,
-    id: &KeyId,
-    window_start: DateTime<Utc>,
-) -> Result<i32, sqlx::Error> {
-    sqlx::query_scalar(
-        "INSERT INTO key_rate_windows (key_id, window_start, hits) VALUES ($1, $2, 1)
-         ON CONFLICT (key_id, window_start) DO UPDATE SET hits = key_rate_windows.hits + 1
-         RETURNING hits",
-    )
-    .bind(id.as_str())
-    .bind(window_start)
-    .fetch_one(db)
-    .await
-}
-
-/// Forgets rate windows that started before `before`.
-pub async fn prune_rate_windows(db: impl PgExecutor<'_>, before: DateTime<Utc>) -> Result<u64, sqlx::Error> {
-    let result = sqlx::query("DELETE FROM key_rate_windows WHERE window_start < $1")
-        .bind(before)
-        .execute(db)
-        .await?;
-    Ok(result.rows_affected())
-}
-
-/// Tells every replica's key cache that a key changed (delivered when the transaction commits).
-pub async fn notify_key_changed(conn: &mut PgConnection, id: &KeyId) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(super::KEY_CHANGES_CHANNEL)
-        .bind(format!("key:{id}"))
         .execute(conn)
         .await?;
     Ok(())

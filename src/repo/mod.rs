@@ -1,13 +1,8 @@
 //! SQL, one module per table. Every query of tenant data takes the tenant and filters on it;
 //! values always travel as bound parameters.
 
-/// The NOTIFY channel on which key and tenant changes reach every replica's key cache;
-/// payloads are `key:<key id>` or `tenant:<tenant id>`.
-pub const KEY_CHANGES_CHANNEL: &str = "keyward_key_changes";
-
 pub mod audit;
 pub mod keys;
-pub mod replays;
 pub mod tenants;
 pub mod users;
 

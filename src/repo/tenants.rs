@@ -77,12 +77,6 @@ pub async fn update(
     patch: &TenantPatch,
     now: DateTime<Utc>,
 ) -> Result<Option<Tenant>, sqlx::Error> {
-    // Tells every replica's key cache that this tenant's keys changed state (on commit).
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(super::KEY_CHANGES_CHANNEL)
-        .bind(format!("tenant:{id}"))
-        .execute(&mut *conn)
-        .await?;
     sqlx::query_as::<_, TenantRow>(&format!(
         "UPDATE tenants SET name = COALESCE($2, name), status = COALESCE($3, status),
              settings = settings || COALESCE($5, '{{}}'::jsonb), updated_at = $4

@@ -1,7 +1,7 @@
 //! Authenticates callers of keyward's own API: service tokens here, user access tokens in
 //! `sessions`.
 
-use super::{key_cache, Context, Error, Result};
+use super::{Context, Error, Result};
 use crate::domain::ids::KeyKind;
 use crate::domain::key::KeyStatus;
 use crate::domain::permissions::{Caller, TenantScope};
@@ -18,14 +18,16 @@ pub async fn authenticate(ctx: &Context, bearer: &str) -> Result<Caller> {
     if token.prefix() != TokenPrefix::Service {
         return Err(Error::Unauthenticated);
     }
-    let (key, tenant_status) = key_cache::find_by_hash(&ctx.key_cache, &ctx.pool, KeyKind::Service, &token.hash())
+    let (key, tenant_status) = ctx
+        .verify
+        .find_by_hash(&ctx.pool, KeyKind::Service, &token.hash())
         .await?
         .ok_or(Error::Unauthenticated)?;
     let now = ctx.clock.now();
     if key.status(now) != KeyStatus::Active || tenant_status == Some(TenantStatus::Suspended) {
         return Err(Error::Unauthenticated);
     }
-    ctx.usage.key_used(&key.id, now);
+    ctx.verify.note_use(&key.id, now);
     let scope = key.tenant_id.map_or(TenantScope::Platform, TenantScope::Tenant);
     let mut caller = Caller::service(key.id.clone(), scope, key.permissions());
     caller.expires_at = key.expires_at;

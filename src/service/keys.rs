@@ -20,6 +20,7 @@ use crate::domain::tenant::TenantStatus;
 use crate::domain::token::{NewToken, TokenPrefix};
 use crate::domain::validation::{check_filter, ValidationErrors};
 use crate::repo::{self, keys::KeyListFilter};
+use crate::verify::Change;
 
 /// A key together with its token, which is shown this once.
 #[derive(Debug)]
@@ -358,11 +359,8 @@ pub async fn update_key(
     .target("key", &id)
     .details(serde_json::json!({ "changed": changed, "enabled": updated.enabled, "scopes": updated.scopes }));
     repo::audit::append(&mut tx, &event).await?;
-    tx.commit().await?;
-    ctx.key_cache.evict_key(&id);
-    for follower in &followers {
-        ctx.key_cache.evict_key(follower);
-    }
+    let changes: Vec<Change> = std::iter::once(id.clone()).chain(followers).map(Change::Key).collect();
+    ctx.verify.commit(tx, &changes).await?;
     Ok(updated)
 }
 
@@ -480,8 +478,7 @@ pub async fn rotate(
         "previous_expires_at": previous.expires_at,
     }));
     repo::audit::append(&mut tx, &event).await?;
-    tx.commit().await?;
-    ctx.key_cache.evict_key(&old.id);
+    ctx.verify.commit(tx, &[Change::Key(old.id.clone())]).await?;
     Ok(Rotated {
         issued: IssuedKey {
             key,
@@ -526,8 +523,7 @@ pub async fn revoke(
     .target(target_kind(kind), &id)
     .details(serde_json::json!({ "reason": reason }));
     repo::audit::append(&mut tx, &event).await?;
-    tx.commit().await?;
-    ctx.key_cache.evict_key(&id);
+    ctx.verify.commit(tx, &[Change::Key(id)]).await?;
     Ok(revoked)
 }
 

@@ -17,6 +17,7 @@ use crate::domain::user::{check_email, Role, User, UserId};
 use crate::domain::validation::ValidationErrors;
 use crate::repo::users::{Invitation, Member, NewInvite, VoidReason};
 use crate::repo::{self};
+use crate::verify::Change;
 
 pub const INVITE_HOURS: i64 = 72;
 
@@ -276,10 +277,8 @@ pub async fn remove(
         .details(serde_json::json!({ "reason": "creator removed" }));
         repo::audit::append(&mut tx, &event).await?;
     }
-    tx.commit().await?;
-    for id in &revoked_tokens {
-        ctx.key_cache.evict_key(id);
-    }
+    let changes: Vec<Change> = revoked_tokens.iter().cloned().map(Change::Key).collect();
+    ctx.verify.commit(tx, &changes).await?;
     Ok(Removed { revoked_tokens })
 }
 

@@ -4,15 +4,10 @@
 pub mod accounts;
 pub mod audit;
 pub mod callers;
-pub mod key_cache;
 pub mod keys;
-pub mod limits;
 pub mod members;
 pub mod sessions;
-pub mod signed;
 pub mod tenants;
-pub mod usage;
-pub mod verify;
 
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -25,37 +20,27 @@ use crate::clock::Clock;
 use crate::domain::audit::Actor;
 use crate::domain::permissions::{Caller, Denied};
 use crate::domain::validation::ValidationErrors;
-use usage::UsageRecorder;
 
-/// What every use case needs: the database, the clock, the verify side-effect writer, and for
-/// user sessions the password hasher and the access-token keys (`None`: sessions not configured).
+/// What every use case needs: the database, the clock, the verify engine, and for user sessions
+/// the password hasher and the access-token keys (`None`: sessions not configured). Built by
+/// `App::build` from the configuration.
 #[derive(Clone, Debug)]
 pub struct Context {
     pub pool: PgPool,
     pub clock: Clock,
-    pub usage: UsageRecorder,
+    /// The verify engine: its cache, usage writer and settings, and the change protocol.
+    pub verify: crate::verify::Engine,
     pub passwords: Passwords,
     pub jwt: Option<Arc<Jwt>>,
     /// Master keys sealing signing secrets (`None`: keys cannot be issued with `signing`).
     pub master_keys: Option<Arc<MasterKeys>>,
-    /// The SigV4 regions and services this deployment accepts.
-    pub sigv4: Arc<crate::signing::sigv4::Accept>,
-    /// Whether `/v1/authorize` answers gateways without a gateway token.
-    pub authorize_open: bool,
     /// Reverse proxies whose `X-Forwarded-For` names the client.
-    pub trusted_proxies: Arc<Vec<std::net::IpAddr>>,
-    /// Keys already looked up by hash, kept fresh through LISTEN/NOTIFY.
-    pub key_cache: key_cache::KeyCache,
+    pub trusted_proxies: Arc<crate::config::TrustedProxies>,
 }
 
 impl Context {
     pub fn with_jwt(mut self, jwt: Jwt) -> Self {
         self.jwt = Some(Arc::new(jwt));
-        self
-    }
-
-    pub fn with_sigv4(mut self, accept: crate::signing::sigv4::Accept) -> Self {
-        self.sigv4 = Arc::new(accept);
         self
     }
 

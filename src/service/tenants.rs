@@ -8,6 +8,7 @@ use crate::domain::permissions::{authorize, Action, Caller};
 use crate::domain::tenant::{Tenant, TenantDraft, TenantPatch};
 use crate::domain::validation::ValidationErrors;
 use crate::repo;
+use crate::verify::Change;
 
 pub async fn create(ctx: &Context, caller: &Caller, meta: &RequestMeta, draft: TenantDraft) -> Result<Tenant> {
     authorize(caller, Action::CreateTenant, None)?;
@@ -88,7 +89,6 @@ pub async fn update(
         "settings": patch.settings,
     }));
     repo::audit::append(&mut tx, &event).await?;
-    tx.commit().await?;
-    ctx.key_cache.evict_tenant(id);
+    ctx.verify.commit(tx, &[Change::Tenant(id)]).await?;
     Ok(tenant)
 }

@@ -2,14 +2,16 @@
 //! (one per test, made by `#[sqlx::test]`), driven over real HTTP.
 
 use chrono::Duration;
+use keyward::app::App;
 use keyward::clock::Clock;
+use keyward::config::{AppConfig, SecretsConfig, SessionConfig};
 use keyward::crypto::jwt::Jwt;
-use keyward::crypto::secrets::MasterKeys;
 use keyward::domain::audit::{Actor, ActorKind, RequestMeta};
 use keyward::domain::key::ServiceTokenSpec;
 use keyward::domain::permissions::{Permission, TenantScope};
 use keyward::service::Context;
 use reqwest::{Method, StatusCode};
+use secrecy::SecretString;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use std::net::SocketAddr;
@@ -53,42 +55,70 @@ pub const PASSWORD: &str = "correct horse battery staple";
 
 impl TestApp {
     pub async fn spawn(pool: PgPool) -> TestApp {
-        let jwt = Jwt::hs256(JWT_SECRET, JWT_ISSUER, JWT_AUDIENCE).unwrap();
-        Self::spawn_with_jwt(pool, jwt).await
+        Self::spawn_configured(pool, Self::config(), |ctx| ctx).await
     }
 
+    /// The configuration of every test server, as `keyward serve` would read it: the forgeable
+    /// `JWT_SECRET`, the shared `MASTER_KEYS`, and a usage flush long enough that tests flush
+    /// by hand (`flush`).
+    pub fn config() -> AppConfig {
+        AppConfig {
+            sessions: SessionConfig {
+                jwt_secret: Some(SecretString::from(std::str::from_utf8(JWT_SECRET).unwrap().to_owned())),
+                jwt_private_key_file: None,
+                jwt_issuer: JWT_ISSUER.into(),
+                jwt_audience: JWT_AUDIENCE.into(),
+            },
+            secrets: SecretsConfig {
+                master_keys: Some(SecretString::from(MASTER_KEYS.to_owned())),
+            },
+            sigv4_region: vec!["us-east-1".into()],
+            sigv4_service: vec!["keyward".into()],
+            trusted_proxies: Vec::new(),
+            authorize_open: false,
+            usage_flush_ms: 3_600_000,
+        }
+    }
+
+    /// A server whose access tokens are signed and checked with `jwt` instead.
     pub async fn spawn_with_jwt(pool: PgPool, jwt: Jwt) -> TestApp {
-        Self::spawn_custom(pool, jwt, |ctx| ctx).await
+        Self::spawn_configured(pool, Self::config(), |ctx| ctx.with_jwt(jwt)).await
     }
 
     /// A server whose `/v1/authorize` answers without a gateway token (`KEYWARD_AUTHORIZE_OPEN`).
     pub async fn spawn_open_gateway(pool: PgPool) -> TestApp {
-        let jwt = Jwt::hs256(JWT_SECRET, JWT_ISSUER, JWT_AUDIENCE).unwrap();
-        Self::spawn_custom(pool, jwt, |mut ctx| {
-            ctx.authorize_open = true;
-            ctx
-        })
-        .await
+        let mut config = Self::config();
+        config.authorize_open = true;
+        Self::spawn_configured(pool, config, |ctx| ctx).await
     }
 
-    pub async fn spawn_custom(pool: PgPool, jwt: Jwt, customize: impl FnOnce(Context) -> Context) -> TestApp {
-        Self::spawn_on(pool, jwt, customize, "127.0.0.1:0").await
+    /// A server built from `config` by `App::build`, as `keyward serve` builds it; `customize`
+    /// may then replace parts no setting reaches (e.g. the password queue).
+    pub async fn spawn_configured(
+        pool: PgPool,
+        config: AppConfig,
+        customize: impl FnOnce(Context) -> Context,
+    ) -> TestApp {
+        Self::spawn_on(pool, config, customize, "127.0.0.1:0").await
     }
 
     /// A server listening on `bind` (e.g. `[::ffff:127.0.0.1]:0`, an IPv6 socket that IPv4
     /// clients reach as IPv4-mapped addresses, as on a dual-stack listener).
-    pub async fn spawn_on(pool: PgPool, jwt: Jwt, customize: impl FnOnce(Context) -> Context, bind: &str) -> TestApp {
-        let ctx = keyward::app::context(pool.clone(), Clock::system(), std::time::Duration::from_secs(3600))
-            .with_jwt(jwt)
-            .with_master_keys(MasterKeys::parse(&secrecy::SecretString::from(MASTER_KEYS.to_owned())).unwrap());
-        let ctx = customize(ctx);
+    pub async fn spawn_on(
+        pool: PgPool,
+        config: AppConfig,
+        customize: impl FnOnce(Context) -> Context,
+        bind: &str,
+    ) -> TestApp {
+        let mut app = App::build(&config, pool.clone(), Clock::system()).unwrap();
+        app.ctx = customize(app.ctx);
+        let ctx = app.ctx.clone();
         let admin = issue_token(&ctx, TenantScope::Platform, &Permission::ALL).await;
         let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        let server_ctx = ctx.clone();
         tokio::spawn(async move {
-            keyward::app::serve(listener, server_ctx, async {
+            app.serve(listener, async {
                 let _ = rx.await;
             })
             .await
@@ -115,7 +145,7 @@ impl TestApp {
 
     /// Writes the batched verify side effects (last use, failure audit events) now.
     pub async fn flush(&self) {
-        self.ctx.usage.flush().await;
+        self.ctx.verify.flush().await;
     }
 
     pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {

@@ -5,10 +5,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use crate::helpers::{TestApp, JWT_AUDIENCE, JWT_ISSUER, JWT_SECRET, PASSWORD};
-use keyward::crypto::jwt::Jwt;
 use keyward::crypto::password::Passwords;
 
 async fn session(app: &TestApp, email: &str) -> (String, String) {
@@ -137,12 +135,9 @@ async fn an_access_token_naming_no_live_session_is_refused(pool: PgPool) {
 /// A server that trusts the local peer as a reverse proxy, so a test can speak from any address
 /// through `X-Forwarded-For`.
 async fn behind_a_proxy(pool: PgPool) -> TestApp {
-    let jwt = Jwt::hs256(JWT_SECRET, JWT_ISSUER, JWT_AUDIENCE).unwrap();
-    TestApp::spawn_custom(pool, jwt, |mut ctx| {
-        ctx.trusted_proxies = Arc::new(vec!["127.0.0.1".parse().unwrap()]);
-        ctx
-    })
-    .await
+    let mut config = TestApp::config();
+    config.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    TestApp::spawn_configured(pool, config, |ctx| ctx).await
 }
 
 async fn login_from(app: &TestApp, address: &str, email: &str, password: &str) -> (StatusCode, Value) {
@@ -167,8 +162,7 @@ async fn stored_failures(app: &TestApp) -> i64 {
 
 #[sqlx::test]
 async fn ipv4_clients_of_a_dual_stack_listener_are_recorded_as_ipv4(pool: PgPool) {
-    let jwt = Jwt::hs256(JWT_SECRET, JWT_ISSUER, JWT_AUDIENCE).unwrap();
-    let app = TestApp::spawn_on(pool, jwt, |ctx| ctx, "[::ffff:127.0.0.1]:0").await;
+    let app = TestApp::spawn_on(pool, TestApp::config(), |ctx| ctx, "[::ffff:127.0.0.1]:0").await;
 
     let reply = app.login("ann@example.com", "not the password").await;
 
@@ -291,10 +285,10 @@ async fn logins_with_no_email_shape_are_throttled_by_address(pool: PgPool) {
 
 #[sqlx::test]
 async fn a_full_password_queue_answers_503_with_retry_after(pool: PgPool) {
-    let jwt = Jwt::hs256(JWT_SECRET, JWT_ISSUER, JWT_AUDIENCE).unwrap();
-    let app = TestApp::spawn_custom(pool, jwt, |mut ctx| {
+    let mut config = TestApp::config();
+    config.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    let app = TestApp::spawn_configured(pool, config, |mut ctx| {
         ctx.passwords = Passwords::with_queue(1, 0);
-        ctx.trusted_proxies = Arc::new(vec!["127.0.0.1".parse().unwrap()]);
         ctx
     })
     .await;

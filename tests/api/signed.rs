@@ -175,10 +175,8 @@ async fn widening_the_skew_window_does_not_reopen_spent_signatures(pool: PgPool)
         .await;
     assert_eq!(widened.status, StatusCode::OK, "{:?}", widened.body);
     app.advance(8);
-    // The replay store is pruned at this moment, as the background writer does every interval.
-    keyward::repo::replays::prune(&app.pool, app.clock().now())
-        .await
-        .unwrap();
+    // The replay store is pruned at this moment, as the background pruner does every minute.
+    keyward::background::prune(&app.pool, app.clock().now()).await.unwrap();
 
     assert_eq!(verify(&app, &signed).await["code"], "REPLAYED");
 }

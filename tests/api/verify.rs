@@ -250,11 +250,11 @@ async fn malformed_token_is_refused_without_touching_the_database(pool: PgPool) 
     );
     let meta = keyward::domain::audit::RequestMeta::default();
 
-    let verdict = keyward::service::verify::verify_key(&ctx, &caller, &meta, "sk_live_not_a_real_token", None, &[])
+    let verdict = keyward::verify::verify_key(&ctx, &caller, &meta, "sk_live_not_a_real_token", None, &[])
         .await
         .unwrap();
 
-    assert_eq!(verdict.code, keyward::domain::verify::VerifyCode::Malformed);
+    assert_eq!(verdict.code, keyward::verify::VerifyCode::Malformed);
 }
 
 #[sqlx::test]

@@ -6,7 +6,8 @@
 
 use secrecy::ExposeSecret;
 
-use super::{key_cache, limits, verify, Context, Error, Result};
+use super::key::record_refusal;
+use super::{judge, limits, store, Verdict, VerifyCode};
 use crate::domain::audit::RequestMeta;
 use crate::domain::ids::{KeyId, KeyKind};
 use crate::domain::key::Key;
@@ -14,20 +15,8 @@ use crate::domain::permissions::{authorize, Action, Caller};
 use crate::domain::scope::{covers_all, parse_scopes, MAX_SCOPES_PER_KEY};
 use crate::domain::tenant::TenantSettings;
 use crate::domain::validation::ValidationErrors;
-use crate::domain::verify::{judge, VerifyCode};
-use crate::repo;
+use crate::service::{Context, Error, Result};
 use crate::signing::{self, Policy, Scheme};
-
-#[derive(Debug)]
-pub struct SignedVerdict {
-    /// The scheme the request was signed with, when one was recognised.
-    pub scheme: Option<Scheme>,
-    pub code: VerifyCode,
-    /// The key, on `VALID` only.
-    pub key: Option<Key>,
-    /// Verifications left after this one, for keys with a usage limit.
-    pub remaining: Option<i64>,
-}
 
 pub async fn verify_request(
     ctx: &Context,
@@ -35,7 +24,7 @@ pub async fn verify_request(
     meta: &RequestMeta,
     request: &signing::Request,
     required_scopes: &[String],
-) -> Result<SignedVerdict> {
+) -> Result<Verdict> {
     authorize(caller, Action::VerifyKeys, None)?;
     let mut errors = ValidationErrors::default();
     let required = parse_scopes(&mut errors, "scopes", required_scopes, MAX_SCOPES_PER_KEY);
@@ -53,7 +42,7 @@ pub async fn verify_request(
     };
     let scheme = Some(parsed.scheme());
     let found = match KeyId::parse(KeyKind::Customer, parsed.key_id()) {
-        Some(id) => key_cache::find_customer_by_id(&ctx.key_cache, &ctx.pool, &id).await?,
+        Some(id) => ctx.verify.find_customer_by_id(&ctx.pool, &id).await?,
         None => None,
     };
     let Some((key, tenant_status, settings)) = found.filter(|(key, _, _)| caller.sees_keys_of(key.tenant_id)) else {
@@ -83,7 +72,7 @@ pub async fn verify_request(
     })?;
     let policy = Policy {
         max_skew: settings.max_skew(),
-        sigv4: (*ctx.sigv4).clone(),
+        sigv4: ctx.verify.settings().sigv4.clone(),
         ..Policy::default()
     };
     if let Err(error) = parsed.verify(request, secret.expose_secret().as_bytes(), now, &policy) {
@@ -97,7 +86,7 @@ pub async fn verify_request(
         // Kept for the widest window the setting allows: the tenant may widen it tomorrow.
         let retention = TenantSettings::replay_retention();
         let window_end = parsed.replay_window_end(retention).unwrap_or(now + retention).max(now);
-        let first = repo::replays::remember(&ctx.pool, &key.id, parsed.replay_id().as_bytes(), window_end).await?;
+        let first = store::remember_signature(&ctx.pool, &key.id, parsed.replay_id().as_bytes(), window_end).await?;
         if !first {
             return Ok(refused(ctx, caller, meta, scheme, Some(&key), VerifyCode::Replayed).await);
         }
@@ -106,13 +95,8 @@ pub async fn verify_request(
         Ok(remaining) => remaining,
         Err(code) => return Ok(refused(ctx, caller, meta, scheme, Some(&key), code).await),
     };
-    ctx.usage.key_used(&key.id, now);
-    Ok(SignedVerdict {
-        scheme,
-        code: VerifyCode::Valid,
-        key: Some(key),
-        remaining,
-    })
+    ctx.verify.note_use(&key.id, now);
+    Ok(Verdict::valid(key, scheme, remaining))
 }
 
 /// Records the refusal and builds the verdict.
@@ -123,16 +107,11 @@ async fn refused(
     scheme: Option<Scheme>,
     key: Option<&Key>,
     code: VerifyCode,
-) -> SignedVerdict {
+) -> Verdict {
     let details = serde_json::json!({
         "code": code.as_str(),
         "scheme": scheme.map(Scheme::as_str),
     });
-    verify::record_refusal(ctx, caller, meta, key, details).await;
-    SignedVerdict {
-        scheme,
-        code,
-        key: None,
-        remaining: None,
-    }
+    record_refusal(ctx, caller, meta, key, details).await;
+    Verdict::refused(code, scheme)
 }

@@ -1,13 +1,50 @@
-//! The verdict on a presented key: which code it earns, decided from the stored key, its tenant's
-//! status and the scopes the caller requires.
+//! The verdict on a presented key or signed request: which code it earns, decided from the
+//! stored key, its tenant's status and the scopes the caller requires. Pure: no I/O.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::key::{Key, KeyStatus};
-use super::scope::{covers_all, Scope};
-use super::tenant::TenantStatus;
+use crate::domain::key::{Key, KeyStatus};
+use crate::domain::scope::{covers_all, Scope};
+use crate::domain::tenant::TenantStatus;
+use crate::signing::Scheme;
+
+/// The answer to one verification.
+#[derive(Debug)]
+pub struct Verdict {
+    pub code: VerifyCode,
+    /// Signed requests: the scheme the request was signed with, when one was recognised.
+    pub scheme: Option<Scheme>,
+    /// The key, on `VALID` only.
+    pub key: Option<Key>,
+    /// Verifications left after this one, for keys with a usage limit.
+    pub remaining: Option<i64>,
+}
+
+impl Verdict {
+    pub fn valid(key: Key, scheme: Option<Scheme>, remaining: Option<i64>) -> Self {
+        Verdict {
+            code: VerifyCode::Valid,
+            scheme,
+            key: Some(key),
+            remaining,
+        }
+    }
+
+    pub fn refused(code: VerifyCode, scheme: Option<Scheme>) -> Self {
+        Verdict {
+            code,
+            scheme,
+            key: None,
+            remaining: None,
+        }
+    }
+
+    pub fn is_valid(&self) -> bool {
+        self.code == VerifyCode::Valid
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

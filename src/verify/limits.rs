@@ -5,17 +5,17 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Context, Result};
+use super::store::{self, FamilyUse};
+use super::VerifyCode;
 use crate::domain::key::Key;
-use crate::domain::verify::VerifyCode;
-use crate::repo;
+use crate::service::{Context, Result};
 
 /// `Ok(remaining)` (after this use, for limited keys) or the code that refuses the key.
 pub async fn consume(ctx: &Context, key: &Key, now: DateTime<Utc>) -> Result<Result<Option<i64>, VerifyCode>> {
     if let Some(rate) = key.rate_limit {
         let window = i64::from(rate.window_seconds);
         let start = DateTime::from_timestamp(now.timestamp().div_euclid(window) * window, 0).unwrap_or(now);
-        let hits = repo::keys::hit_rate_window(&ctx.pool, &key.limit_family, start).await?;
+        let hits = store::hit_rate_window(&ctx.pool, &key.limit_family, start).await?;
         if hits > rate.limit {
             return Ok(Err(VerifyCode::RateLimited));
         }
@@ -23,9 +23,9 @@ pub async fn consume(ctx: &Context, key: &Key, now: DateTime<Utc>) -> Result<Res
     if key.remaining.is_none() {
         return Ok(Ok(None));
     }
-    match repo::keys::use_one(&ctx.pool, &key.limit_family).await? {
-        repo::keys::FamilyUse::Used(left) => Ok(Ok(Some(left))),
-        repo::keys::FamilyUse::Unlimited => Ok(Ok(None)),
-        repo::keys::FamilyUse::Exhausted => Ok(Err(VerifyCode::UsageExceeded)),
+    match store::use_one(&ctx.pool, &key.limit_family).await? {
+        FamilyUse::Used(left) => Ok(Ok(Some(left))),
+        FamilyUse::Unlimited => Ok(Ok(None)),
+        FamilyUse::Exhausted => Ok(Err(VerifyCode::UsageExceeded)),
     }
 }

@@ -1,6 +1,8 @@
-//! Side effects of verification that must not cost a database write per call: `last_used_at`
-//! updates are coalesced per key, and audit events for failed verifications are batched. Both
-//! are written every interval, when a batch fills, on `flush`, and on shutdown.
+//! The usage writer: side effects of verification that must not cost a database write per call.
+//! `last_used_at` updates are coalesced per key, and audit events of refused verifications are
+//! batched. Both are written every interval, when a batch fills, on `flush`, and on shutdown.
+//! [`UsageRecorder`] is the sending half every verification holds; [`UsageWriter`] the
+//! background task, started by `App::serve`.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -8,6 +10,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
+use super::store;
 use crate::domain::audit::NewAuditEvent;
 use crate::domain::ids::KeyId;
 use crate::repo;
@@ -28,14 +31,19 @@ pub struct UsageRecorder {
     sender: mpsc::Sender<Message>,
 }
 
-impl UsageRecorder {
-    /// Starts the background writer on the current Tokio runtime.
-    pub fn start(pool: PgPool, interval: Duration) -> Self {
-        let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
-        tokio::spawn(run(pool, receiver, interval));
-        Self { sender }
-    }
+/// The background half: writes what the recorders send.
+pub struct UsageWriter {
+    receiver: mpsc::Receiver<Message>,
+}
 
+/// A recorder and the writer it sends to. Until the writer runs, uses are dropped and refusals
+/// wait for room in the queue.
+pub fn channel() -> (UsageRecorder, UsageWriter) {
+    let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
+    (UsageRecorder { sender }, UsageWriter { receiver })
+}
+
+impl UsageRecorder {
     /// Notes a use. Under overload a note may be dropped: a later use records it again.
     pub fn key_used(&self, id: &KeyId, at: DateTime<Utc>) {
         let _ = self.sender.try_send(Message::Used(id.clone(), at));
@@ -61,6 +69,13 @@ impl UsageRecorder {
 struct Pending {
     last_used: HashMap<KeyId, DateTime<Utc>>,
     events: Vec<NewAuditEvent>,
+}
+
+impl UsageWriter {
+    /// Writes until every recorder is gone, then writes what is left.
+    pub async fn run(self, pool: PgPool, interval: Duration) {
+        run(pool, self.receiver, interval).await
+    }
 }
 
 async fn run(pool: PgPool, mut receiver: mpsc::Receiver<Message>, interval: Duration) {
@@ -96,16 +111,9 @@ async fn run(pool: PgPool, mut receiver: mpsc::Receiver<Message>, interval: Dura
 
 impl Pending {
     async fn write(&mut self, pool: &PgPool) {
-        if let Err(error) = repo::replays::prune(pool, Utc::now()).await {
-            tracing::warn!(%error, "could not prune the signature replay store");
-        }
-        // Windows are at most a day long: anything older than two days is over.
-        if let Err(error) = repo::keys::prune_rate_windows(pool, Utc::now() - chrono::Duration::days(2)).await {
-            tracing::warn!(%error, "could not prune rate-limit windows");
-        }
         if !self.last_used.is_empty() {
             let uses: Vec<(KeyId, DateTime<Utc>)> = self.last_used.drain().collect();
-            if let Err(error) = repo::keys::record_last_used(pool, &uses).await {
+            if let Err(error) = store::record_last_used(pool, &uses).await {
                 tracing::warn!(%error, keys = uses.len(), "could not record last use; will retry");
                 for (id, at) in uses {
                     self.last_used.entry(id).or_insert(at);

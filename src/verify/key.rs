@@ -1,8 +1,8 @@
-//! Verification of customer keys, the hot path: format and checksum first (no I/O), then one
-//! indexed lookup by hash. Successes note `last_used_at` and failures their audit event through
-//! the batched usage writer, so no verification waits on a database write.
+//! Plain keys: format and checksum first (no I/O), then the cache or one indexed lookup by hash,
+//! the key's state, then its limits. Successes note `last_used_at` and refusals their audit
+//! event through the usage writer, so no verification waits on a database write.
 
-use super::{actor_of, key_cache, limits, Context, Result};
+use super::{judge, limits, Verdict, VerifyCode};
 use crate::domain::audit::{NewAuditEvent, Outcome, RequestMeta};
 use crate::domain::ids::KeyKind;
 use crate::domain::key::Key;
@@ -11,16 +11,7 @@ use crate::domain::scope::{parse_scopes, MAX_SCOPES_PER_KEY};
 use crate::domain::tenant::TenantStatus;
 use crate::domain::token::{PresentedToken, TokenPrefix};
 use crate::domain::validation::ValidationErrors;
-use crate::domain::verify::{judge, VerifyCode};
-
-#[derive(Debug)]
-pub struct Verdict {
-    pub code: VerifyCode,
-    /// The key, on `VALID` only.
-    pub key: Option<Key>,
-    /// Verifications left after this one, for keys with a usage limit.
-    pub remaining: Option<i64>,
-}
+use crate::service::{Context, Result};
 
 /// Verifies a presented key. `expected_id` is the key id the client named beside the token
 /// (Basic credentials): a token of another key is `NOT_FOUND`, decided before any limit is
@@ -43,7 +34,9 @@ pub async fn verify_key(
         Err(_) => Err(VerifyCode::Malformed),
         // A service token is never a customer key: no lookup needed to say so.
         Ok(token) if token.prefix() == TokenPrefix::Service => Err(VerifyCode::NotFound),
-        Ok(token) => key_cache::find_by_hash(&ctx.key_cache, &ctx.pool, KeyKind::Customer, &token.hash())
+        Ok(token) => ctx
+            .verify
+            .find_by_hash(&ctx.pool, KeyKind::Customer, &token.hash())
             .await?
             .filter(|(key, _)| caller.sees_keys_of(key.tenant_id))
             .ok_or(VerifyCode::NotFound),
@@ -68,12 +61,13 @@ pub async fn verify_key(
         },
         (_, code) => (code, None),
     };
-    if code == VerifyCode::Valid {
-        if let Some(key) = &key {
-            ctx.usage.key_used(&key.id, now);
+    let key = match (key, code) {
+        (Some(key), VerifyCode::Valid) => {
+            ctx.verify.note_use(&key.id, now);
+            return Ok(Verdict::valid(key, None, remaining));
         }
-        return Ok(Verdict { code, key, remaining });
-    }
+        (key, _) => key,
+    };
     let mut details = serde_json::json!({
         "code": code.as_str(),
         "required_scopes": required.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
@@ -82,11 +76,7 @@ pub async fn verify_key(
         details["key_id_mismatch"] = serde_json::Value::Bool(true);
     }
     record_refusal(ctx, caller, meta, key.as_ref(), details).await;
-    Ok(Verdict {
-        code,
-        key: None,
-        remaining: None,
-    })
+    Ok(Verdict::refused(code, None))
 }
 
 /// Queues the audit event of a refused verification: batched by the usage writer, so a
@@ -101,7 +91,7 @@ pub(super) async fn record_refusal(
     let tenant = key.and_then(|k| k.tenant_id).or(caller.bound_tenant());
     let mut event = NewAuditEvent::new(
         ctx.clock.now(),
-        &actor_of(caller),
+        &caller.actor(),
         meta,
         tenant,
         "key.verify_failed",
@@ -111,5 +101,5 @@ pub(super) async fn record_refusal(
     if let Some(key) = key {
         event = event.target("key", &key.id);
     }
-    ctx.usage.verify_failed(event).await;
+    ctx.verify.note_refusal(event).await;
 }

@@ -1,0 +1,50 @@
+//! Work that runs beside the server, started by `App::serve` and by nothing else:
+//! - the verify engine's change listener and usage writer (`verify::Tasks`);
+//! - the pruner, here: it forgets what can no longer matter, so that no table grows with time.
+//!   Replay-store entries go once their signature's window has closed (such a signature is
+//!   refused as expired anyway), rate-limit windows once they are over. Login failures are
+//!   forgotten by the login throttle itself, as attempts come in.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use std::time::Duration;
+
+use crate::clock::Clock;
+use crate::verify::store;
+
+/// How often the pruner runs.
+pub const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Rate windows are at most a day long: one that started two days ago is over.
+const RATE_WINDOW_RETENTION: chrono::Duration = chrono::Duration::days(2);
+
+/// What one pruning pass removed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub replays: u64,
+    pub rate_windows: u64,
+}
+
+/// One pruning pass, as of `now`.
+pub async fn prune(pool: &PgPool, now: DateTime<Utc>) -> Result<Pruned, sqlx::Error> {
+    Ok(Pruned {
+        replays: store::prune_replays(pool, now).await?,
+        rate_windows: store::prune_rate_windows(pool, now - RATE_WINDOW_RETENTION).await?,
+    })
+}
+
+/// Prunes every [`PRUNE_INTERVAL`] until the pool is closed.
+pub fn spawn_pruner(pool: PgPool, clock: Clock) {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(PRUNE_INTERVAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !pool.is_closed() {
+            ticker.tick().await;
+            match prune(&pool, clock.now()).await {
+                Ok(pruned) => tracing::debug!(?pruned, "pruned"),
+                Err(_) if pool.is_closed() => return,
+                Err(error) => tracing::warn!(%error, "could not prune the replay store and rate windows"),
+            }
+        }
+    });
+}

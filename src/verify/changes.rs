@@ -1,0 +1,119 @@
+//! The change-notification protocol that keeps every replica's verify cache honest.
+//!
+//! A use case that changes a key or a tenant in a way verification must see names it as a
+//! [`Change`] and commits through [`Engine::commit`](super::Engine::commit): that sends one
+//! `NOTIFY` per change inside the transaction (PostgreSQL delivers it to every listening replica
+//! when, and only when, the transaction commits), commits, and evicts the change from this
+//! replica's cache at once. Each replica's [`listen`] loop evicts what other replicas publish. A
+//! replica that loses its listening connection clears its cache, since it may have missed
+//! notifications; cache entries also age out.
+
+use sqlx::postgres::PgListener;
+use sqlx::{PgConnection, PgPool};
+use std::time::Duration;
+
+use super::cache::KeyCache;
+use crate::domain::ids::{KeyId, TenantId};
+
+/// The NOTIFY channel on which changes reach every replica.
+pub const CHANNEL: &str = "keyward_key_changes";
+
+/// Something verification may have cached that is no longer true.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// A key or service token changed (revoked, rotated, edited, limits moved, resealed).
+    Key(KeyId),
+    /// A tenant's status or settings changed: every key of it is judged again.
+    Tenant(TenantId),
+}
+
+impl Change {
+    /// The NOTIFY payload: `key:<key id>` or `tenant:<tenant id>`.
+    fn payload(&self) -> String {
+        match self {
+            Change::Key(id) => format!("key:{id}"),
+            Change::Tenant(id) => format!("tenant:{id}"),
+        }
+    }
+
+    /// The change a payload names; `None` for one this version does not know (a newer replica's),
+    /// which the listener answers by clearing everything.
+    fn from_payload(payload: &str) -> Option<Change> {
+        match payload.split_once(':')? {
+            ("key", id) if !id.is_empty() => Some(Change::Key(KeyId::from_trusted(id.to_owned()))),
+            ("tenant", id) => TenantId::parse(id).map(Change::Tenant),
+            _ => None,
+        }
+    }
+}
+
+/// Queues the notification of `change` in the transaction `conn` is in.
+pub(super) async fn notify(conn: &mut PgConnection, change: &Change) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(change.payload())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Evicts what every replica publishes until `pool` is closed; reconnects after a lost connection.
+pub(super) async fn listen(cache: KeyCache, pool: PgPool) {
+    while !pool.is_closed() {
+        match listen_once(&cache, &pool).await {
+            Ok(()) | Err(sqlx::Error::PoolClosed) => return,
+            Err(_) if pool.is_closed() => return,
+            Err(error) => {
+                cache.clear();
+                tracing::warn!(%error, "key cache lost its change notifications; cleared, reconnecting");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+async fn listen_once(cache: &KeyCache, pool: &PgPool) -> Result<(), sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(CHANNEL).await?;
+    // Anything may have changed while nobody was listening.
+    cache.clear();
+    // `try_recv` fails with `PoolClosed` as soon as the pool is closed, which ends this.
+    loop {
+        match listener.try_recv().await? {
+            Some(notification) => match Change::from_payload(notification.payload()) {
+                Some(change) => cache.evict(&change),
+                None => cache.clear(),
+            },
+            // The connection dropped (and is re-established): notifications may be lost.
+            None => cache.clear(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_change_reads_back_from_its_payload() {
+        let change = Change::Key(KeyId::from_trusted("key_01J00000000000000000000000".into()));
+
+        assert_eq!(change.payload(), "key:key_01J00000000000000000000000");
+        assert_eq!(Change::from_payload(&change.payload()), Some(change));
+    }
+
+    #[test]
+    fn a_tenant_change_reads_back_from_its_payload() {
+        let change = Change::Tenant(TenantId::generate());
+
+        assert_eq!(Change::from_payload(&change.payload()), Some(change));
+    }
+
+    #[test]
+    fn payloads_this_version_does_not_know_name_no_change() {
+        assert_eq!(Change::from_payload("tenant:not-a-uuid"), None);
+        assert_eq!(Change::from_payload("key:"), None);
+        assert_eq!(Change::from_payload("webhook:123"), None);
+        assert_eq!(Change::from_payload("garbage"), None);
+    }
+}

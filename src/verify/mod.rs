@@ -1,0 +1,157 @@
+//! Verification, the hot path, in one place: is this key (or this signed request) good, right
+//! now, for these scopes?
+//!
+//! The API the HTTP layer calls is three functions and one answer:
+//! - [`verify_key`]: a presented token (`POST /v1/verify`, and plain keys at `/v1/authorize`);
+//! - [`verify_request`]: a signed request, any scheme of `signing` (`POST /v1/verify/request`);
+//! - [`forward_auth::check`]: a gateway's forwarded request (`/v1/authorize`);
+//! - each answers a [`Verdict`]: a [`VerifyCode`], and on `VALID` the key.
+//!
+//! Inside: format and checksum first (no I/O), then the [`Engine`]'s cache (`cache`) or one
+//! indexed lookup (`store`), the key's own state and its tenant's (`verdict::judge`), the
+//! signature (`signed`), the replay store and the limits (`limits`), and the side effects
+//! batched by the usage writer (`usage`) so that no verification waits on a database write.
+//! Changes to keys and tenants reach the cache of every replica through `changes`.
+
+mod cache;
+pub mod changes;
+pub mod forward_auth;
+mod key;
+mod limits;
+mod signed;
+pub mod store;
+mod usage;
+mod verdict;
+
+use sqlx::{PgPool, Postgres, Transaction};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use changes::Change;
+pub use key::verify_key;
+pub use signed::verify_request;
+pub use verdict::{judge, Verdict, VerifyCode};
+
+use crate::domain::audit::NewAuditEvent;
+use crate::domain::ids::{KeyId, KeyKind};
+use crate::domain::key::Key;
+use crate::domain::tenant::{TenantSettings, TenantStatus};
+use crate::domain::token::TokenHash;
+use crate::signing::sigv4;
+use cache::KeyCache;
+use usage::{UsageRecorder, UsageWriter};
+
+/// How a deployment verifies: the SigV4 credential scopes it accepts and whether gateways may
+/// call `/v1/authorize` without a gateway token.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    pub sigv4: sigv4::Accept,
+    pub open_gateway: bool,
+}
+
+/// The verify engine's shared state: the key cache, the usage recorder and the settings.
+/// Cheap to clone; every clone is the same engine.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    cache: KeyCache,
+    usage: UsageRecorder,
+    settings: Arc<Settings>,
+}
+
+/// The engine's background work, started by `App::serve` only: the change listener and the
+/// usage writer.
+pub struct Tasks {
+    cache: KeyCache,
+    writer: UsageWriter,
+}
+
+impl Engine {
+    pub fn new(settings: Settings) -> (Engine, Tasks) {
+        let cache = KeyCache::default();
+        let (usage, writer) = usage::channel();
+        let engine = Engine {
+            cache: cache.clone(),
+            usage,
+            settings: Arc::new(settings),
+        };
+        (engine, Tasks { cache, writer })
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Commits `tx` with `changes` published: every replica (this one at once, the others on
+    /// commit through NOTIFY) stops trusting what it cached about them.
+    pub async fn commit(&self, mut tx: Transaction<'_, Postgres>, changes: &[Change]) -> Result<(), sqlx::Error> {
+        for change in changes {
+            changes::notify(&mut tx, change).await?;
+        }
+        tx.commit().await?;
+        for change in changes {
+            self.cache.evict(change);
+        }
+        Ok(())
+    }
+
+    /// Writes every queued side effect (last use, refusal events) now and waits until written.
+    pub async fn flush(&self) {
+        self.usage.flush().await;
+    }
+
+    /// Notes that a key was used (coalesced, written in the background).
+    pub fn note_use(&self, id: &KeyId, at: chrono::DateTime<chrono::Utc>) {
+        self.usage.key_used(id, at);
+    }
+
+    async fn note_refusal(&self, event: NewAuditEvent) {
+        self.usage.verify_failed(event).await;
+    }
+
+    /// The key of `kind` whose token hashes to `hash`, with its tenant's status: from the cache,
+    /// or from the database (and then kept).
+    pub async fn find_by_hash(
+        &self,
+        pool: &PgPool,
+        kind: KeyKind,
+        hash: &TokenHash,
+    ) -> Result<Option<(Key, Option<TenantStatus>)>, sqlx::Error> {
+        match self.cache.get(kind, hash) {
+            Ok(found) => Ok(Some(found)),
+            Err(ticket) => {
+                let found = store::find_by_hash(pool, kind, hash).await?;
+                if let Some((key, status)) = &found {
+                    self.cache.put(ticket, kind, *hash, key, *status);
+                }
+                Ok(found)
+            }
+        }
+    }
+
+    /// The customer key with this id and its tenant's status and settings: from the cache, or
+    /// from the database (and then kept).
+    async fn find_customer_by_id(
+        &self,
+        pool: &PgPool,
+        id: &KeyId,
+    ) -> Result<Option<(Key, TenantStatus, TenantSettings)>, sqlx::Error> {
+        match self.cache.get_signer(id) {
+            Ok(found) => Ok(Some(found)),
+            Err(ticket) => {
+                let found = store::find_customer_by_id(pool, id).await?;
+                if let Some((key, status, settings)) = &found {
+                    self.cache.put_signer(ticket, key, *status, *settings);
+                }
+                Ok(found)
+            }
+        }
+    }
+}
+
+impl Tasks {
+    /// Starts the change listener and the usage writer on the current Tokio runtime.
+    pub fn spawn(self, pool: PgPool, usage_flush: Duration) {
+        tokio::spawn(changes::listen(self.cache, pool.clone()));
+        tokio::spawn(self.writer.run(pool, usage_flush));
+    }
+}

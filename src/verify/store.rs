@@ -1,0 +1,184 @@
+//! Verify's SQL, all of it: the lookups behind the cache, the limit counters, the replay
+//! store, `last_used_at`, and the pruning of what has run out.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
+
+use crate::domain::ids::{KeyId, KeyKind};
+use crate::domain::key::Key;
+use crate::domain::tenant::{TenantSettings, TenantStatus};
+use crate::domain::token::TokenHash;
+use crate::repo::bad_column;
+use crate::repo::keys::{KeyRow, COLUMNS};
+
+#[derive(sqlx::FromRow)]
+struct KeyWithTenantRow {
+    #[sqlx(flatten)]
+    key: KeyRow,
+    tenant_status: Option<String>,
+}
+
+/// The key of the given kind whose token hashes to `hash`, with its tenant's status
+/// (`None` for platform service tokens).
+pub async fn find_by_hash(
+    db: impl PgExecutor<'_>,
+    kind: KeyKind,
+    hash: &TokenHash,
+) -> Result<Option<(Key, Option<TenantStatus>)>, sqlx::Error> {
+    let row = sqlx::query_as::<_, KeyWithTenantRow>(&format!(
+        "SELECT {COLUMNS}, t.status AS tenant_status
+         FROM api_keys k LEFT JOIN tenants t ON t.id = k.tenant_id
+         WHERE k.token_hash = $1 AND k.kind = $2"
+    ))
+    .bind(hash.as_bytes().as_slice())
+    .bind(kind.as_str())
+    .fetch_optional(db)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let status = match row.tenant_status {
+        Some(text) => Some(TenantStatus::parse(&text).ok_or_else(|| bad_column("tenants.status", &text))?),
+        None => None,
+    };
+    Ok(Some((Key::try_from(row.key)?, status)))
+}
+
+/// The customer key with this id, with its tenant's status and settings (signed requests
+/// name their key by id).
+pub async fn find_customer_by_id(
+    db: impl PgExecutor<'_>,
+    id: &KeyId,
+) -> Result<Option<(Key, TenantStatus, TenantSettings)>, sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        key: KeyRow,
+        tenant_status: String,
+        tenant_settings: serde_json::Value,
+    }
+    let row = sqlx::query_as::<_, Row>(&format!(
+        "SELECT {COLUMNS}, t.status AS tenant_status, t.settings AS tenant_settings
+         FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+         WHERE k.id = $1 AND k.kind = 'customer'"
+    ))
+    .bind(id.as_str())
+    .fetch_optional(db)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let status =
+        TenantStatus::parse(&row.tenant_status).ok_or_else(|| bad_column("tenants.status", &row.tenant_status))?;
+    let settings = serde_json::from_value(row.tenant_settings).unwrap_or_default();
+    Ok(Some((Key::try_from(row.key)?, status, settings)))
+}
+
+/// What using one verification of a limit family did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FamilyUse {
+    /// One was used; this many are left.
+    Used(i64),
+    /// None was left.
+    Exhausted,
+    /// The family's newest key has no usage limit.
+    Unlimited,
+}
+
+/// Uses up one of a limit family's remaining verifications: the counter lives on the family's
+/// newest key (the one without a successor), which its predecessors draw from during their
+/// grace period.
+pub async fn use_one(db: impl PgExecutor<'_>, family: &KeyId) -> Result<FamilyUse, sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        left: Option<i64>,
+        unlimited: Option<bool>,
+    }
+    let row = sqlx::query_as::<_, Row>(
+        "WITH head AS (
+             SELECT k.id, k.remaining FROM api_keys k
+             WHERE k.limit_family = $1 AND NOT EXISTS (SELECT 1 FROM api_keys s WHERE s.rotated_from = k.id)
+             ORDER BY k.created_at DESC LIMIT 1
+         ), used AS (
+             UPDATE api_keys SET remaining = api_keys.remaining - 1 FROM head
+             WHERE api_keys.id = head.id AND api_keys.remaining > 0
+             RETURNING api_keys.remaining
+         )
+         SELECT (SELECT remaining FROM used) AS left, (SELECT remaining IS NULL FROM head) AS unlimited",
+    )
+    .bind(family.as_str())
+    .fetch_one(db)
+    .await?;
+    Ok(match (row.left, row.unlimited) {
+        (Some(left), _) => FamilyUse::Used(left),
+        (None, Some(true)) => FamilyUse::Unlimited,
+        _ => FamilyUse::Exhausted,
+    })
+}
+
+pub async fn hit_rate_window(
+    db: impl PgExecutor<'_>,
+    id: &KeyId,
+    window_start: DateTime<Utc>,
+) -> Result<i32, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO key_rate_windows (key_id, window_start, hits) VALUES ($1, $2, 1)
+         ON CONFLICT (key_id, window_start) DO UPDATE SET hits = key_rate_windows.hits + 1
+         RETURNING hits",
+    )
+    .bind(id.as_str())
+    .bind(window_start)
+    .fetch_one(db)
+    .await
+}
+
+/// Forgets rate windows that started before `before`.
+pub async fn prune_rate_windows(db: impl PgExecutor<'_>, before: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+    let result = sqlx::query("DELETE FROM key_rate_windows WHERE window_start < $1")
+        .bind(before)
+        .execute(db)
+        .await?;
+    Ok(result.rows_affected())
+}
+
+/// Records when keys were last used, in one statement for many keys; never moves a time back.
+pub async fn record_last_used(db: impl PgExecutor<'_>, uses: &[(KeyId, DateTime<Utc>)]) -> Result<u64, sqlx::Error> {
+    let ids: Vec<&str> = uses.iter().map(|(id, _)| id.as_str()).collect();
+    let times: Vec<DateTime<Utc>> = uses.iter().map(|(_, at)| *at).collect();
+    let result = sqlx::query(
+        "UPDATE api_keys k SET last_used_at = u.at
+         FROM unnest($1::text[], $2::timestamptz[]) AS u(id, at)
+         WHERE k.id = u.id AND (k.last_used_at IS NULL OR k.last_used_at < u.at)",
+    )
+    .bind(ids)
+    .bind(times)
+    .execute(db)
+    .await?;
+    Ok(result.rows_affected())
+}
+
+// The `signature_replays` table: every accepted signature until its window closes.
+
+/// Remembers a signature; `false` when it was already remembered (a replay).
+pub async fn remember_signature(
+    db: impl PgExecutor<'_>,
+    key: &KeyId,
+    digest: &[u8; 32],
+    expires_at: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let result = sqlx::query(
+        "INSERT INTO signature_replays (key_id, signature_digest, expires_at) VALUES ($1, $2, $3)
+         ON CONFLICT (key_id, signature_digest) DO NOTHING",
+    )
+    .bind(key.as_str())
+    .bind(digest.as_slice())
+    .bind(expires_at)
+    .execute(db)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Forgets signatures whose window has closed; they would be refused as expired anyway.
+pub async fn prune_replays(db: impl PgExecutor<'_>, before: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+    let result = sqlx::query("DELETE FROM signature_replays WHERE expires_at < $1")
+        .bind(before)
+        .execute(db)
+        .await?;
+    Ok(result.rows_affected())
+}
