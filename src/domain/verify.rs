@@ -74,13 +74,14 @@ pub fn judge(key: &Key, tenant_status: TenantStatus, required: &[Scope], now: Da
 }
 
 impl VerifyCode {
-    /// The code for a signing-library error code string.
-    pub fn from_signature_code(code: &str) -> VerifyCode {
-        match code {
-            "SIGNATURE_MISMATCH" => VerifyCode::SignatureMismatch,
-            "SIGNATURE_EXPIRED" => VerifyCode::SignatureExpired,
-            "UNSIGNED_HEADER_REQUIRED" => VerifyCode::UnsignedHeaderRequired,
-            _ => VerifyCode::Malformed,
+    /// The code for a refusal of the signing library.
+    pub fn from_signature_refusal(refusal: crate::signing::Refusal) -> VerifyCode {
+        use crate::signing::Refusal;
+        match refusal {
+            Refusal::Malformed => VerifyCode::Malformed,
+            Refusal::SignatureMismatch => VerifyCode::SignatureMismatch,
+            Refusal::SignatureExpired => VerifyCode::SignatureExpired,
+            Refusal::UnsignedHeaderRequired => VerifyCode::UnsignedHeaderRequired,
         }
     }
 }

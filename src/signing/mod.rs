@@ -21,7 +21,7 @@ use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
 
 pub use canon::canonical_query;
-pub use error::{SchemeError, SignError, VerifyError};
+pub use error::{Refusal, SchemeError, SignError, VerifyError};
 pub use request::{Body, Request, EMPTY_SHA256};
 
 /// The signing schemes keyward verifies.
