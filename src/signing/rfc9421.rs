@@ -5,8 +5,9 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-use super::canon::{hmac_sha256, hmac_sha256_matches, percent_decode, push_pct, raw_query_pairs};
+use super::canon::{hmac_sha256, hmac_sha256_matches, percent_decode, raw_query_pairs};
 use super::content_digest::{self, DigestError};
 use super::error::{SchemeError, SignError, VerifyError};
 use super::request::Request;
@@ -323,21 +324,15 @@ fn authority(req: &Request, scheme: &str) -> Result<String, BaseError> {
     })
 }
 
+/// What [`form_component`] encodes: all but alphanumerics and `*-._` (and every non-ASCII byte).
+const FORM_ENCODED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'*').remove(b'-').remove(b'.').remove(b'_');
+
 /// URL Standard form decoding (`+` is a space) then re-encoding with only `*-._` and
 /// alphanumerics left bare and spaces as `%20`, as RFC 9421 §2.2.8 and its examples do.
 fn form_component(raw: &str) -> String {
     let plus_as_space = raw.replace('+', " ");
     let decoded = percent_decode(&plus_as_space);
-    let text = String::from_utf8_lossy(&decoded);
-    let mut out = String::with_capacity(text.len());
-    for &b in text.as_bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'*' | b'-' | b'.' | b'_') {
-            out.push(char::from(b));
-        } else {
-            push_pct(&mut out, b);
-        }
-    }
-    out
+    utf8_percent_encode(&String::from_utf8_lossy(&decoded), FORM_ENCODED).to_string()
 }
 
 fn query_param(req: &Request, name: &str) -> Result<String, BaseError> {

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Duration, Utc};
 
 use super::canon::{
-    canonical_query_excluding, decode_hex32, fold_whitespace, format_amz_date, hex_sha256, hmac_sha256,
+    canonical_query_excluding, ct_eq, decode_hex32, fold_whitespace, format_amz_date, hex_sha256, hmac_sha256,
     hmac_sha256_matches, parse_amz_date, parse_http_date, percent_decode, raw_query_pairs, uri_encode, within_skew,
 };
 use super::error::{SchemeError, SignError, VerifyError};
@@ -435,7 +435,7 @@ fn payload_candidates(parsed: &Parsed, req: &Request, allow_unsigned_header: boo
             let declared_hash =
                 decode_hex32(value).ok_or(VerifyError::Malformed("unsupported x-amz-content-sha256 value"))?;
             // A body that differs from the hash the client signed was changed on the way.
-            if declared_hash != req.body.sha256() {
+            if !ct_eq(&declared_hash, &req.body.sha256()) {
                 return Err(VerifyError::Mismatch);
             }
             Ok(vec![value.to_owned()])
