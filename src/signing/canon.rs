@@ -2,6 +2,7 @@
 //! value folding, HMAC with constant-time checks, and the timestamp formats on the wire.
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
 use percent_encoding::{percent_decode_str, percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha1::Sha1;
@@ -93,45 +94,33 @@ pub(crate) fn hex_sha256(data: &[u8]) -> String {
     hex::encode(sha256(data))
 }
 
-fn hmac_sha256_mac(key: &[u8]) -> HmacSha256 {
-    match HmacSha256::new_from_slice(key) {
+/// An HMAC keyed with `key` that has read `data`.
+fn keyed<M: Mac + KeyInit>(key: &[u8], data: &[u8]) -> M {
+    let mut mac = match <M as KeyInit>::new_from_slice(key) {
         Ok(mac) => mac,
         // HMAC hashes or pads the key; no length is invalid.
-        Err(_) => unreachable!("HMAC-SHA256 accepts keys of any length"),
-    }
-}
-
-fn hmac_sha1_mac(key: &[u8]) -> HmacSha1 {
-    match HmacSha1::new_from_slice(key) {
-        Ok(mac) => mac,
-        Err(_) => unreachable!("HMAC-SHA1 accepts keys of any length"),
-    }
+        Err(_) => unreachable!("HMAC accepts keys of any length"),
+    };
+    mac.update(data);
+    mac
 }
 
 pub(crate) fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
-    let mut mac = hmac_sha256_mac(key);
-    mac.update(data);
-    mac.finalize().into_bytes().into()
+    keyed::<HmacSha256>(key, data).finalize().into_bytes().into()
 }
 
 /// Constant-time check of an HMAC-SHA256 tag.
 pub(crate) fn hmac_sha256_matches(key: &[u8], data: &[u8], tag: &[u8]) -> bool {
-    let mut mac = hmac_sha256_mac(key);
-    mac.update(data);
-    mac.verify_slice(tag).is_ok()
+    keyed::<HmacSha256>(key, data).verify_slice(tag).is_ok()
 }
 
 pub(crate) fn hmac_sha1(key: &[u8], data: &[u8]) -> [u8; 20] {
-    let mut mac = hmac_sha1_mac(key);
-    mac.update(data);
-    mac.finalize().into_bytes().into()
+    keyed::<HmacSha1>(key, data).finalize().into_bytes().into()
 }
 
 /// Constant-time check of an HMAC-SHA1 tag.
 pub(crate) fn hmac_sha1_matches(key: &[u8], data: &[u8], tag: &[u8]) -> bool {
-    let mut mac = hmac_sha1_mac(key);
-    mac.update(data);
-    mac.verify_slice(tag).is_ok()
+    keyed::<HmacSha1>(key, data).verify_slice(tag).is_ok()
 }
 
 /// Constant-time equality for digests that are not secret but should not leak either.
@@ -227,12 +216,6 @@ pub(crate) fn format_http_date(time: DateTime<Utc>) -> String {
     time.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
 }
 
-/// `|now - at| <= max_skew`.
-pub(crate) fn within_skew(at: DateTime<Utc>, now: DateTime<Utc>, max_skew: Duration) -> bool {
-    let diff = now.signed_duration_since(at);
-    diff <= max_skew && -diff <= max_skew
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,16 +301,6 @@ mod tests {
             a.map(format_http_date).as_deref(),
             Some("Tue, 27 Mar 2007 19:36:42 GMT")
         );
-    }
-
-    #[test]
-    fn skew_window_is_symmetric_and_inclusive() {
-        let at = DateTime::from_timestamp(1_000, 0).unwrap_or_default();
-        let skew = Duration::seconds(300);
-        assert!(within_skew(at, at + skew, skew));
-        assert!(within_skew(at, at - skew, skew));
-        assert!(!within_skew(at, at + skew + Duration::seconds(1), skew));
-        assert!(!within_skew(at, at - skew - Duration::seconds(1), skew));
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod rfc9421;
 pub mod sfv;
 pub mod sigv2;
 pub mod sigv4;
+mod window;
 
 use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
@@ -23,6 +24,7 @@ use sha2::{Digest, Sha256};
 pub use canon::canonical_query;
 pub use error::{Refusal, SchemeError, SignError, VerifyError};
 pub use request::{Body, Request, EMPTY_SHA256};
+pub use window::Window;
 
 /// The signing schemes keyward verifies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -212,13 +214,13 @@ impl Parsed {
 
     /// Checks the signature with `secret` (the UTF-8 bytes of the signing secret) at `now`.
     pub fn verify(&self, req: &Request, secret: &[u8], now: DateTime<Utc>, policy: &Policy) -> Result<(), VerifyError> {
-        let skew = policy.max_skew;
+        let window = Window::new(now, policy.max_skew);
         match self {
-            Parsed::AwsSigV4(p) => sigv4::verify(p, req, secret, now, skew, &policy.sigv4),
-            Parsed::Hmac(p) => keyward_hmac::verify(p, req, secret, now, skew),
-            Parsed::HttpMessageSignature(p) => rfc9421::verify(p, req, secret, now, skew),
-            Parsed::Arrow(p) => arrow::verify(p, req, secret, now, skew),
-            Parsed::AwsSigV2(p) => sigv2::verify(p, req, secret, now, skew, &policy.sigv2),
+            Parsed::AwsSigV4(p) => sigv4::verify(p, req, secret, window, &policy.sigv4),
+            Parsed::Hmac(p) => keyward_hmac::verify(p, req, secret, window),
+            Parsed::HttpMessageSignature(p) => rfc9421::verify(p, req, secret, window),
+            Parsed::Arrow(p) => arrow::verify(p, req, secret, window),
+            Parsed::AwsSigV2(p) => sigv2::verify(p, req, secret, window, &policy.sigv2),
         }
     }
 }

@@ -7,13 +7,14 @@ mod input;
 mod policy;
 mod signer;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 
 use super::canon::hmac_sha256_matches;
 use super::content_digest::{self, DigestError};
 use super::error::{SchemeError, VerifyError};
 use super::request::Request;
 use super::sfv::{self, BareItem, Item, Member};
+use super::window::Window;
 
 pub use base::{signature_base, BaseError, Message};
 pub use input::{Component, SignatureInput};
@@ -130,13 +131,7 @@ pub fn parse_label(req: &Request, label: &str, requirements: &Requirements) -> R
 }
 
 /// Checks the signature, then a covered `Content-Digest` against the body, then the time.
-pub fn verify(
-    parsed: &Parsed,
-    req: &Request,
-    secret: &[u8],
-    now: DateTime<Utc>,
-    max_skew: Duration,
-) -> Result<(), VerifyError> {
+pub fn verify(parsed: &Parsed, req: &Request, secret: &[u8], window: Window) -> Result<(), VerifyError> {
     let base = signature_base(&Message::Request(req), &parsed.input).map_err(|e| match e {
         // A covered header that is gone was removed on the way.
         BaseError::Missing(_) => VerifyError::Mismatch,
@@ -155,18 +150,7 @@ pub fn verify(
             }
         })?;
     }
-    let now_secs = now.timestamp();
-    let skew = max_skew.num_seconds();
-    if let Some(created) = parsed.input.created() {
-        let age = now_secs.saturating_sub(created);
-        if age > skew || age < -skew {
-            return Err(VerifyError::Expired);
-        }
-    }
-    if parsed.input.expires().is_some_and(|expires| now_secs > expires) {
-        return Err(VerifyError::Expired);
-    }
-    Ok(())
+    window.check_created_expires(parsed.input.created(), parsed.input.expires())
 }
 
 #[cfg(test)]
