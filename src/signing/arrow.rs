@@ -1,5 +1,6 @@
 //! The SigV4-style profile of the Kronos/Pegasus IoT platform (`x-arrow-*` headers), written from
-//! issue 5's description and checked against an independent Python implementation in tests/vectors.
+//! the description in keyward's signed-request requirements and checked against an independent
+//! Python implementation in tests/vectors.
 //!
 //! canonical request = METHOD "\n" PATH "\n" [query lines "\n"] hex(SHA-256(body)), where each query
 //! line is `lower(name)` URL-encoded, `=`, the decoded value, lines sorted; with no query the line

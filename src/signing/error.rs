@@ -1,5 +1,6 @@
-//! What can go wrong when reading or checking a signature, each mapped to one answer code of
-//! issue 5. Details are fixed strings: nothing the client sent is echoed into a message or a log.
+//! What can go wrong when reading or checking a signature, each mapped to one [`Refusal`], the
+//! answer code of the verify endpoint. Details are fixed strings: nothing the client sent is
+//! echoed into a message or a log.
 
 /// A signature that cannot even be read, or that leaves out something keyward requires to be
 /// signed. Decided without the secret, so without a database lookup.

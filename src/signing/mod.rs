@@ -1,5 +1,6 @@
-//! Request-signature verification for every scheme of issue 5, as a pure library: no I/O, no
-//! HTTP framework types, no clock of its own. The caller looks up the secret and keeps replays.
+//! Request-signature verification for every signed-request scheme keyward accepts, as a pure
+//! library: no I/O, no HTTP framework types, no clock of its own. The caller looks up the secret
+//! and keeps replays.
 //!
 //! Flow: [`detect`] or [`parse`] a [`Request`] (no secret needed, so a malformed request never
 //! costs a lookup), fetch the signing secret for [`Parsed::key_id`], then [`Parsed::verify`].

@@ -140,7 +140,7 @@ impl Accept {
 }
 
 impl Default for Accept {
-    /// The defaults: region `us-east-1`, service `keyward`.
+    /// keyward's defaults: region `us-east-1`, service `keyward`.
     fn default() -> Self {
         Accept::new(&["us-east-1"], &["keyward"])
     }

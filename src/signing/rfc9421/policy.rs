@@ -15,7 +15,8 @@ pub struct Requirements {
     /// `content-digest` covered whenever the body is not empty.
     pub content_digest: bool,
     /// The whole query covered (`@query`, `@request-target` or `@target-uri`) whenever there is
-    /// one: with `@path` alone a query could be changed unnoticed. Stricter than issue 5 asks.
+    /// one: with `@path` alone a query could be changed unnoticed. Stricter than keyward's
+    /// signed-request requirements ask.
     pub query: bool,
 }
 
