@@ -8,7 +8,7 @@ use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
 use keyward::signing::{
     self, arrow, content_digest, keyward_hmac, rfc9421, sfv, sigv2, sigv4, Body, Policy, Request, Scheme, SchemeError,
-    VerifyError,
+    VerifyError, Window,
 };
 use proptest::prelude::*;
 use serde_json::Value;
@@ -17,6 +17,11 @@ const SKEW: i64 = 300;
 
 fn skew() -> Duration {
     Duration::seconds(SKEW)
+}
+
+/// Checked at `now` with the tests' skew.
+fn window(now: DateTime<Utc>) -> Window {
+    Window::new(now, skew())
 }
 
 /// `<manifest>/../shared/testdata`, or `None` (with a notice) when this checkout has none.
@@ -131,7 +136,7 @@ fn suite_vectors(root: &Path) -> Vec<Vector> {
 
 fn verify_sigv4(req: &Request, now: DateTime<Utc>) -> Result<(), VerifyError> {
     let parsed = sigv4::parse(req)?;
-    sigv4::verify(&parsed, req, SUITE_SECRET, now, skew(), &suite_accept())
+    sigv4::verify(&parsed, req, SUITE_SECRET, window(now), &suite_accept())
 }
 
 #[test]
@@ -155,7 +160,7 @@ fn every_valid_aws_suite_vector_canonicalises_and_verifies_at_its_own_date() {
             v.name
         );
         assert_eq!(
-            sigv4::verify(&parsed, &req, SUITE_SECRET, suite_time(), skew(), &suite_accept()),
+            sigv4::verify(&parsed, &req, SUITE_SECRET, window(suite_time()), &suite_accept()),
             Ok(()),
             "{}",
             v.name
@@ -262,7 +267,7 @@ fn a_suite_request_for_another_region_or_service_is_not_accepted() {
     let parsed = sigv4::parse(&req).unwrap();
     let wrong_region = sigv4::Accept::new(&["eu-west-1"], &["service"]);
     let wrong_service = sigv4::Accept::new(&["us-east-1"], &["keyward"]);
-    let verify = |accept| sigv4::verify(&parsed, &req, SUITE_SECRET, suite_time(), skew(), accept);
+    let verify = |accept| sigv4::verify(&parsed, &req, SUITE_SECRET, window(suite_time()), accept);
     assert_eq!(verify(&wrong_region), Err(VerifyError::ScopeNotAccepted("region")));
     assert_eq!(verify(&wrong_service), Err(VerifyError::ScopeNotAccepted("service")));
 }
@@ -301,12 +306,12 @@ fn the_aws_s3_header_example_verifies() {
     let parsed = sigv4::parse(&req).unwrap();
     let accept = sigv4::Accept::new(&["us-east-1"], &["s3"]);
     assert_eq!(
-        sigv4::verify(&parsed, &req, S3_SECRET, s3_time(), skew(), &accept),
+        sigv4::verify(&parsed, &req, S3_SECRET, window(s3_time()), &accept),
         Ok(())
     );
     let tampered = req.clone().with_body(Body::Bytes(b"x".to_vec()));
     assert_eq!(
-        sigv4::verify(&parsed, &tampered, S3_SECRET, s3_time(), skew(), &accept),
+        sigv4::verify(&parsed, &tampered, S3_SECRET, window(s3_time()), &accept),
         Err(VerifyError::Mismatch)
     );
 }
@@ -318,7 +323,7 @@ fn the_aws_s3_presigned_url_example_verifies_until_it_expires() {
     let parsed = sigv4::parse(&req).unwrap();
     assert_eq!(parsed.form(), sigv4::Form::Presigned);
     let accept = sigv4::Accept::new(&["us-east-1"], &["s3"]);
-    let verify = |req: &Request, now| sigv4::verify(&parsed, req, S3_SECRET, now, skew(), &accept);
+    let verify = |req: &Request, now| sigv4::verify(&parsed, req, S3_SECRET, window(now), &accept);
     assert_eq!(verify(&req, s3_time() + Duration::hours(23)), Ok(()));
     assert_eq!(
         verify(&req, s3_time() + Duration::seconds(86_401)),
@@ -374,11 +379,11 @@ fn unsigned_payload_in_the_header_form_is_refused_unless_allowed() {
     let mut accept = sigv4::Accept::default();
     let now = at(1_700_000_000);
     assert_eq!(
-        sigv4::verify(&parsed, &req, b"s", now, skew(), &accept),
+        sigv4::verify(&parsed, &req, b"s", window(now), &accept),
         Err(VerifyError::UnsignedHeaderRequired("the request body"))
     );
     accept.allow_unsigned_payload = true;
-    assert_eq!(sigv4::verify(&parsed, &req, b"s", now, skew(), &accept), Ok(()));
+    assert_eq!(sigv4::verify(&parsed, &req, b"s", window(now), &accept), Ok(()));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -404,7 +409,7 @@ fn the_hmac_worked_example_verifies() {
     );
     let parsed = keyward_hmac::parse(&req).unwrap();
     assert_eq!(
-        keyward_hmac::verify(&parsed, &req, secret, at(1_700_000_000), skew()),
+        keyward_hmac::verify(&parsed, &req, secret, window(at(1_700_000_000))),
         Ok(())
     );
     let headers =
@@ -444,7 +449,7 @@ fn an_hmac_signature_with_a_nonce_verifies() {
     let parsed = keyward_hmac::parse(&req).unwrap();
 
     assert_eq!(
-        keyward_hmac::verify(&parsed, &req, b"secret", at(1_700_000_000), skew()),
+        keyward_hmac::verify(&parsed, &req, b"secret", window(at(1_700_000_000))),
         Ok(())
     );
 }
@@ -461,7 +466,7 @@ fn changing_or_removing_the_nonce_is_a_signature_mismatch() {
     for (what, req) in [("changed", changed), ("removed", removed)] {
         let parsed = keyward_hmac::parse(&req).unwrap();
         assert_eq!(
-            keyward_hmac::verify(&parsed, &req, b"secret", at(1_700_000_000), skew()),
+            keyward_hmac::verify(&parsed, &req, b"secret", window(at(1_700_000_000))),
             Err(VerifyError::Mismatch),
             "{what}"
         );
@@ -476,7 +481,7 @@ fn a_nonce_added_to_a_signature_made_without_one_is_a_mismatch() {
     let parsed = keyward_hmac::parse(&req).unwrap();
 
     assert_eq!(
-        keyward_hmac::verify(&parsed, &req, b"secret", at(1_700_000_000), skew()),
+        keyward_hmac::verify(&parsed, &req, b"secret", window(at(1_700_000_000))),
         Err(VerifyError::Mismatch)
     );
 }
@@ -569,13 +574,13 @@ fn rfc9421_b25_hmac_signature_verifies() {
     let (req, secret, created) = b25_request(&data);
     let parsed = rfc9421::parse_with(&req, &rfc9421::Requirements::none()).unwrap();
     assert_eq!(parsed.key_id(), "test-shared-secret");
-    assert_eq!(rfc9421::verify(&parsed, &req, &secret, created, skew()), Ok(()));
+    assert_eq!(rfc9421::verify(&parsed, &req, &secret, window(created)), Ok(()));
     assert_eq!(
-        rfc9421::verify(&parsed, &req, b"wrong", created, skew()),
+        rfc9421::verify(&parsed, &req, b"wrong", window(created)),
         Err(VerifyError::Mismatch)
     );
     assert_eq!(
-        rfc9421::verify(&parsed, &req, &secret, created + Duration::seconds(SKEW + 1), skew()),
+        rfc9421::verify(&parsed, &req, &secret, window(created + Duration::seconds(SKEW + 1))),
         Err(VerifyError::Expired)
     );
     for (header, value) in [
@@ -586,7 +591,7 @@ fn rfc9421_b25_hmac_signature_verifies() {
         let mut tampered = req.clone();
         tampered.set_header(header, value);
         assert_eq!(
-            rfc9421::verify(&parsed, &tampered, &secret, created, skew()),
+            rfc9421::verify(&parsed, &tampered, &secret, window(created)),
             Err(VerifyError::Mismatch),
             "{header}"
         );
@@ -594,7 +599,7 @@ fn rfc9421_b25_hmac_signature_verifies() {
     let mut removed = req.clone();
     removed.remove_header("Content-Type");
     assert_eq!(
-        rfc9421::verify(&parsed, &removed, &secret, created, skew()),
+        rfc9421::verify(&parsed, &removed, &secret, window(created)),
         Err(VerifyError::Mismatch)
     );
 }
@@ -651,7 +656,7 @@ fn curl_httpsig_vectors_build_the_same_bases_and_the_hmac_one_verifies() {
             let parsed = rfc9421::parse(&req).unwrap();
             let created = at(inputs["created"].as_i64().unwrap());
             assert_eq!(
-                rfc9421::verify(&parsed, &req, &secret, created, skew()),
+                rfc9421::verify(&parsed, &req, &secret, window(created)),
                 Ok(()),
                 "{name}"
             );
@@ -699,16 +704,16 @@ fn an_rfc9421_body_that_differs_from_its_signed_content_digest_is_a_mismatch() {
     rfc9421::sign(&mut req, "key_1", b"secret", at(1_700_000_000)).unwrap();
     let parsed = rfc9421::parse(&req).unwrap();
     let now = at(1_700_000_000);
-    assert_eq!(rfc9421::verify(&parsed, &req, b"secret", now, skew()), Ok(()));
+    assert_eq!(rfc9421::verify(&parsed, &req, b"secret", window(now)), Ok(()));
     let tampered = req.clone().with_body(Body::Bytes(br#"{"a":2}"#.to_vec()));
     assert_eq!(
-        rfc9421::verify(&parsed, &tampered, b"secret", now, skew()),
+        rfc9421::verify(&parsed, &tampered, b"secret", window(now)),
         Err(VerifyError::Mismatch)
     );
     let mut no_digest = req.clone();
     no_digest.remove_header("Content-Digest");
     assert_eq!(
-        rfc9421::verify(&parsed, &no_digest, b"secret", now, skew()),
+        rfc9421::verify(&parsed, &no_digest, b"secret", window(now)),
         Err(VerifyError::Mismatch)
     );
 }
@@ -730,9 +735,9 @@ fn an_rfc9421_signature_past_its_expires_parameter_is_expired() {
     };
     rfc9421::sign_with(&mut req, b"k", &params).unwrap();
     let parsed = rfc9421::parse(&req).unwrap();
-    assert_eq!(rfc9421::verify(&parsed, &req, b"k", at(1_700_000_010), skew()), Ok(()));
+    assert_eq!(rfc9421::verify(&parsed, &req, b"k", window(at(1_700_000_010))), Ok(()));
     assert_eq!(
-        rfc9421::verify(&parsed, &req, b"k", at(1_700_000_011), skew()),
+        rfc9421::verify(&parsed, &req, b"k", window(at(1_700_000_011))),
         Err(VerifyError::Expired)
     );
 }
@@ -774,16 +779,16 @@ fn arrow_vectors_from_the_python_implementation_verify() {
         let parsed = arrow::parse(&req).unwrap();
         let now = parsed.timestamp();
         let secret = s(inputs, "secret").as_bytes();
-        assert_eq!(arrow::verify(&parsed, &req, secret, now, skew()), Ok(()), "{name}");
+        assert_eq!(arrow::verify(&parsed, &req, secret, window(now)), Ok(()), "{name}");
         let mut tampered = req.clone();
         tampered.method = "DELETE".to_owned();
         assert_eq!(
-            arrow::verify(&parsed, &tampered, secret, now, skew()),
+            arrow::verify(&parsed, &tampered, secret, window(now)),
             Err(VerifyError::Mismatch),
             "{name}"
         );
         assert_eq!(
-            arrow::verify(&parsed, &req, secret, now + Duration::seconds(SKEW + 1), skew()),
+            arrow::verify(&parsed, &req, secret, window(now + Duration::seconds(SKEW + 1))),
             Err(VerifyError::Expired),
             "{name}"
         );
@@ -878,7 +883,7 @@ fn sigv2_request(name: &str) -> Request {
 
 fn verify_sigv2(req: &Request, secret: &[u8], now: DateTime<Utc>) -> Result<(), VerifyError> {
     let parsed = sigv2::parse(req)?;
-    sigv2::verify(&parsed, req, secret, now, skew(), &sigv2_options())
+    sigv2::verify(&parsed, req, secret, window(now), &sigv2_options())
 }
 
 #[test]

@@ -21,6 +21,6 @@ fuzz_target!(|data: &[u8]| {
     }
     req.query = parts.next().unwrap_or_default().to_owned();
     if let Ok(parsed) = arrow::parse(&req) {
-        let _ = arrow::verify(&parsed, &req, b"secret", common::now(), common::policy().max_skew);
+        let _ = arrow::verify(&parsed, &req, b"secret", common::window());
     }
 });

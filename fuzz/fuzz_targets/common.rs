@@ -4,7 +4,7 @@
 #![allow(dead_code)] // each target uses only some helpers
 
 use chrono::{DateTime, Utc};
-use keyward::signing::{Body, Policy, Request};
+use keyward::signing::{Body, Policy, Request, Window};
 
 pub fn request(data: &[u8]) -> Request {
     let text = String::from_utf8_lossy(data);
@@ -32,6 +32,10 @@ pub fn now() -> DateTime<Utc> {
 
 pub fn policy() -> Policy {
     Policy::default()
+}
+
+pub fn window() -> Window {
+    Window::new(now(), policy().max_skew)
 }
 
 /// Parses with the generic entry point and, when that works, verifies.

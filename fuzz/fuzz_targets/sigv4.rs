@@ -18,14 +18,7 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(parsed) = sigv4::parse(&req) {
             let _ = parsed.canonical_request(&req);
             let accept = sigv4::Accept::new(&["us-east-1"], &["service", "s3"]);
-            let _ = sigv4::verify(
-                &parsed,
-                &req,
-                b"secret",
-                common::now(),
-                common::policy().max_skew,
-                &accept,
-            );
+            let _ = sigv4::verify(&parsed, &req, b"secret", common::window(), &accept);
         }
     }
 });

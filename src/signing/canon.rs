@@ -2,68 +2,36 @@
 //! value folding, HMAC with constant-time checks, and the timestamp formats on the wire.
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
+use percent_encoding::{percent_decode_str, percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 type HmacSha256 = Hmac<Sha256>;
 type HmacSha1 = Hmac<Sha1>;
 
-/// RFC 3986 unreserved characters: the only ones AWS leaves unencoded.
-pub(crate) fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
-}
+/// Everything but the RFC 3986 unreserved characters, which are the only ones AWS leaves
+/// unencoded (`percent_encode` encodes every non-ASCII byte besides, with upper-case hex).
+const AWS_ENCODED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+const AWS_ENCODED_KEEP_SLASH: &AsciiSet = &AWS_ENCODED.remove(b'/');
 
 /// Percent-encodes every byte except the unreserved ones (and `/` when `keep_slash`), with
 /// upper-case hex, as AWS's `UriEncode()`.
 pub(crate) fn uri_encode(bytes: &[u8], keep_slash: bool) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for &b in bytes {
-        if is_unreserved(b) || (keep_slash && b == b'/') {
-            out.push(char::from(b));
-        } else {
-            push_pct(&mut out, b);
-        }
-    }
-    out
-}
-
-pub(crate) fn push_pct(out: &mut String, b: u8) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    out.push('%');
-    out.push(char::from(HEX[usize::from(b >> 4)]));
-    out.push(char::from(HEX[usize::from(b & 0x0f)]));
-}
-
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
+    let set = if keep_slash {
+        AWS_ENCODED_KEEP_SLASH
+    } else {
+        AWS_ENCODED
+    };
+    percent_encode(bytes, set).to_string()
 }
 
 /// Decodes `%XX` sequences; a `%` not followed by two hex digits stays a literal `%`.
 /// `+` stays `+`: AWS queries are not form-encoded.
 pub(crate) fn percent_decode(text: &str) -> Vec<u8> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        if b == b'%' {
-            let hi = bytes.get(i + 1).copied().and_then(hex_value);
-            let lo = bytes.get(i + 2).copied().and_then(hex_value);
-            if let (Some(hi), Some(lo)) = (hi, lo) {
-                out.push(hi << 4 | lo);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b);
-        i += 1;
-    }
-    out
+    percent_decode_str(text).collect()
 }
 
 /// The `name=value` pairs of a raw query, as on the wire; empty segments (`a=1&&b=2`, a
@@ -126,53 +94,39 @@ pub(crate) fn hex_sha256(data: &[u8]) -> String {
     hex::encode(sha256(data))
 }
 
-fn hmac_sha256_mac(key: &[u8]) -> HmacSha256 {
-    match HmacSha256::new_from_slice(key) {
+/// An HMAC keyed with `key` that has read `data`.
+fn keyed<M: Mac + KeyInit>(key: &[u8], data: &[u8]) -> M {
+    let mut mac = match <M as KeyInit>::new_from_slice(key) {
         Ok(mac) => mac,
         // HMAC hashes or pads the key; no length is invalid.
-        Err(_) => unreachable!("HMAC-SHA256 accepts keys of any length"),
-    }
-}
-
-fn hmac_sha1_mac(key: &[u8]) -> HmacSha1 {
-    match HmacSha1::new_from_slice(key) {
-        Ok(mac) => mac,
-        Err(_) => unreachable!("HMAC-SHA1 accepts keys of any length"),
-    }
+        Err(_) => unreachable!("HMAC accepts keys of any length"),
+    };
+    mac.update(data);
+    mac
 }
 
 pub(crate) fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
-    let mut mac = hmac_sha256_mac(key);
-    mac.update(data);
-    mac.finalize().into_bytes().into()
+    keyed::<HmacSha256>(key, data).finalize().into_bytes().into()
 }
 
 /// Constant-time check of an HMAC-SHA256 tag.
 pub(crate) fn hmac_sha256_matches(key: &[u8], data: &[u8], tag: &[u8]) -> bool {
-    let mut mac = hmac_sha256_mac(key);
-    mac.update(data);
-    mac.verify_slice(tag).is_ok()
+    keyed::<HmacSha256>(key, data).verify_slice(tag).is_ok()
 }
 
 pub(crate) fn hmac_sha1(key: &[u8], data: &[u8]) -> [u8; 20] {
-    let mut mac = hmac_sha1_mac(key);
-    mac.update(data);
-    mac.finalize().into_bytes().into()
+    keyed::<HmacSha1>(key, data).finalize().into_bytes().into()
 }
 
 /// Constant-time check of an HMAC-SHA1 tag.
 pub(crate) fn hmac_sha1_matches(key: &[u8], data: &[u8], tag: &[u8]) -> bool {
-    let mut mac = hmac_sha1_mac(key);
-    mac.update(data);
-    mac.verify_slice(tag).is_ok()
+    keyed::<HmacSha1>(key, data).verify_slice(tag).is_ok()
 }
 
 /// Constant-time equality for digests that are not secret but should not leak either.
+/// Slices of different lengths differ at once (their lengths are not secret).
 pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.ct_eq(b).into()
 }
 
 /// Exactly 64 hex digits (either case) into 32 bytes.
@@ -262,12 +216,6 @@ pub(crate) fn format_http_date(time: DateTime<Utc>) -> String {
     time.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
 }
 
-/// `|now - at| <= max_skew`.
-pub(crate) fn within_skew(at: DateTime<Utc>, now: DateTime<Utc>, max_skew: Duration) -> bool {
-    let diff = now.signed_duration_since(at);
-    diff <= max_skew && -diff <= max_skew
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,16 +301,6 @@ mod tests {
             a.map(format_http_date).as_deref(),
             Some("Tue, 27 Mar 2007 19:36:42 GMT")
         );
-    }
-
-    #[test]
-    fn skew_window_is_symmetric_and_inclusive() {
-        let at = DateTime::from_timestamp(1_000, 0).unwrap_or_default();
-        let skew = Duration::seconds(300);
-        assert!(within_skew(at, at + skew, skew));
-        assert!(within_skew(at, at - skew, skew));
-        assert!(!within_skew(at, at + skew + Duration::seconds(1), skew));
-        assert!(!within_skew(at, at - skew - Duration::seconds(1), skew));
     }
 
     #[test]

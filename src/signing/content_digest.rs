@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256, Sha512};
 
 use super::canon::ct_eq;
 use super::request::Body;
-use super::sfv::{self, BareItem, Member};
+use super::sfv::{self, BareItem, Item, Member};
 
 pub const HEADER: &str = "Content-Digest";
 
@@ -34,6 +34,20 @@ pub fn digest(algorithm: &str, content: &[u8]) -> Option<Vec<u8>> {
 /// `sha-256=:<base64>:` for a body whose SHA-256 is `hash`.
 pub fn sha256_field(hash: &[u8; 32]) -> String {
     format!("sha-256=:{}:", STANDARD.encode(hash))
+}
+
+/// The bytes of the `sha-256` member of a `Content-Digest` value, other members ignored. `None`
+/// when the value is not a dictionary or its `sha-256` is missing or not a 32-byte sequence.
+pub fn declared_sha256(field_value: &str) -> Option<[u8; 32]> {
+    let dict = sfv::parse_dictionary(field_value).ok()?;
+    let (_, member) = dict.iter().find(|(algorithm, _)| algorithm == "sha-256")?;
+    match member {
+        Member::Item(Item {
+            bare: BareItem::ByteSeq(bytes),
+            ..
+        }) => bytes.as_slice().try_into().ok(),
+        _ => None,
+    }
 }
 
 /// Checks a `Content-Digest` value against the body: at least one algorithm we know must be
@@ -117,6 +131,23 @@ mod tests {
             check("sha-256=\"abc\"", &Body::Bytes(Vec::new())),
             Err(DigestError::Malformed)
         );
+    }
+
+    #[test]
+    fn the_declared_sha256_is_read_among_other_members() {
+        let hash = Body::Bytes(HELLO.to_vec()).sha256();
+        assert_eq!(declared_sha256(HELLO_SHA256), Some(hash));
+        assert_eq!(declared_sha256(&format!("md5=:AAAA:, {HELLO_SHA256};p=1")), Some(hash));
+    }
+
+    #[test]
+    fn no_declared_sha256_when_absent_or_malformed() {
+        assert_eq!(declared_sha256("sha-512=:AAAA:"), None);
+        assert_eq!(declared_sha256("sha-256=:AAAA:"), None);
+        assert_eq!(declared_sha256("sha-256=\"abc\""), None);
+        assert_eq!(declared_sha256("sha-256=(:AAAA:)"), None);
+        assert_eq!(declared_sha256(&format!("{HELLO_SHA256},")), None);
+        assert_eq!(declared_sha256(""), None);
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! What can go wrong when reading or checking a signature, each mapped to one answer code of
-//! issue 5. Details are fixed strings: nothing the client sent is echoed into a message or a log.
+//! What can go wrong when reading or checking a signature, each mapped to one [`Refusal`], the
+//! answer code of the verify endpoint. Details are fixed strings: nothing the client sent is
+//! echoed into a message or a log.
 
 /// A signature that cannot even be read, or that leaves out something keyward requires to be
 /// signed. Decided without the secret, so without a database lookup.
@@ -11,11 +12,20 @@ pub enum SchemeError {
     UnsignedHeaderRequired(&'static str),
 }
 
+/// Why a signature was refused, as the verify endpoint answers it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    Malformed,
+    SignatureMismatch,
+    SignatureExpired,
+    UnsignedHeaderRequired,
+}
+
 impl SchemeError {
-    pub fn code(&self) -> &'static str {
+    pub fn refusal(&self) -> Refusal {
         match self {
-            SchemeError::Malformed(_) => "MALFORMED",
-            SchemeError::UnsignedHeaderRequired(_) => "UNSIGNED_HEADER_REQUIRED",
+            SchemeError::Malformed(_) => Refusal::Malformed,
+            SchemeError::UnsignedHeaderRequired(_) => Refusal::UnsignedHeaderRequired,
         }
     }
 }
@@ -40,15 +50,15 @@ pub enum VerifyError {
 }
 
 impl VerifyError {
-    /// The answer code of the verify endpoint.
-    pub fn code(&self) -> &'static str {
+    /// The answer of the verify endpoint.
+    pub fn refusal(&self) -> Refusal {
         match self {
-            VerifyError::Mismatch => "SIGNATURE_MISMATCH",
-            VerifyError::Expired => "SIGNATURE_EXPIRED",
-            VerifyError::UnsignedHeaderRequired(_) => "UNSIGNED_HEADER_REQUIRED",
+            VerifyError::Mismatch => Refusal::SignatureMismatch,
+            VerifyError::Expired => Refusal::SignatureExpired,
+            VerifyError::UnsignedHeaderRequired(_) => Refusal::UnsignedHeaderRequired,
             // A client pointed at the wrong region gets told so, rather than hunting a
             // canonicalisation bug behind SIGNATURE_MISMATCH.
-            VerifyError::Malformed(_) | VerifyError::ScopeNotAccepted(_) => "MALFORMED",
+            VerifyError::Malformed(_) | VerifyError::ScopeNotAccepted(_) => Refusal::Malformed,
         }
     }
 }
@@ -76,20 +86,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_verify_error_maps_to_an_issue_code() {
-        assert_eq!(VerifyError::Mismatch.code(), "SIGNATURE_MISMATCH");
-        assert_eq!(VerifyError::Expired.code(), "SIGNATURE_EXPIRED");
+    fn each_verify_error_maps_to_one_refusal() {
+        assert_eq!(VerifyError::Mismatch.refusal(), Refusal::SignatureMismatch);
+        assert_eq!(VerifyError::Expired.refusal(), Refusal::SignatureExpired);
         assert_eq!(
-            VerifyError::UnsignedHeaderRequired("host").code(),
-            "UNSIGNED_HEADER_REQUIRED"
+            VerifyError::UnsignedHeaderRequired("host").refusal(),
+            Refusal::UnsignedHeaderRequired
         );
-        assert_eq!(VerifyError::Malformed("x").code(), "MALFORMED");
-        assert_eq!(VerifyError::ScopeNotAccepted("region").code(), "MALFORMED");
+        assert_eq!(VerifyError::Malformed("x").refusal(), Refusal::Malformed);
+        assert_eq!(VerifyError::ScopeNotAccepted("region").refusal(), Refusal::Malformed);
     }
 
     #[test]
-    fn scheme_errors_keep_their_code_when_converted() {
+    fn scheme_errors_keep_their_refusal_when_converted() {
         let err = SchemeError::UnsignedHeaderRequired("host");
-        assert_eq!(VerifyError::from(err).code(), err.code());
+        assert_eq!(VerifyError::from(err).refusal(), err.refusal());
+        let err = SchemeError::Malformed("x");
+        assert_eq!(VerifyError::from(err).refusal(), err.refusal());
     }
 }

@@ -3,11 +3,12 @@
 //! as in SigV4. The optional `X-Keyward-Nonce` lets a client send the same request twice within
 //! a second: it is signed only when present, so signatures made without one stay valid.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 
-use super::canon::{canonical_query, decode_hex32, hmac_sha256, hmac_sha256_matches, within_skew};
+use super::canon::{canonical_query, decode_hex32, hmac_sha256, hmac_sha256_matches};
 use super::error::{SchemeError, SignError, VerifyError};
 use super::request::Request;
+use super::window::Window;
 
 pub const KEY_ID_HEADER: &str = "X-Keyward-Key-Id";
 pub const TIMESTAMP_HEADER: &str = "X-Keyward-Timestamp";
@@ -67,10 +68,11 @@ fn nonce_of(req: &Request) -> Result<Option<&str>, &'static str> {
 }
 
 fn one<'a>(req: &'a Request, name: &'static str) -> Result<&'a str, SchemeError> {
-    req.single_header(name)
-        .map_err(|()| SchemeError::Malformed("an X-Keyward-* signature header is repeated"))?
-        .map(str::trim)
-        .ok_or(SchemeError::Malformed("an X-Keyward-* signature header is missing"))
+    req.required_header(
+        name,
+        "an X-Keyward-* signature header is repeated",
+        "an X-Keyward-* signature header is missing",
+    )
 }
 
 pub fn parse(req: &Request) -> Result<Parsed, SchemeError> {
@@ -117,21 +119,12 @@ pub fn string_to_sign(req: &Request, timestamp: &str, nonce: Option<&str>) -> St
     sts
 }
 
-pub fn verify(
-    parsed: &Parsed,
-    req: &Request,
-    secret: &[u8],
-    now: DateTime<Utc>,
-    max_skew: Duration,
-) -> Result<(), VerifyError> {
+pub fn verify(parsed: &Parsed, req: &Request, secret: &[u8], window: Window) -> Result<(), VerifyError> {
     let sts = string_to_sign(req, &parsed.timestamp_text, parsed.nonce());
     if !hmac_sha256_matches(secret, sts.as_bytes(), &parsed.signature) {
         return Err(VerifyError::Mismatch);
     }
-    if !within_skew(parsed.timestamp, now, max_skew) {
-        return Err(VerifyError::Expired);
-    }
-    Ok(())
+    window.check(parsed.timestamp)
 }
 
 /// The three headers that sign `req` at `time`: what `keyward sign` prints. An

@@ -1,5 +1,6 @@
-//! Request-signature verification for every scheme of issue 5, as a pure library: no I/O, no
-//! HTTP framework types, no clock of its own. The caller looks up the secret and keeps replays.
+//! Request-signature verification for every signed-request scheme keyward accepts, as a pure
+//! library: no I/O, no HTTP framework types, no clock of its own. The caller looks up the secret
+//! and keeps replays.
 //!
 //! Flow: [`detect`] or [`parse`] a [`Request`] (no secret needed, so a malformed request never
 //! costs a lookup), fetch the signing secret for [`Parsed::key_id`], then [`Parsed::verify`].
@@ -16,13 +17,15 @@ pub mod rfc9421;
 pub mod sfv;
 pub mod sigv2;
 pub mod sigv4;
+mod window;
 
 use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
 
 pub use canon::canonical_query;
-pub use error::{SchemeError, SignError, VerifyError};
+pub use error::{Refusal, SchemeError, SignError, VerifyError};
 pub use request::{Body, Request, EMPTY_SHA256};
+pub use window::Window;
 
 /// The signing schemes keyward verifies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -212,13 +215,13 @@ impl Parsed {
 
     /// Checks the signature with `secret` (the UTF-8 bytes of the signing secret) at `now`.
     pub fn verify(&self, req: &Request, secret: &[u8], now: DateTime<Utc>, policy: &Policy) -> Result<(), VerifyError> {
-        let skew = policy.max_skew;
+        let window = Window::new(now, policy.max_skew);
         match self {
-            Parsed::AwsSigV4(p) => sigv4::verify(p, req, secret, now, skew, &policy.sigv4),
-            Parsed::Hmac(p) => keyward_hmac::verify(p, req, secret, now, skew),
-            Parsed::HttpMessageSignature(p) => rfc9421::verify(p, req, secret, now, skew),
-            Parsed::Arrow(p) => arrow::verify(p, req, secret, now, skew),
-            Parsed::AwsSigV2(p) => sigv2::verify(p, req, secret, now, skew, &policy.sigv2),
+            Parsed::AwsSigV4(p) => sigv4::verify(p, req, secret, window, &policy.sigv4),
+            Parsed::Hmac(p) => keyward_hmac::verify(p, req, secret, window),
+            Parsed::HttpMessageSignature(p) => rfc9421::verify(p, req, secret, window),
+            Parsed::Arrow(p) => arrow::verify(p, req, secret, window),
+            Parsed::AwsSigV2(p) => sigv2::verify(p, req, secret, window, &policy.sigv2),
         }
     }
 }

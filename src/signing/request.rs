@@ -4,6 +4,8 @@
 use sha2::{Digest, Sha256};
 use std::fmt;
 
+use super::error::SchemeError;
+
 /// SHA-256 of the empty string, the payload hash of every request without a body.
 pub const EMPTY_SHA256: [u8; 32] = [
     0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24, 0x27, 0xae, 0x41,
@@ -125,6 +127,20 @@ impl Request {
             return Err(());
         }
         Ok(first)
+    }
+
+    /// The trimmed value of a header that must be sent exactly once; `repeated` or `missing`
+    /// is the refusal's fixed text when it is not.
+    pub(crate) fn required_header(
+        &self,
+        name: &str,
+        repeated: &'static str,
+        missing: &'static str,
+    ) -> Result<&str, SchemeError> {
+        self.single_header(name)
+            .map_err(|()| SchemeError::Malformed(repeated))?
+            .map(str::trim)
+            .ok_or(SchemeError::Malformed(missing))
     }
 
     /// Replaces every instance of a header with one value, appended at the end.

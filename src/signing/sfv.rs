@@ -1,21 +1,12 @@
-//! RFC 8941 Structured Field Values: the parser and serialiser RFC 9421 (`Signature-Input`,
-//! `Signature`) and RFC 9530 (`Content-Digest`) need. Strict where the RFC is strict.
+//! RFC 8941 Structured Field Values as RFC 9421 (`Signature-Input`, `Signature`) and RFC 9530
+//! (`Content-Digest`) use them. The `sfv` crate parses and serialises (in its RFC 8941 mode, so
+//! no RFC 9651 dates or display strings); this adapter keeps keyward's plain, ordered data model,
+//! the size limits and fixed error texts that never echo the input.
 
-use base64::alphabet;
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
-use base64::engine::DecodePaddingMode;
-use base64::Engine;
-use std::fmt::Write;
-
-/// RFC 8941 §4.2.7: parsers should not fail on missing padding or non-zero pad bits.
-const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
-    &alphabet::STANDARD,
-    GeneralPurposeConfig::new()
-        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
-        .with_decode_allow_trailing_bits(true),
-);
-
-const MAX_INTEGER: i64 = 999_999_999_999_999;
+use ::sfv::{
+    DictSerializer, InnerListSerializer, Integer, ItemSerializer, KeyRef, ListSerializer, ParameterSerializer, Parser,
+    RefBareItem, StringRef, TokenRef, Version,
+};
 
 /// RFC 8941 §3 sizes every parser must support; we support exactly those, which also bounds the
 /// work a hostile header can cause (repeated keys are looked up linearly).
@@ -59,7 +50,7 @@ pub enum Member {
 }
 
 pub type List = Vec<Member>;
-/// Ordered; a repeated key overwrites the earlier value in place.
+/// Ordered; a repeated key keeps its first position and takes the last value.
 pub type Dictionary = Vec<(String, Member)>;
 
 /// Why a field value is not a valid structured field.
@@ -69,512 +60,176 @@ pub struct SfvError(pub &'static str);
 
 type Result<T> = std::result::Result<T, SfvError>;
 
+/// Every syntax error reads the same: the crate's message names a position in client input.
+const SYNTAX: SfvError = SfvError("not RFC 8941 syntax");
+
 pub fn param<'a>(params: &'a Parameters, key: &str) -> Option<&'a BareItem> {
     params.iter().find(|(k, _)| k == key).map(|(_, v)| v)
 }
 
-fn insert<V>(map: &mut Vec<(String, V)>, key: String, value: V) {
-    match map.iter_mut().find(|(k, _)| *k == key) {
-        Some(slot) => slot.1 = value,
-        None => map.push((key, value)),
-    }
+fn parser(input: &str) -> Parser<'_> {
+    Parser::new(input).with_version(Version::Rfc8941)
 }
 
-struct Parser<'a> {
-    input: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Parser<'a> {
-    fn new(input: &'a str) -> Self {
-        // RFC 8941 §4.2 step 2: leading SP are discarded (trailing ones at the end).
-        let bytes = input.as_bytes();
-        let start = bytes.iter().take_while(|b| **b == b' ').count();
-        let end = bytes.len() - bytes.iter().rev().take_while(|b| **b == b' ').count();
-        Parser {
-            input: bytes.get(start..end.max(start)).unwrap_or_default(),
-            pos: 0,
-        }
+fn at_most(len: usize, max: usize, why: &'static str) -> Result<()> {
+    if len > max {
+        Err(SfvError(why))
+    } else {
+        Ok(())
     }
-
-    fn peek(&self) -> Option<u8> {
-        self.input.get(self.pos).copied()
-    }
-
-    fn at_end(&self) -> bool {
-        self.pos >= self.input.len()
-    }
-
-    fn skip_sp(&mut self) {
-        while self.peek() == Some(b' ') {
-            self.pos += 1;
-        }
-    }
-
-    fn skip_ows(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t')) {
-            self.pos += 1;
-        }
-    }
-
-    fn expect_end(&self) -> Result<()> {
-        if self.at_end() {
-            Ok(())
-        } else {
-            Err(SfvError("trailing characters"))
-        }
-    }
-
-    /// After a list or dictionary member: end, or `,` and another member.
-    fn member_separator(&mut self) -> Result<bool> {
-        self.skip_ows();
-        if self.at_end() {
-            return Ok(false);
-        }
-        if self.peek() != Some(b',') {
-            return Err(SfvError("expected ',' between members"));
-        }
-        self.pos += 1;
-        self.skip_ows();
-        if self.at_end() {
-            return Err(SfvError("trailing ','"));
-        }
-        Ok(true)
-    }
-
-    fn list(&mut self) -> Result<List> {
-        let mut members = Vec::new();
-        if self.at_end() {
-            return Ok(members);
-        }
-        loop {
-            if members.len() == MAX_MEMBERS {
-                return Err(SfvError("more than 1024 members"));
-            }
-            members.push(self.member()?);
-            if !self.member_separator()? {
-                return Ok(members);
-            }
-        }
-    }
-
-    fn dictionary(&mut self) -> Result<Dictionary> {
-        let mut members = Vec::new();
-        if self.at_end() {
-            return Ok(members);
-        }
-        loop {
-            let key = self.key()?;
-            let member = if self.peek() == Some(b'=') {
-                self.pos += 1;
-                self.member()?
-            } else {
-                Member::Item(Item {
-                    bare: BareItem::Boolean(true),
-                    params: self.parameters()?,
-                })
-            };
-            insert(&mut members, key, member);
-            if members.len() > MAX_MEMBERS {
-                return Err(SfvError("more than 1024 members"));
-            }
-            if !self.member_separator()? {
-                return Ok(members);
-            }
-        }
-    }
-
-    fn member(&mut self) -> Result<Member> {
-        if self.peek() == Some(b'(') {
-            Ok(Member::InnerList(self.inner_list()?))
-        } else {
-            Ok(Member::Item(self.item()?))
-        }
-    }
-
-    fn inner_list(&mut self) -> Result<InnerList> {
-        self.pos += 1; // '('
-        let mut items = Vec::new();
-        loop {
-            self.skip_sp();
-            match self.peek() {
-                Some(b')') => {
-                    self.pos += 1;
-                    let params = self.parameters()?;
-                    return Ok(InnerList { items, params });
-                }
-                None => return Err(SfvError("unterminated inner list")),
-                Some(_) => {
-                    if items.len() == MAX_INNER_ITEMS {
-                        return Err(SfvError("more than 256 inner list items"));
-                    }
-                    items.push(self.item()?);
-                    if !matches!(self.peek(), Some(b' ' | b')')) {
-                        return Err(SfvError("inner list items must be separated by spaces"));
-                    }
-                }
-            }
-        }
-    }
-
-    fn item(&mut self) -> Result<Item> {
-        let bare = self.bare_item()?;
-        let params = self.parameters()?;
-        Ok(Item { bare, params })
-    }
-
-    fn parameters(&mut self) -> Result<Parameters> {
-        let mut params = Vec::new();
-        while self.peek() == Some(b';') {
-            self.pos += 1;
-            self.skip_sp();
-            let key = self.key()?;
-            let value = if self.peek() == Some(b'=') {
-                self.pos += 1;
-                self.bare_item()?
-            } else {
-                BareItem::Boolean(true)
-            };
-            insert(&mut params, key, value);
-            if params.len() > MAX_PARAMS {
-                return Err(SfvError("more than 256 parameters"));
-            }
-        }
-        Ok(params)
-    }
-
-    fn key(&mut self) -> Result<String> {
-        match self.peek() {
-            Some(b) if b.is_ascii_lowercase() || b == b'*' => {}
-            _ => return Err(SfvError("a key must start with a lower-case letter or '*'")),
-        }
-        let start = self.pos;
-        while let Some(b) = self.peek() {
-            if b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.' | b'*') {
-                self.pos += 1;
-            } else {
-                break;
-            }
-        }
-        self.ascii(start)
-    }
-
-    fn ascii(&self, start: usize) -> Result<String> {
-        let bytes = self.input.get(start..self.pos).unwrap_or_default();
-        String::from_utf8(bytes.to_vec()).map_err(|_| SfvError("not ASCII"))
-    }
-
-    fn bare_item(&mut self) -> Result<BareItem> {
-        match self.peek() {
-            Some(b'-' | b'0'..=b'9') => self.number(),
-            Some(b'"') => self.string(),
-            Some(b':') => self.byte_seq(),
-            Some(b'?') => self.boolean(),
-            Some(b) if b.is_ascii_alphabetic() || b == b'*' => self.token(),
-            _ => Err(SfvError("unknown item type")),
-        }
-    }
-
-    fn number(&mut self) -> Result<BareItem> {
-        let negative = self.peek() == Some(b'-');
-        if negative {
-            self.pos += 1;
-        }
-        let start = self.pos;
-        let mut dot: Option<usize> = None;
-        while let Some(b) = self.peek() {
-            if b.is_ascii_digit() {
-                self.pos += 1;
-            } else if b == b'.' && dot.is_none() {
-                if self.pos - start > 12 {
-                    return Err(SfvError("decimal integer part longer than 12 digits"));
-                }
-                dot = Some(self.pos);
-                self.pos += 1;
-            } else {
-                break;
-            }
-            let len = self.pos - start;
-            if (dot.is_none() && len > 15) || (dot.is_some() && len > 16) {
-                return Err(SfvError("number too long"));
-            }
-        }
-        let text = self.ascii(start)?;
-        let sign = if negative { -1 } else { 1 };
-        match dot {
-            None => {
-                if text.is_empty() {
-                    return Err(SfvError("'-' without digits"));
-                }
-                let value: i64 = text.parse().map_err(|_| SfvError("bad integer"))?;
-                Ok(BareItem::Integer(sign * value))
-            }
-            Some(dot_at) => {
-                let int_len = dot_at - start;
-                let (int_part, frac_part) = text.split_at(int_len);
-                let frac_part = frac_part.get(1..).unwrap_or_default();
-                if int_part.is_empty() || frac_part.is_empty() || frac_part.len() > 3 {
-                    return Err(SfvError("a decimal needs 1-12 integer and 1-3 fraction digits"));
-                }
-                let int: i64 = int_part.parse().map_err(|_| SfvError("bad decimal"))?;
-                let mut frac: i64 = frac_part.parse().map_err(|_| SfvError("bad decimal"))?;
-                for _ in frac_part.len()..3 {
-                    frac *= 10;
-                }
-                Ok(BareItem::Decimal(Decimal(sign * (int * 1000 + frac))))
-            }
-        }
-    }
-
-    fn string(&mut self) -> Result<BareItem> {
-        self.pos += 1; // '"'
-        let mut out = String::new();
-        loop {
-            match self.peek() {
-                None => return Err(SfvError("unterminated string")),
-                Some(b'"') => {
-                    self.pos += 1;
-                    return Ok(BareItem::String(out));
-                }
-                Some(b'\\') => {
-                    self.pos += 1;
-                    match self.peek() {
-                        Some(c @ (b'"' | b'\\')) => {
-                            out.push(char::from(c));
-                            self.pos += 1;
-                        }
-                        _ => return Err(SfvError("bad escape in string")),
-                    }
-                }
-                Some(c @ 0x20..=0x7e) => {
-                    out.push(char::from(c));
-                    self.pos += 1;
-                }
-                Some(_) => return Err(SfvError("control or non-ASCII character in string")),
-            }
-        }
-    }
-
-    fn token(&mut self) -> Result<BareItem> {
-        let start = self.pos;
-        self.pos += 1;
-        while let Some(b) = self.peek() {
-            if is_tchar(b) || b == b':' || b == b'/' {
-                self.pos += 1;
-            } else {
-                break;
-            }
-        }
-        Ok(BareItem::Token(self.ascii(start)?))
-    }
-
-    fn byte_seq(&mut self) -> Result<BareItem> {
-        self.pos += 1; // ':'
-        let start = self.pos;
-        while let Some(b) = self.peek() {
-            if b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=') {
-                self.pos += 1;
-            } else {
-                break;
-            }
-        }
-        if self.peek() != Some(b':') {
-            return Err(SfvError("unterminated byte sequence"));
-        }
-        let encoded = self.input.get(start..self.pos).unwrap_or_default();
-        self.pos += 1;
-        LENIENT_BASE64
-            .decode(encoded)
-            .map(BareItem::ByteSeq)
-            .map_err(|_| SfvError("bad base64 in byte sequence"))
-    }
-
-    fn boolean(&mut self) -> Result<BareItem> {
-        self.pos += 1; // '?'
-        let value = match self.peek() {
-            Some(b'1') => true,
-            Some(b'0') => false,
-            _ => return Err(SfvError("a boolean is ?0 or ?1")),
-        };
-        self.pos += 1;
-        Ok(BareItem::Boolean(value))
-    }
-}
-
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-pub fn parse_list(input: &str) -> Result<List> {
-    let mut p = Parser::new(input);
-    let list = p.list()?;
-    p.expect_end()?;
-    Ok(list)
 }
 
 pub fn parse_dictionary(input: &str) -> Result<Dictionary> {
-    let mut p = Parser::new(input);
-    let dict = p.dictionary()?;
-    p.expect_end()?;
-    Ok(dict)
+    let dict: ::sfv::Dictionary = parser(input).parse().map_err(|_| SYNTAX)?;
+    at_most(dict.len(), MAX_MEMBERS, "more than 1024 members")?;
+    dict.into_iter()
+        .map(|(key, member)| Ok((key.into(), from_member(member)?)))
+        .collect()
+}
+
+pub fn parse_list(input: &str) -> Result<List> {
+    let list: ::sfv::List = parser(input).parse().map_err(|_| SYNTAX)?;
+    at_most(list.len(), MAX_MEMBERS, "more than 1024 members")?;
+    list.into_iter().map(from_member).collect()
 }
 
 pub fn parse_item(input: &str) -> Result<Item> {
-    let mut p = Parser::new(input);
-    if p.at_end() {
-        return Err(SfvError("empty item"));
-    }
-    let item = p.item()?;
-    p.expect_end()?;
-    Ok(item)
+    let item: ::sfv::Item = parser(input).parse().map_err(|_| SYNTAX)?;
+    from_item(item)
+}
+
+fn from_member(member: ::sfv::ListEntry) -> Result<Member> {
+    Ok(match member {
+        ::sfv::ListEntry::Item(item) => Member::Item(from_item(item)?),
+        ::sfv::ListEntry::InnerList(list) => {
+            at_most(list.items.len(), MAX_INNER_ITEMS, "more than 256 inner list items")?;
+            Member::InnerList(InnerList {
+                items: list.items.into_iter().map(from_item).collect::<Result<_>>()?,
+                params: from_params(list.params)?,
+            })
+        }
+    })
+}
+
+fn from_item(item: ::sfv::Item) -> Result<Item> {
+    Ok(Item {
+        bare: from_bare(item.bare_item)?,
+        params: from_params(item.params)?,
+    })
+}
+
+fn from_params(params: ::sfv::Parameters) -> Result<Parameters> {
+    at_most(params.len(), MAX_PARAMS, "more than 256 parameters")?;
+    params
+        .into_iter()
+        .map(|(key, value)| Ok((key.into(), from_bare(value)?)))
+        .collect()
+}
+
+fn from_bare(bare: ::sfv::BareItem) -> Result<BareItem> {
+    Ok(match bare {
+        ::sfv::BareItem::Integer(i) => BareItem::Integer(i.into()),
+        ::sfv::BareItem::Decimal(d) => BareItem::Decimal(Decimal(d.as_integer_scaled_1000().into())),
+        ::sfv::BareItem::String(s) => BareItem::String(s.into()),
+        ::sfv::BareItem::Token(t) => BareItem::Token(t.into()),
+        ::sfv::BareItem::ByteSequence(bytes) => BareItem::ByteSeq(bytes),
+        ::sfv::BareItem::Boolean(b) => BareItem::Boolean(b),
+        // RFC 9651 types; the RFC 8941 parser never produces them.
+        ::sfv::BareItem::Date(_) | ::sfv::BareItem::DisplayString(_) => return Err(SfvError("unknown item type")),
+    })
 }
 
 /// RFC 8941 key syntax: `lcalpha` or `*`, then `lcalpha`, digits, `_ - . *`.
 pub fn is_valid_key(key: &str) -> bool {
-    let mut bytes = key.bytes();
-    bytes.next().is_some_and(|b| b.is_ascii_lowercase() || b == b'*')
-        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.' | b'*'))
+    KeyRef::from_str(key).is_ok()
 }
 
-pub fn serialize_bare_item(bare: &BareItem, out: &mut String) -> Result<()> {
-    match bare {
-        BareItem::Integer(i) => {
-            if !(-MAX_INTEGER..=MAX_INTEGER).contains(i) {
-                return Err(SfvError("integer out of range"));
-            }
-            let _ = write!(out, "{i}");
-        }
-        BareItem::Decimal(Decimal(milli)) => {
-            if milli.unsigned_abs() / 1000 > 999_999_999_999 {
-                return Err(SfvError("decimal out of range"));
-            }
-            if *milli < 0 {
-                out.push('-');
-            }
-            let abs = milli.unsigned_abs();
-            let _ = write!(out, "{}.", abs / 1000);
-            let frac = format!("{:03}", abs % 1000);
-            let trimmed = frac.trim_end_matches('0');
-            out.push_str(if trimmed.is_empty() { "0" } else { trimmed });
-        }
+fn key(key: &str) -> Result<&KeyRef> {
+    KeyRef::from_str(key).map_err(|_| SfvError("invalid key"))
+}
+
+fn integer(value: i64, why: &'static str) -> Result<Integer> {
+    Integer::try_from(value).map_err(|_| SfvError(why))
+}
+
+fn bare_ref(bare: &BareItem) -> Result<RefBareItem<'_>> {
+    Ok(match bare {
+        BareItem::Integer(i) => RefBareItem::Integer(integer(*i, "integer out of range")?),
+        BareItem::Decimal(Decimal(milli)) => RefBareItem::Decimal(::sfv::Decimal::from_integer_scaled_1000(integer(
+            *milli,
+            "decimal out of range",
+        )?)),
         BareItem::String(s) => {
-            out.push('"');
-            for c in s.chars() {
-                match c {
-                    '"' | '\\' => {
-                        out.push('\\');
-                        out.push(c);
-                    }
-                    ' '..='~' => out.push(c),
-                    _ => return Err(SfvError("string with a character outside ASCII")),
-                }
-            }
-            out.push('"');
+            RefBareItem::String(StringRef::from_str(s).map_err(|_| SfvError("string with a character outside ASCII"))?)
         }
-        BareItem::Token(t) => {
-            let mut bytes = t.bytes();
-            let first_ok = bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'*');
-            if !first_ok || !bytes.all(|b| is_tchar(b) || b == b':' || b == b'/') {
-                return Err(SfvError("invalid token"));
-            }
-            out.push_str(t);
-        }
-        BareItem::ByteSeq(bytes) => {
-            out.push(':');
-            out.push_str(&STANDARD.encode(bytes));
-            out.push(':');
-        }
-        BareItem::Boolean(b) => out.push_str(if *b { "?1" } else { "?0" }),
+        BareItem::Token(t) => RefBareItem::Token(TokenRef::from_str(t).map_err(|_| SfvError("invalid token"))?),
+        BareItem::ByteSeq(bytes) => RefBareItem::ByteSequence(bytes),
+        BareItem::Boolean(b) => RefBareItem::Boolean(*b),
+    })
+}
+
+fn write_params(params: &Parameters, mut out: ParameterSerializer<&mut String>) -> Result<()> {
+    for (name, value) in params {
+        out = out.parameter(key(name)?, bare_ref(value)?);
     }
     Ok(())
 }
 
-pub fn serialize_parameters(params: &Parameters, out: &mut String) -> Result<()> {
-    for (key, value) in params {
-        if !is_valid_key(key) {
-            return Err(SfvError("invalid key"));
-        }
-        out.push(';');
-        out.push_str(key);
-        if *value != BareItem::Boolean(true) {
-            out.push('=');
-            serialize_bare_item(value, out)?;
-        }
+fn write_inner_list(list: &InnerList, mut out: InnerListSerializer<'_>) -> Result<()> {
+    for item in &list.items {
+        write_params(&item.params, out.bare_item(bare_ref(&item.bare)?))?;
     }
-    Ok(())
+    write_params(&list.params, out.finish())
+}
+
+fn write_list_member(member: &Member, out: &mut ListSerializer<&mut String>) -> Result<()> {
+    match member {
+        Member::Item(item) => write_params(&item.params, out.bare_item(bare_ref(&item.bare)?)),
+        Member::InnerList(list) => write_inner_list(list, out.inner_list()),
+    }
 }
 
 pub fn serialize_item(item: &Item) -> Result<String> {
     let mut out = String::new();
-    write_item(item, &mut out)?;
+    write_params(
+        &item.params,
+        ItemSerializer::with_buffer(&mut out).bare_item(bare_ref(&item.bare)?),
+    )?;
     Ok(out)
 }
 
-fn write_item(item: &Item, out: &mut String) -> Result<()> {
-    serialize_bare_item(&item.bare, out)?;
-    serialize_parameters(&item.params, out)
-}
-
+/// An inner list on its own, as the `@signature-params` value: a one-member list.
 pub fn serialize_inner_list(list: &InnerList) -> Result<String> {
     let mut out = String::new();
-    write_inner_list(list, &mut out)?;
+    write_inner_list(list, ListSerializer::with_buffer(&mut out).inner_list())?;
     Ok(out)
 }
 
-fn write_inner_list(list: &InnerList, out: &mut String) -> Result<()> {
-    out.push('(');
-    for (i, item) in list.items.iter().enumerate() {
-        if i > 0 {
-            out.push(' ');
-        }
-        write_item(item, out)?;
-    }
-    out.push(')');
-    serialize_parameters(&list.params, out)
-}
-
+/// A member on its own (a dictionary member's value): a one-member list.
 pub fn serialize_member(member: &Member) -> Result<String> {
     let mut out = String::new();
-    write_member(member, &mut out)?;
+    write_list_member(member, &mut ListSerializer::with_buffer(&mut out))?;
     Ok(out)
 }
 
-fn write_member(member: &Member, out: &mut String) -> Result<()> {
-    match member {
-        Member::Item(item) => write_item(item, out),
-        Member::InnerList(list) => write_inner_list(list, out),
-    }
-}
-
+/// An empty list serialises as the empty string (the field is then left out).
 pub fn serialize_list(list: &List) -> Result<String> {
     let mut out = String::new();
-    for (i, member) in list.iter().enumerate() {
-        if i > 0 {
-            out.push_str(", ");
-        }
-        write_member(member, &mut out)?;
+    let mut ser = ListSerializer::with_buffer(&mut out);
+    for member in list {
+        write_list_member(member, &mut ser)?;
     }
     Ok(out)
 }
 
+/// An empty dictionary serialises as the empty string (the field is then left out).
 pub fn serialize_dictionary(dict: &Dictionary) -> Result<String> {
     let mut out = String::new();
-    for (i, (key, member)) in dict.iter().enumerate() {
-        if !is_valid_key(key) {
-            return Err(SfvError("invalid key"));
-        }
-        if i > 0 {
-            out.push_str(", ");
-        }
-        out.push_str(key);
+    let mut ser = DictSerializer::with_buffer(&mut out);
+    for (name, member) in dict {
         match member {
-            Member::Item(item) if item.bare == BareItem::Boolean(true) => {
-                serialize_parameters(&item.params, &mut out)?;
-            }
-            _ => {
-                out.push('=');
-                write_member(member, &mut out)?;
-            }
+            Member::Item(item) => write_params(&item.params, ser.bare_item(key(name)?, bare_ref(&item.bare)?))?,
+            Member::InnerList(list) => write_inner_list(list, ser.inner_list(key(name)?))?,
         }
     }
     Ok(out)

@@ -3,14 +3,15 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use md5::{Digest, Md5};
 
 use super::canon::{
-    ct_eq, format_http_date, hmac_sha1, hmac_sha1_matches, parse_amz_date, parse_http_date, percent_decode, within_skew,
+    ct_eq, format_http_date, hmac_sha1, hmac_sha1_matches, parse_amz_date, parse_http_date, percent_decode,
 };
 use super::error::{SchemeError, SignError, VerifyError};
 use super::request::{Body, Request};
+use super::window::Window;
 
 /// Query parameters that name an S3 sub-resource and so belong to the canonicalised resource.
 const SUB_RESOURCES: [&str; 40] = [
@@ -274,8 +275,7 @@ pub fn verify(
     parsed: &Parsed,
     req: &Request,
     secret: &[u8],
-    now: DateTime<Utc>,
-    max_skew: Duration,
+    window: Window,
     options: &Options,
 ) -> Result<(), VerifyError> {
     let mut layouts = vec![DateLayout::Documented];
@@ -291,10 +291,7 @@ pub fn verify(
         return Err(VerifyError::Mismatch);
     }
     check_content_md5(req)?;
-    if !within_skew(parsed.timestamp, now, max_skew) {
-        return Err(VerifyError::Expired);
-    }
-    Ok(())
+    window.check(parsed.timestamp)
 }
 
 /// Sets `Date` (unless `x-amz-date` is there) and `Authorization`.

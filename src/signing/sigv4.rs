@@ -4,11 +4,12 @@
 use chrono::{DateTime, Duration, Utc};
 
 use super::canon::{
-    canonical_query_excluding, decode_hex32, fold_whitespace, format_amz_date, hex_sha256, hmac_sha256,
-    hmac_sha256_matches, parse_amz_date, parse_http_date, percent_decode, raw_query_pairs, uri_encode, within_skew,
+    canonical_query_excluding, ct_eq, decode_hex32, fold_whitespace, format_amz_date, hex_sha256, hmac_sha256,
+    hmac_sha256_matches, parse_amz_date, parse_http_date, percent_decode, raw_query_pairs, uri_encode,
 };
 use super::error::{SchemeError, SignError, VerifyError};
 use super::request::Request;
+use super::window::Window;
 
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 /// The payload hash of a request whose body is not signed (presigned URLs, some S3 uploads).
@@ -139,7 +140,7 @@ impl Accept {
 }
 
 impl Default for Accept {
-    /// The defaults: region `us-east-1`, service `keyward`.
+    /// keyward's defaults: region `us-east-1`, service `keyward`.
     fn default() -> Self {
         Accept::new(&["us-east-1"], &["keyward"])
     }
@@ -435,7 +436,7 @@ fn payload_candidates(parsed: &Parsed, req: &Request, allow_unsigned_header: boo
             let declared_hash =
                 decode_hex32(value).ok_or(VerifyError::Malformed("unsupported x-amz-content-sha256 value"))?;
             // A body that differs from the hash the client signed was changed on the way.
-            if declared_hash != req.body.sha256() {
+            if !ct_eq(&declared_hash, &req.body.sha256()) {
                 return Err(VerifyError::Mismatch);
             }
             Ok(vec![value.to_owned()])
@@ -460,13 +461,12 @@ fn signing_key(secret: &[u8], scope: &CredentialScope) -> [u8; 32] {
 }
 
 /// Checks a parsed SigV4 signature against `secret` (the UTF-8 bytes of the signing secret).
-/// `now` is the caller's clock; tests pass the vector's own date.
+/// `window.now` is the caller's clock; tests pass the vector's own date.
 pub fn verify(
     parsed: &Parsed,
     req: &Request,
     secret: &[u8],
-    now: DateTime<Utc>,
-    max_skew: Duration,
+    window: Window,
     accept: &Accept,
 ) -> Result<(), VerifyError> {
     if !accept.regions.contains(&parsed.scope.region) {
@@ -485,18 +485,10 @@ pub fn verify(
     if !matched {
         return Err(VerifyError::Mismatch);
     }
-    let fresh = match parsed.expires {
-        None => within_skew(parsed.timestamp, now, max_skew),
-        Some(expires) => {
-            let start = parsed.timestamp.checked_sub_signed(max_skew);
-            let end = parsed.timestamp.checked_add_signed(expires);
-            start.is_some_and(|start| now >= start) && end.is_some_and(|end| now <= end)
-        }
-    };
-    if !fresh {
-        return Err(VerifyError::Expired);
+    match parsed.expires {
+        None => window.check(parsed.timestamp),
+        Some(expires) => window.check_presigned(parsed.timestamp, expires),
     }
-    Ok(())
 }
 
 /// Who signs, and for which scope.
@@ -655,9 +647,13 @@ mod tests {
             .with_header("X-Amz-Date", "20150830T123600Z")
     }
 
+    fn parse_auth(auth: &str) -> Result<Parsed, SchemeError> {
+        parse(&vanilla().with_header("Authorization", auth))
+    }
+
     #[test]
     fn header_form_reads_key_id_scope_and_signed_headers() {
-        let parsed = parse(&vanilla().with_header("Authorization", AUTH));
+        let parsed = parse_auth(AUTH);
         let parsed = parsed.unwrap();
         assert_eq!(parsed.form(), Form::Header);
         assert_eq!(parsed.key_id(), "AKIDEXAMPLE");
@@ -669,68 +665,50 @@ mod tests {
     #[test]
     fn header_form_accepts_parameters_without_spaces_after_commas() {
         let auth = AUTH.replace(", ", ",");
-        assert!(parse(&vanilla().with_header("Authorization", auth)).is_ok());
+        assert!(parse_auth(&auth).is_ok());
     }
 
     #[test]
     fn unsigned_host_is_refused_before_any_secret_is_needed() {
         let auth = AUTH.replace("host;x-amz-date", "x-amz-date");
-        assert_eq!(
-            parse(&vanilla().with_header("Authorization", auth)),
-            Err(SchemeError::UnsignedHeaderRequired("host"))
-        );
+        assert_eq!(parse_auth(&auth), Err(SchemeError::UnsignedHeaderRequired("host")));
     }
 
     #[test]
     fn a_repeated_authorization_parameter_is_malformed() {
         let auth = format!("{AUTH}, Signature=00");
-        assert!(matches!(
-            parse(&vanilla().with_header("Authorization", auth)),
-            Err(SchemeError::Malformed(_))
-        ));
+        assert!(matches!(parse_auth(&auth), Err(SchemeError::Malformed(_))));
     }
 
     #[test]
     fn an_unknown_authorization_parameter_is_malformed() {
         let auth = format!("{AUTH}, Extra=1");
-        assert!(matches!(
-            parse(&vanilla().with_header("Authorization", auth)),
-            Err(SchemeError::Malformed(_))
-        ));
+        assert!(matches!(parse_auth(&auth), Err(SchemeError::Malformed(_))));
     }
 
     #[test]
     fn a_short_signature_is_malformed() {
         let auth = AUTH.replace("Signature=5fa0", "Signature=");
-        assert!(matches!(
-            parse(&vanilla().with_header("Authorization", auth)),
-            Err(SchemeError::Malformed(_))
-        ));
+        assert!(matches!(parse_auth(&auth), Err(SchemeError::Malformed(_))));
     }
 
     #[test]
     fn a_scope_date_other_than_the_request_date_is_malformed() {
         let auth = AUTH.replace("/20150830/", "/20150831/");
-        assert!(matches!(
-            parse(&vanilla().with_header("Authorization", auth)),
-            Err(SchemeError::Malformed(_))
-        ));
+        assert!(matches!(parse_auth(&auth), Err(SchemeError::Malformed(_))));
     }
 
     #[test]
     fn a_key_id_containing_a_slash_is_read_whole() {
         let auth = AUTH.replace("AKIDEXAMPLE", "key/with/slash");
-        let parsed = parse(&vanilla().with_header("Authorization", auth)).unwrap();
+        let parsed = parse_auth(&auth).unwrap();
         assert_eq!(parsed.key_id(), "key/with/slash");
     }
 
     #[test]
     fn upper_case_signed_header_names_are_malformed() {
         let auth = AUTH.replace("host;x-amz-date", "Host;x-amz-date");
-        assert!(matches!(
-            parse(&vanilla().with_header("Authorization", auth)),
-            Err(SchemeError::Malformed(_))
-        ));
+        assert!(matches!(parse_auth(&auth), Err(SchemeError::Malformed(_))));
     }
 
     #[test]

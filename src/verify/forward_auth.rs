@@ -125,15 +125,7 @@ fn declared_sha256(request: &signing::Request) -> Option<[u8; 32]> {
     if let Some(hex_digest) = request.header("x-amz-content-sha256") {
         return hex::decode(hex_digest.trim()).ok()?.try_into().ok();
     }
-    let digest = request.header("content-digest")?;
-    let dictionary = signing::sfv::parse_dictionary(digest).ok()?;
-    dictionary.iter().find_map(|(name, member)| match member {
-        signing::sfv::Member::Item(item) if name == "sha-256" => match &item.bare {
-            signing::sfv::BareItem::ByteSeq(bytes) => bytes.as_slice().try_into().ok(),
-            _ => None,
-        },
-        _ => None,
-    })
+    signing::content_digest::declared_sha256(request.header("content-digest")?)
 }
 
 fn required_scopes(headers: &HeaderMap) -> Vec<String> {

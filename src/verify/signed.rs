@@ -36,7 +36,7 @@ pub async fn verify_request(
         Ok(None) => return Ok(refused(ctx, caller, meta, None, None, VerifyCode::Malformed).await),
         Err(error) => {
             let scheme = signing::detect(request);
-            let code = VerifyCode::from_signature_code(error.code());
+            let code = VerifyCode::from(error.refusal());
             return Ok(refused(ctx, caller, meta, scheme, None, code).await);
         }
     };
@@ -76,7 +76,7 @@ pub async fn verify_request(
         ..Policy::default()
     };
     if let Err(error) = parsed.verify(request, secret.expose_secret().as_bytes(), now, &policy) {
-        let code = VerifyCode::from_signature_code(error.code());
+        let code = VerifyCode::from(error.refusal());
         return Ok(refused(ctx, caller, meta, scheme, Some(&key), code).await);
     }
     if !covers_all(&key.granted_scopes(), &required) {

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use crate::domain::key::{Key, KeyStatus};
 use crate::domain::scope::{covers_all, Scope};
 use crate::domain::tenant::TenantStatus;
-use crate::signing::Scheme;
+use crate::signing::{Refusal, Scheme};
 
 /// The answer to one verification.
 #[derive(Debug)]
@@ -110,14 +110,15 @@ pub fn judge(key: &Key, tenant_status: TenantStatus, required: &[Scope], now: Da
     }
 }
 
-impl VerifyCode {
-    /// The code for a signing-library error code string.
-    pub fn from_signature_code(code: &str) -> VerifyCode {
-        match code {
-            "SIGNATURE_MISMATCH" => VerifyCode::SignatureMismatch,
-            "SIGNATURE_EXPIRED" => VerifyCode::SignatureExpired,
-            "UNSIGNED_HEADER_REQUIRED" => VerifyCode::UnsignedHeaderRequired,
-            _ => VerifyCode::Malformed,
+/// The code for each refusal of the signing library: a new refusal does not compile until it
+/// has its code.
+impl From<Refusal> for VerifyCode {
+    fn from(refusal: Refusal) -> VerifyCode {
+        match refusal {
+            Refusal::Malformed => VerifyCode::Malformed,
+            Refusal::SignatureMismatch => VerifyCode::SignatureMismatch,
+            Refusal::SignatureExpired => VerifyCode::SignatureExpired,
+            Refusal::UnsignedHeaderRequired => VerifyCode::UnsignedHeaderRequired,
         }
     }
 }
