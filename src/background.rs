@@ -33,17 +33,24 @@ pub async fn prune(pool: &PgPool, now: DateTime<Utc>) -> Result<Pruned, sqlx::Er
     })
 }
 
-/// Prunes every [`PRUNE_INTERVAL`] until the pool is closed.
+/// Prunes every [`PRUNE_INTERVAL`] until the pool is closed (and lets go of it then).
 pub fn spawn_pruner(pool: PgPool, clock: Clock) {
     tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(PRUNE_INTERVAL);
+        // The first pass one interval after the start: a replica that just started has
+        // nothing of its own to prune yet.
+        let start = tokio::time::Instant::now() + PRUNE_INTERVAL;
+        let mut ticker = tokio::time::interval_at(start, PRUNE_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        while !pool.is_closed() {
-            ticker.tick().await;
-            match prune(&pool, clock.now()).await {
-                Ok(pruned) => tracing::debug!(?pruned, "pruned"),
-                Err(_) if pool.is_closed() => return,
-                Err(error) => tracing::warn!(%error, "could not prune the replay store and rate windows"),
+        let closed = pool.close_event();
+        tokio::pin!(closed);
+        loop {
+            tokio::select! {
+                _ = &mut closed => return,
+                _ = ticker.tick() => match prune(&pool, clock.now()).await {
+                    Ok(pruned) => tracing::debug!(?pruned, "pruned"),
+                    Err(_) if pool.is_closed() => return,
+                    Err(error) => tracing::warn!(%error, "could not prune the replay store and rate windows"),
+                },
             }
         }
     });

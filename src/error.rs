@@ -131,7 +131,29 @@ impl ApiError {
                 Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not-configured", *what)
             }
             ApiError::Service(S::Password(_)) => Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR),
-            ApiError::Service(S::Conflict(detail)) => Problem::new(StatusCode::CONFLICT, "conflict", detail.clone()),
+            ApiError::Service(S::TenantSuspended(detail)) => {
+                Problem::new(StatusCode::CONFLICT, "tenant-suspended", *detail)
+            }
+            ApiError::Service(S::AlreadyMember(detail)) => {
+                Problem::new(StatusCode::CONFLICT, "already-member", *detail)
+            }
+            ApiError::Service(S::LastOwner(detail)) => Problem::new(StatusCode::CONFLICT, "last-owner", *detail),
+            ApiError::Service(S::AlreadyExists(detail)) => {
+                Problem::new(StatusCode::CONFLICT, "already-exists", *detail)
+            }
+            ApiError::Service(S::KeyRevoked(detail)) => Problem::new(StatusCode::CONFLICT, "key-revoked", *detail),
+            ApiError::Service(S::KeyExpired(detail)) => Problem::new(StatusCode::CONFLICT, "key-expired", *detail),
+            ApiError::Service(S::KeyRotated(detail)) => {
+                Problem::new(StatusCode::CONFLICT, "key-rotated", detail.clone())
+            }
+            ApiError::Service(S::ConcurrentChange(detail)) => {
+                Problem::new(StatusCode::CONFLICT, "concurrent-change", *detail)
+            }
+            ApiError::Service(S::SecretUndecryptable(_)) => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "secret-undecryptable",
+                "a signing secret does not decrypt with the configured master keys",
+            ),
             ApiError::Service(S::Database(sqlx::Error::PoolTimedOut)) | ApiError::Unavailable => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -151,10 +173,22 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let ApiError::Service(service::Error::Database(error)) = &self {
-            tracing::error!(%error, "database error");
+        let problem = self.problem();
+        // Every server-side failure is logged once, here, with what the client is not told.
+        if problem.status >= 500 {
+            match &self {
+                ApiError::Service(service::Error::Password(error)) => {
+                    tracing::error!(%error, "password hashing failed")
+                }
+                // Expected under overload or an outage: the client is told to retry.
+                error @ (ApiError::Service(service::Error::Busy)
+                | ApiError::Service(service::Error::Database(sqlx::Error::PoolTimedOut))
+                | ApiError::Unavailable) => tracing::warn!(%error, kind = %problem.kind, "request refused"),
+                ApiError::Service(service::Error::Database(error)) => tracing::error!(%error, "database error"),
+                error => tracing::error!(%error, kind = %problem.kind, "request failed"),
+            }
         }
-        let mut response = self.problem().into_response();
+        let mut response = problem.into_response();
         let retry_after = match &self {
             ApiError::Service(service::Error::Throttled(seconds)) => Some(*seconds),
             ApiError::Service(service::Error::Busy) => Some(1),

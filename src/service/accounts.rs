@@ -89,8 +89,8 @@ pub async fn accept_invite(
         .ok_or(Error::NotFound("invitation"))?;
     if let Some(new_hash) = &new_hash {
         if !repo::users::set_first_password(&mut tx, user_id, new_hash).await? {
-            return Err(Error::Conflict(
-                "the account got a password meanwhile; log in and accept again".into(),
+            return Err(Error::ConcurrentChange(
+                "the account got a password meanwhile; log in and accept again",
             ));
         }
     }
@@ -98,7 +98,7 @@ pub async fn accept_invite(
         .await
         .map_err(|e| {
             if repo::unique_violation(&e) == Some("memberships_pkey") {
-                Error::Conflict("already a member of this tenant".into())
+                Error::AlreadyMember("already a member of this tenant")
             } else {
                 e.into()
             }
@@ -187,7 +187,7 @@ pub async fn create_user(
     let mut tx = ctx.pool.begin().await?;
     repo::users::insert(&mut tx, &user, Some(&hash)).await.map_err(|e| {
         if repo::unique_violation(&e) == Some("users_email_key") {
-            Error::Conflict(format!("a user with email '{}' already exists", user.email))
+            Error::AlreadyExists("a user with this email already exists")
         } else {
             e.into()
         }

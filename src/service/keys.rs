@@ -78,8 +78,8 @@ async fn check_owner(conn: &mut PgConnection, owner: TenantScope, must_be_active
         .await?
         .ok_or(Error::NotFound("tenant"))?;
     if must_be_active && tenant.status == TenantStatus::Suspended {
-        return Err(Error::Conflict(
-            "the tenant is suspended; resume it before changing its keys".into(),
+        return Err(Error::TenantSuspended(
+            "the tenant is suspended; resume it before changing its keys",
         ));
     }
     Ok(())
@@ -320,9 +320,9 @@ pub async fn update_key(
         .await?
         .ok_or_else(|| not_found(kind))?;
     match current.status(now) {
-        KeyStatus::Revoked => return Err(Error::Conflict("a revoked key cannot be changed".into())),
+        KeyStatus::Revoked => return Err(Error::KeyRevoked("a revoked key cannot be changed")),
         // Expiry is final like revocation: a lapsed (or rotated-away) key is not brought back.
-        KeyStatus::Expired => return Err(Error::Conflict("an expired key cannot be changed".into())),
+        KeyStatus::Expired => return Err(Error::KeyExpired("an expired key cannot be changed")),
         KeyStatus::Active | KeyStatus::Disabled => {}
     }
     if let Some(successor) = repo::keys::successor_of(&mut *tx, &id).await? {
@@ -374,13 +374,13 @@ fn check_rotated_away_patch(current: &Key, patch: &KeyPatch, successor: &KeyId) 
             (Some(_), None) => false,
         };
         if extends {
-            return Err(Error::Conflict(format!(
+            return Err(Error::KeyRotated(format!(
                 "this key was rotated to `{successor}`: its expiry may be brought forward, never extended or removed"
             )));
         }
     }
     if patch.remaining.is_some() || patch.rate_limit.is_some() {
-        return Err(Error::Conflict(format!(
+        return Err(Error::KeyRotated(format!(
             "this key was rotated to `{successor}`, which holds the limits they share: change them there"
         )));
     }
@@ -413,14 +413,14 @@ pub async fn rotate(
         }
     }
     match old.status(now) {
-        KeyStatus::Revoked => return Err(Error::Conflict("a revoked key cannot be rotated".into())),
-        KeyStatus::Expired => return Err(Error::Conflict("an expired key cannot be rotated".into())),
+        KeyStatus::Revoked => return Err(Error::KeyRevoked("a revoked key cannot be rotated")),
+        KeyStatus::Expired => return Err(Error::KeyExpired("an expired key cannot be rotated")),
         KeyStatus::Active | KeyStatus::Disabled => {}
     }
     // One successor per key: a second rotation would fork the family (two counters' worth of
     // limits) and hand the new key the grace-period expiry of the first rotation.
     if let Some(successor) = repo::keys::successor_of(&mut *tx, &old.id).await? {
-        return Err(Error::Conflict(format!(
+        return Err(Error::KeyRotated(format!(
             "this key was already rotated; rotate its successor `{successor}` instead"
         )));
     }
@@ -509,7 +509,7 @@ pub async fn revoke(
         .await?
         .ok_or_else(|| not_found(kind))?;
     if current.revoked_at.is_some() {
-        return Err(Error::Conflict("the key is already revoked".into()));
+        return Err(Error::KeyRevoked("the key is already revoked"));
     }
     let revoked = repo::keys::revoke(&mut tx, &id, now, reason.as_deref()).await?;
     let event = NewAuditEvent::new(
@@ -545,7 +545,7 @@ pub async fn reseal_signing_secrets(ctx: &Context) -> Result<u64> {
             let Some(sealed) = &key.signing_secret else { continue };
             let secret = master
                 .open(sealed, key.id.as_str())
-                .map_err(|e| Error::Conflict(format!("{}: {e}", key.id)))?;
+                .map_err(|_| Error::SecretUndecryptable(key.id.clone()))?;
             let resealed = master.seal(secret.expose_secret(), key.id.as_str());
             repo::keys::reseal(&mut tx, &key.id, &resealed).await?;
             total += 1;

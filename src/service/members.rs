@@ -66,7 +66,7 @@ async fn check_tenant(conn: &mut sqlx::PgConnection, tenant: TenantId) -> Result
         .await?
         .ok_or(Error::NotFound("tenant"))?;
     if found.status == TenantStatus::Suspended {
-        return Err(Error::Conflict("the tenant is suspended".into()));
+        return Err(Error::TenantSuspended("the tenant is suspended; resume it first"));
     }
     Ok(())
 }
@@ -102,7 +102,7 @@ pub async fn invite(
         }
     };
     if repo::users::get_member(&mut *tx, tenant, user.id).await?.is_some() {
-        return Err(Error::Conflict("this person is already a member of the tenant".into()));
+        return Err(Error::AlreadyMember("this person is already a member of the tenant"));
     }
     // One pending invitation per person and tenant: the newest replaces any earlier one.
     let replaced = repo::users::void_pending_invites_of(&mut tx, tenant, user.id, VoidReason::Replaced, now).await?;
@@ -129,7 +129,7 @@ pub async fn invite(
     .await;
     if let Err(error) = inserted {
         return Err(if repo::unique_violation(&error) == Some("invites_one_pending") {
-            Error::Conflict("another invitation to this person was sent at the same moment".into())
+            Error::ConcurrentChange("another invitation to this person was sent at the same moment")
         } else {
             error.into()
         });
@@ -196,7 +196,7 @@ pub async fn update(
     // Nobody acts on a member whose role carries more than the caller holds.
     caller.may_confer(current.role, tenant)?;
     if current.role == Role::Owner && patch.role != Role::Owner && owners.len() <= 1 {
-        return Err(Error::Conflict("the last owner of a tenant cannot be demoted".into()));
+        return Err(Error::LastOwner("the last owner of a tenant cannot be demoted"));
     }
     repo::users::set_role(&mut tx, tenant, user, patch.role).await?;
     repo::users::bump_session_version(&mut tx, user).await?;
@@ -240,7 +240,7 @@ pub async fn remove(
         .ok_or(Error::NotFound("member"))?;
     caller.may_confer(current.role, tenant)?;
     if current.role == Role::Owner && owners.len() <= 1 {
-        return Err(Error::Conflict("the last owner of a tenant cannot be removed".into()));
+        return Err(Error::LastOwner("the last owner of a tenant cannot be removed"));
     }
     repo::users::remove_membership(&mut tx, tenant, user).await?;
     repo::users::bump_session_version(&mut tx, user).await?;

@@ -18,6 +18,7 @@ use crate::crypto::secrets::MasterKeys;
 
 use crate::clock::Clock;
 use crate::domain::audit::Actor;
+use crate::domain::ids::KeyId;
 use crate::domain::permissions::{Caller, Denied};
 use crate::domain::validation::ValidationErrors;
 
@@ -63,8 +64,33 @@ pub enum Error {
     Denied(#[from] Denied),
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// The tenant is suspended: resume it first.
     #[error("{0}")]
-    Conflict(String),
+    TenantSuspended(&'static str),
+    /// The person is already a member of the tenant.
+    #[error("{0}")]
+    AlreadyMember(&'static str),
+    /// A tenant keeps at least one owner.
+    #[error("{0}")]
+    LastOwner(&'static str),
+    /// Something with this unique name exists already.
+    #[error("{0}")]
+    AlreadyExists(&'static str),
+    /// The key is revoked (for good).
+    #[error("{0}")]
+    KeyRevoked(&'static str),
+    /// The key has expired (for good; expiry is final like revocation).
+    #[error("{0}")]
+    KeyExpired(&'static str),
+    /// The key was rotated: what is asked belongs to its successor.
+    #[error("{0}")]
+    KeyRotated(String),
+    /// Another change to the same thing won the race: read again and retry.
+    #[error("{0}")]
+    ConcurrentChange(&'static str),
+    /// A stored secret does not decrypt with the configured master keys.
+    #[error("the signing secret of {0} does not decrypt with the configured master keys")]
+    SecretUndecryptable(KeyId),
     #[error("the email or password is wrong")]
     InvalidLogin,
     #[error("too many failed attempts; retry in {0} seconds")]

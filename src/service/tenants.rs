@@ -17,7 +17,7 @@ pub async fn create(ctx: &Context, caller: &Caller, meta: &RequestMeta, draft: T
     let mut tx = ctx.pool.begin().await?;
     repo::tenants::insert(&mut tx, &tenant).await.map_err(|e| {
         if repo::unique_violation(&e) == Some("tenants_slug_key") {
-            Error::Conflict("a tenant with this slug already exists".into())
+            Error::AlreadyExists("a tenant with this slug already exists")
         } else {
             e.into()
         }

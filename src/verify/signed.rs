@@ -66,10 +66,9 @@ pub async fn verify_request(
             "signing secrets need KEYWARD_MASTER_KEYS to be set",
         ));
     };
-    let secret = master.open(sealed, key.id.as_str()).map_err(|error| {
-        tracing::error!(key = %key.id, %error, "a signing secret does not decrypt with the configured master keys");
-        Error::NotConfigured("a signing secret does not decrypt with the configured master keys")
-    })?;
+    let secret = master
+        .open(sealed, key.id.as_str())
+        .map_err(|_| Error::SecretUndecryptable(key.id.clone()))?;
     let policy = Policy {
         max_skew: settings.max_skew(),
         sigv4: ctx.verify.settings().sigv4.clone(),
