@@ -277,7 +277,7 @@ async fn run(command: Command) -> Result<(), CliError> {
             eprintln!(
                 "created service token {} with permissions {} (shown once; store it now)",
                 issued.key.id,
-                issued.key.scopes.join(",")
+                issued.key.grants.names().join(",")
             );
             println!("{}", issued.token.expose());
             Ok(())

@@ -28,12 +28,7 @@ pub enum SecretError {
     Undecryptable,
 }
 
-/// A sealed secret as stored: the master key version and `nonce || ciphertext+tag`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sealed {
-    pub version: i32,
-    pub blob: Vec<u8>,
-}
+pub use crate::domain::key::Sealed;
 
 pub struct MasterKeys {
     keys: Vec<(i32, Aes256Gcm)>,

@@ -6,11 +6,12 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
 use super::ids::{KeyId, KeyKind, TenantId};
-use super::permissions::Permission;
+
+use super::audit::Actor;
+use super::permissions::{Permission, TenantScope};
 use super::scope::{parse_scopes, Scope, MAX_SCOPES_PER_KEY};
-use super::token::TokenPrefix;
+use super::token::{NewToken, TokenPrefix};
 use super::validation::{check_text, ValidationErrors};
-use crate::crypto::secrets::Sealed;
 
 pub const MAX_NAME_LEN: usize = 200;
 pub const MAX_OWNER_ID_LEN: usize = 256;
@@ -66,13 +67,12 @@ pub struct Key {
     pub id: KeyId,
     /// `None` only for platform-wide service tokens.
     pub tenant_id: Option<TenantId>,
-    pub kind: KeyKind,
     pub name: String,
     pub environment: Environment,
     pub prefix: String,
     pub start: String,
-    /// Scopes of a customer key; permissions of a service token.
-    pub scopes: Vec<String>,
+    /// What the key grants; also what kind of key it is.
+    pub grants: Grants,
     pub metadata: serde_json::Value,
     pub owner_id: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -91,6 +91,56 @@ pub struct Key {
     /// Verifications left (`None`: unlimited).
     pub remaining: Option<i64>,
     pub rate_limit: Option<RateLimit>,
+}
+
+/// A signing secret as stored, sealed by `crypto::secrets::MasterKeys`: the master key version
+/// and `nonce || ciphertext+tag`. Opaque here: only the master keys open it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sealed {
+    pub version: i32,
+    pub blob: Vec<u8>,
+}
+
+/// What a key grants, which also says what it is: a customer key grants its holder scopes in
+/// the tenant's own API; a service token grants keyward permissions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Grants {
+    Scopes(Vec<Scope>),
+    Permissions(Vec<Permission>),
+}
+
+impl Grants {
+    pub fn kind(&self) -> KeyKind {
+        match self {
+            Grants::Scopes(_) => KeyKind::Customer,
+            Grants::Permissions(_) => KeyKind::Service,
+        }
+    }
+
+    /// The names, as stored and shown.
+    pub fn names(&self) -> Vec<&str> {
+        match self {
+            Grants::Scopes(scopes) => scopes.iter().map(Scope::as_str).collect(),
+            Grants::Permissions(permissions) => permissions.iter().map(|p| p.as_str()).collect(),
+        }
+    }
+
+    /// Reads stored names back for a key of `kind`; `Err` names the first one that is not a
+    /// scope (or permission), which only a manual edit of the table can cause.
+    pub fn parse(kind: KeyKind, names: &[String]) -> Result<Grants, &str> {
+        match kind {
+            KeyKind::Customer => names
+                .iter()
+                .map(|name| Scope::parse(name).ok_or(name.as_str()))
+                .collect::<Result<_, _>>()
+                .map(Grants::Scopes),
+            KeyKind::Service => names
+                .iter()
+                .map(|name| Permission::parse(name).ok_or(name.as_str()))
+                .collect::<Result<_, _>>()
+                .map(Grants::Permissions),
+        }
+    }
 }
 
 pub const MAX_RATE_LIMIT: i32 = 1_000_000;
@@ -134,12 +184,24 @@ impl Key {
         }
     }
 
-    pub fn granted_scopes(&self) -> Vec<Scope> {
-        self.scopes.iter().filter_map(|s| Scope::parse(s)).collect()
+    pub fn kind(&self) -> KeyKind {
+        self.grants.kind()
     }
 
-    pub fn permissions(&self) -> Vec<Permission> {
-        self.scopes.iter().filter_map(|s| Permission::parse(s)).collect()
+    /// The scopes a customer key grants (none for a service token).
+    pub fn granted_scopes(&self) -> &[Scope] {
+        match &self.grants {
+            Grants::Scopes(scopes) => scopes,
+            Grants::Permissions(_) => &[],
+        }
+    }
+
+    /// The permissions a service token holds (none for a customer key).
+    pub fn permissions(&self) -> &[Permission] {
+        match &self.grants {
+            Grants::Permissions(permissions) => permissions,
+            Grants::Scopes(_) => &[],
+        }
     }
 
     /// The expiry a rotated-away key gets: now + grace, never later than it already had.
@@ -148,6 +210,54 @@ impl Key {
         match self.expires_at {
             Some(current) if current < end_of_grace => current,
             _ => end_of_grace,
+        }
+    }
+}
+
+/// What a new key is made from: a validated spec, or the key a rotation succeeds.
+#[derive(Debug, Clone)]
+pub struct KeyTemplate {
+    pub name: String,
+    pub environment: Environment,
+    pub grants: Grants,
+    pub metadata: serde_json::Value,
+    pub owner_id: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub enabled: bool,
+    pub rotated_from: Option<KeyId>,
+    /// The family of the key this one succeeds (`None`: a new family).
+    pub limit_family: Option<KeyId>,
+    pub remaining: Option<i64>,
+    pub rate_limit: Option<RateLimit>,
+}
+
+impl KeyTemplate {
+    /// The one way a key row comes to be: a fresh id, `token`'s prefix and start, never used,
+    /// never revoked, no signing secret yet.
+    pub fn issue(self, owner: TenantScope, token: &NewToken, created_by: &Actor, now: DateTime<Utc>) -> Key {
+        let id = KeyId::generate(self.grants.kind());
+        Key {
+            limit_family: self.limit_family.unwrap_or_else(|| id.clone()),
+            id,
+            tenant_id: owner.tenant_id(),
+            name: self.name,
+            environment: self.environment,
+            prefix: token.prefix().as_str().to_owned(),
+            start: token.start(),
+            grants: self.grants,
+            metadata: self.metadata,
+            owner_id: self.owner_id,
+            created_at: now,
+            created_by: Some(created_by.id.clone()),
+            expires_at: self.expires_at,
+            revoked_at: None,
+            revoked_reason: None,
+            enabled: self.enabled,
+            last_used_at: None,
+            rotated_from: self.rotated_from,
+            signing_secret: None,
+            remaining: self.remaining,
+            rate_limit: self.rate_limit,
         }
     }
 }
@@ -479,12 +589,11 @@ mod tests {
             limit_family: id.clone(),
             id,
             tenant_id: Some(TenantId::generate()),
-            kind: KeyKind::Customer,
             name: "k".into(),
             environment: Environment::Live,
             prefix: "sk_live_".into(),
             start: "abcd".into(),
-            scopes: vec![],
+            grants: Grants::Scopes(vec![]),
             metadata: serde_json::json!({}),
             owner_id: None,
             created_at: now,
@@ -559,4 +668,37 @@ pub struct KeyListQuery {
     pub cursor: Option<String>,
     /// 1 to 100, default 50.
     pub limit: Option<i64>,
+}
+
+#[cfg(test)]
+mod grants_tests {
+    use super::*;
+
+    #[test]
+    fn stored_scopes_read_back_as_the_grants_of_a_customer_key() {
+        let names = vec!["billing:read".to_owned(), "orders:*".to_owned()];
+
+        let grants = Grants::parse(KeyKind::Customer, &names).unwrap();
+
+        assert_eq!(grants.kind(), KeyKind::Customer);
+        assert_eq!(grants.names(), ["billing:read", "orders:*"]);
+    }
+
+    #[test]
+    fn stored_permissions_read_back_as_the_grants_of_a_service_token() {
+        let names = vec!["keys:verify".to_owned()];
+
+        assert_eq!(
+            Grants::parse(KeyKind::Service, &names),
+            Ok(Grants::Permissions(vec![Permission::KeysVerify]))
+        );
+    }
+
+    #[test]
+    fn a_stored_name_that_is_no_grant_is_named_not_dropped() {
+        let names = vec!["keys:verify".to_owned(), "keys:everything".to_owned()];
+
+        assert_eq!(Grants::parse(KeyKind::Service, &names), Err("keys:everything"));
+        assert_eq!(Grants::parse(KeyKind::Customer, &["Not OK".to_owned()]), Err("Not OK"));
+    }
 }

@@ -106,7 +106,7 @@ fn answer(code: VerifyCode, key: Option<Key>) -> Response {
                 key.tenant_id.map(|t| t.to_string()).unwrap_or_default(),
             );
             set("x-keyward-key-id", key.id.to_string());
-            set("x-keyward-scopes", key.scopes.join(","));
+            set("x-keyward-scopes", key.grants.names().join(","));
             set("x-keyward-code", code.as_str().to_owned());
             response
         }

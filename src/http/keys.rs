@@ -69,7 +69,7 @@ impl KeyView {
             environment: key.environment,
             prefix: key.prefix,
             start: key.start,
-            scopes: key.scopes,
+            scopes: key.grants.names().into_iter().map(str::to_owned).collect(),
             metadata: key.metadata,
             owner_id: key.owner_id,
             created_at: key.created_at,

@@ -54,7 +54,7 @@ impl ServiceTokenView {
     fn new(key: Key, now: DateTime<Utc>) -> Self {
         ServiceTokenView {
             status: key.status(now),
-            permissions: key.permissions(),
+            permissions: key.permissions().to_vec(),
             id: key.id,
             tenant_id: key.tenant_id,
             name: key.name,

@@ -104,7 +104,7 @@ impl From<Verdict> for VerifyResponse {
             key_id: key.as_ref().map(|k| k.id.clone()),
             owner_id: key.as_ref().and_then(|k| k.owner_id.clone()),
             metadata: key.as_ref().map(|k| k.metadata.clone()),
-            scopes: key.map(|k| k.scopes),
+            scopes: key.map(|k| k.grants.names().into_iter().map(str::to_owned).collect()),
         }
     }
 }

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::bad_column;
 use crate::crypto::secrets::Sealed;
 use crate::domain::ids::{KeyId, KeyKind, TenantId};
-use crate::domain::key::{Environment, Key, KeyPatch, KeyStatus, RateLimit};
+use crate::domain::key::{Environment, Grants, Key, KeyPatch, KeyStatus, RateLimit};
 use crate::domain::permissions::TenantScope;
 use crate::domain::token::TokenHash;
 
@@ -47,13 +47,15 @@ impl TryFrom<KeyRow> for Key {
         Ok(Key {
             id: KeyId::from_trusted(row.id),
             tenant_id: row.tenant_id.map(TenantId),
-            kind: KeyKind::parse(&row.kind).ok_or_else(|| bad_column("api_keys.kind", &row.kind))?,
             name: row.name,
             environment: Environment::parse(&row.environment)
                 .ok_or_else(|| bad_column("api_keys.environment", &row.environment))?,
             prefix: row.prefix,
             start: row.start,
-            scopes: row.scopes,
+            grants: {
+                let kind = KeyKind::parse(&row.kind).ok_or_else(|| bad_column("api_keys.kind", &row.kind))?;
+                Grants::parse(kind, &row.scopes).map_err(|name| bad_column("api_keys.scopes", name))?
+            },
             metadata: row.metadata,
             owner_id: row.owner_id,
             created_at: row.created_at,
@@ -93,13 +95,13 @@ pub async fn insert(conn: &mut PgConnection, key: &Key, hash: &TokenHash) -> Res
     )
     .bind(key.id.as_str())
     .bind(key.tenant_id.map(|t| t.0))
-    .bind(key.kind.as_str())
+    .bind(key.kind().as_str())
     .bind(&key.name)
     .bind(key.environment.as_str())
     .bind(&key.prefix)
     .bind(&key.start)
     .bind(hash.as_bytes().as_slice())
-    .bind(&key.scopes)
+    .bind(key.grants.names())
     .bind(&key.metadata)
     .bind(key.owner_id.as_deref())
     .bind(key.created_at)

@@ -29,7 +29,7 @@ pub async fn authenticate(ctx: &Context, bearer: &str) -> Result<Caller> {
     }
     ctx.verify.note_use(&key.id, now);
     let scope = key.tenant_id.map_or(TenantScope::Platform, TenantScope::Tenant);
-    let mut caller = Caller::service(key.id.clone(), scope, key.permissions());
+    let mut caller = Caller::service(key.id.clone(), scope, key.permissions().to_vec());
     caller.expires_at = key.expires_at;
     Ok(caller)
 }

@@ -2,7 +2,6 @@
 //! Both live in one table and share these rules; the kind decides who may act and what the
 //! audit trail calls them.
 
-use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgConnection;
 
@@ -11,8 +10,8 @@ use crate::crypto::secrets::new_signing_secret;
 use crate::domain::audit::{Actor, NewAuditEvent, Outcome, RequestMeta};
 use crate::domain::ids::{KeyId, KeyKind, TenantId};
 use crate::domain::key::{
-    Environment, Key, KeyDraft, KeyListQuery, KeyPatch, KeyPatchDraft, KeyStatus, RateLimit, RevokeDraft, RotateDraft,
-    ServiceTokenDraft, ServiceTokenSpec, MAX_OWNER_ID_LEN,
+    Environment, Grants, Key, KeyDraft, KeyListQuery, KeyPatch, KeyPatchDraft, KeyStatus, KeyTemplate, RevokeDraft,
+    RotateDraft, ServiceTokenDraft, ServiceTokenSpec, MAX_OWNER_ID_LEN,
 };
 use crate::domain::page::{check_cursor, check_limit, Page};
 use crate::domain::permissions::{authorize, Action, Caller, Denied, TenantScope};
@@ -85,41 +84,6 @@ async fn check_owner(conn: &mut PgConnection, owner: TenantScope, must_be_active
     Ok(())
 }
 
-fn new_key(
-    kind: KeyKind,
-    owner: TenantScope,
-    token: &NewToken,
-    actor: &Actor,
-    now: DateTime<Utc>,
-    template: KeyTemplate,
-) -> Key {
-    let id = KeyId::generate(kind);
-    Key {
-        limit_family: template.limit_family.unwrap_or_else(|| id.clone()),
-        id,
-        tenant_id: owner.tenant_id(),
-        kind,
-        name: template.name,
-        environment: template.environment,
-        prefix: token.prefix().as_str().to_owned(),
-        start: token.start(),
-        scopes: template.scopes,
-        metadata: template.metadata,
-        owner_id: template.owner_id,
-        created_at: now,
-        created_by: Some(actor.id.clone()),
-        expires_at: template.expires_at,
-        revoked_at: None,
-        revoked_reason: None,
-        enabled: template.enabled,
-        last_used_at: None,
-        rotated_from: template.rotated_from,
-        signing_secret: None,
-        remaining: template.remaining,
-        rate_limit: template.rate_limit,
-    }
-}
-
 /// Gives `key` a fresh signing secret, sealed under the current master key.
 fn attach_signing_secret(ctx: &Context, key: &mut Key) -> Result<SecretString> {
     let master = ctx.master_keys.as_deref().ok_or(Error::NotConfigured(
@@ -128,21 +92,6 @@ fn attach_signing_secret(ctx: &Context, key: &mut Key) -> Result<SecretString> {
     let secret = new_signing_secret();
     key.signing_secret = Some(master.seal(secret.expose_secret(), key.id.as_str()));
     Ok(secret)
-}
-
-struct KeyTemplate {
-    name: String,
-    environment: Environment,
-    scopes: Vec<String>,
-    metadata: serde_json::Value,
-    owner_id: Option<String>,
-    expires_at: Option<DateTime<Utc>>,
-    enabled: bool,
-    rotated_from: Option<KeyId>,
-    /// The family of the key this one succeeds (`None`: a new family).
-    limit_family: Option<KeyId>,
-    remaining: Option<i64>,
-    rate_limit: Option<RateLimit>,
 }
 
 pub async fn create_key(
@@ -161,7 +110,7 @@ pub async fn create_key(
     let template = KeyTemplate {
         name: spec.name,
         environment: spec.environment,
-        scopes: spec.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
+        grants: Grants::Scopes(spec.scopes),
         metadata: spec.metadata,
         owner_id: spec.owner_id,
         expires_at: spec.expires_at,
@@ -171,7 +120,7 @@ pub async fn create_key(
         remaining: spec.remaining,
         rate_limit: spec.rate_limit,
     };
-    let mut key = new_key(KeyKind::Customer, owner, &token, &actor, now, template);
+    let mut key = template.issue(owner, &token, &actor, now);
     let signing_secret = if spec.signing {
         Some(attach_signing_secret(ctx, &mut key)?)
     } else {
@@ -185,7 +134,7 @@ pub async fn create_key(
         .details(serde_json::json!({
             "name": key.name,
             "environment": key.environment.as_str(),
-            "scopes": key.scopes,
+            "scopes": key.grants.names(),
             "expires_at": key.expires_at,
             "signing": signing_secret.is_some(),
         }));
@@ -231,7 +180,7 @@ pub async fn issue_service_token(
     let template = KeyTemplate {
         name: spec.name,
         environment: Environment::Live,
-        scopes: spec.permissions.iter().map(|p| p.as_str().to_owned()).collect(),
+        grants: Grants::Permissions(spec.permissions),
         metadata: serde_json::json!({}),
         owner_id: None,
         expires_at: spec.expires_at,
@@ -241,7 +190,7 @@ pub async fn issue_service_token(
         remaining: None,
         rate_limit: None,
     };
-    let key = new_key(KeyKind::Service, owner, &token, actor, now, template);
+    let key = template.issue(owner, &token, actor, now);
     let mut tx = ctx.pool.begin().await?;
     check_owner(&mut tx, owner, true).await?;
     repo::keys::insert(&mut tx, &key, &token.hash()).await?;
@@ -254,7 +203,7 @@ pub async fn issue_service_token(
         Outcome::Success,
     )
     .target("service_token", &key.id)
-    .details(serde_json::json!({ "name": key.name, "permissions": key.scopes, "expires_at": key.expires_at }));
+    .details(serde_json::json!({ "name": key.name, "permissions": key.grants.names(), "expires_at": key.expires_at }));
     repo::audit::append(&mut tx, &event).await?;
     tx.commit().await?;
     Ok(IssuedKey {
@@ -357,7 +306,7 @@ pub async fn update_key(
         Outcome::Success,
     )
     .target("key", &id)
-    .details(serde_json::json!({ "changed": changed, "enabled": updated.enabled, "scopes": updated.scopes }));
+    .details(serde_json::json!({ "changed": changed, "enabled": updated.enabled, "scopes": updated.grants.names() }));
     repo::audit::append(&mut tx, &event).await?;
     let changes: Vec<Change> = std::iter::once(id.clone()).chain(followers).map(Change::Key).collect();
     ctx.verify.commit(tx, &changes).await?;
@@ -408,7 +357,7 @@ pub async fn rotate(
         .await?
         .ok_or_else(|| not_found(kind))?;
     if kind == KeyKind::Service {
-        if let Some(missing) = old.permissions().into_iter().find(|p| !caller.may_grant(*p, owner)) {
+        if let Some(missing) = old.permissions().iter().find(|p| !caller.may_grant(**p, owner)) {
             return Err(Denied::MissingPermission(missing.as_str()).into());
         }
     }
@@ -437,7 +386,7 @@ pub async fn rotate(
     let template = KeyTemplate {
         name: old.name.clone(),
         environment: old.environment,
-        scopes: old.scopes.clone(),
+        grants: old.grants.clone(),
         metadata: old.metadata.clone(),
         owner_id: old.owner_id.clone(),
         expires_at,
@@ -447,7 +396,7 @@ pub async fn rotate(
         remaining: old.remaining,
         rate_limit: old.rate_limit,
     };
-    let mut key = new_key(kind, owner, &token, &actor, now, template);
+    let mut key = template.issue(owner, &token, &actor, now);
     let signing = match (kind, draft.signing) {
         (KeyKind::Service, Some(true)) => {
             return Err(ValidationErrors::single("signing", "service tokens do not sign requests").into())

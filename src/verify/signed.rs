@@ -78,7 +78,7 @@ pub async fn verify_request(
         let code = VerifyCode::from(error.refusal());
         return Ok(refused(ctx, caller, meta, scheme, Some(&key), code).await);
     }
-    if !covers_all(&key.granted_scopes(), &required) {
+    if !covers_all(key.granted_scopes(), &required) {
         return Ok(refused(ctx, caller, meta, scheme, Some(&key), VerifyCode::InsufficientScope).await);
     }
     if settings.replay_protection {

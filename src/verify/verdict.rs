@@ -105,7 +105,7 @@ pub fn judge(key: &Key, tenant_status: TenantStatus, required: &[Scope], now: Da
         KeyStatus::Expired => VerifyCode::Expired,
         KeyStatus::Disabled => VerifyCode::Disabled,
         KeyStatus::Active if tenant_status == TenantStatus::Suspended => VerifyCode::TenantSuspended,
-        KeyStatus::Active if !covers_all(&key.granted_scopes(), required) => VerifyCode::InsufficientScope,
+        KeyStatus::Active if !covers_all(key.granted_scopes(), required) => VerifyCode::InsufficientScope,
         KeyStatus::Active => VerifyCode::Valid,
     }
 }
