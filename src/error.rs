@@ -26,6 +26,11 @@ pub struct Problem {
     pub errors: Option<Vec<FieldError>>,
 }
 
+/// The one error response every route documents: `(status = 4xx, response = ProblemResponse)`.
+#[derive(utoipa::ToResponse)]
+#[response(description = "RFC 9457 problem details", content_type = "application/problem+json")]
+pub struct ProblemResponse(#[allow(dead_code)] Problem);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error(transparent)]

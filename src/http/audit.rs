@@ -13,7 +13,7 @@ use crate::domain::audit::AuditEvent;
 use crate::domain::ids::TenantId;
 use crate::domain::page::Page;
 use crate::domain::permissions::Caller;
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, ProblemResponse};
 use crate::service::audit::{self, AuditQuery};
 use crate::service::Context;
 
@@ -129,9 +129,9 @@ async fn respond(
             (AuditEvent = "application/x-ndjson"),
             (String = "text/csv"),
         )),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = ProblemResponse),
+        (status = 403, response = ProblemResponse),
+        (status = 422, response = ProblemResponse),
     )
 )]
 async fn platform_audit(
@@ -154,10 +154,10 @@ async fn platform_audit(
             (AuditEvent = "application/x-ndjson"),
             (String = "text/csv"),
         )),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = ProblemResponse),
+        (status = 403, response = ProblemResponse),
+        (status = 404, response = ProblemResponse),
+        (status = 422, response = ProblemResponse),
     )
 )]
 async fn tenant_audit(

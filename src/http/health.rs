@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::Json;
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, ProblemResponse};
 use crate::service::Context;
 
 pub fn router() -> OpenApiRouter<Context> {
@@ -30,7 +30,7 @@ async fn healthz() -> Json<Health> {
     get, path = "/readyz", tag = "health",
     responses(
         (status = 200, body = Health),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = ProblemResponse),
     )
 )]
 async fn readyz(State(ctx): State<Context>) -> Result<Json<Health>, ApiError> {

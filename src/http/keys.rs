@@ -16,7 +16,7 @@ use crate::domain::key::{
 };
 use crate::domain::page::Page;
 use crate::domain::permissions::TenantScope;
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, Problem, ProblemResponse};
 use crate::service::{keys, Context};
 
 pub fn router() -> OpenApiRouter<Context> {
@@ -120,11 +120,11 @@ pub struct RotatedKey {
     security(("bearer" = [])),
     responses(
         (status = 201, body = CreatedKey),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = ProblemResponse),
+        (status = 403, response = ProblemResponse),
+        (status = 404, response = ProblemResponse),
         (status = 409, description = "tenant suspended", body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 422, response = ProblemResponse),
     )
 )]
 async fn create_key(
@@ -152,10 +152,10 @@ async fn create_key(
     security(("bearer" = [])),
     responses(
         (status = 200, body = Page<KeyView>),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = ProblemResponse),
+        (status = 403, response = ProblemResponse),
+        (status = 404, response = ProblemResponse),
+        (status = 422, response = ProblemResponse),
     )
 )]
 async fn list_keys(
@@ -177,8 +177,8 @@ async fn list_keys(
     security(("bearer" = [])),
     responses(
         (status = 200, body = KeyView),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = ProblemResponse),
+        (status = 404, response = ProblemResponse),
     )
 )]
 async fn get_key(
@@ -199,11 +199,11 @@ async fn get_key(
     security(("bearer" = [])),
     responses(
         (status = 200, body = KeyView),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = ProblemResponse),
+        (status = 403, response = ProblemResponse),
+        (status = 404, response = ProblemResponse),
         (status = 409, description = "key revoked", body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 422, response = ProblemResponse),
     )
 )]
 async fn update_key(
@@ -226,11 +226,11 @@ async fn update_key(
     security(("bearer" = [])),
     responses(
         (status = 201, body = RotatedKey),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = ProblemResponse),
+        (status = 403, response = ProblemResponse),
+        (status = 404, response = ProblemResponse),
         (status = 409, description = "key revoked or expired", body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 422, response = ProblemResponse),
     )
 )]
 async fn rotate_key(
@@ -264,9 +264,9 @@ async fn rotate_key(
     security(("bearer" = [])),
     responses(
         (status = 200, body = KeyView),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = ProblemResponse),
+        (status = 403, response = ProblemResponse),
+        (status = 404, response = ProblemResponse),
         (status = 409, description = "already revoked", body = Problem, content_type = "application/problem+json"),
     )
 )]

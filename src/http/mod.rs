@@ -40,7 +40,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     modifiers(&BearerAuth),
-    components(schemas(crate::domain::validation::FieldError)),
+    components(schemas(crate::domain::validation::FieldError), responses(crate::error::ProblemResponse)),
 )]
 struct ApiDoc;
 

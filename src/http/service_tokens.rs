@@ -14,7 +14,7 @@ use crate::domain::ids::{KeyId, KeyKind, TenantId};
 use crate::domain::key::{Key, KeyListQuery, KeyStatus, RevokeDraft, RotateDraft, ServiceTokenDraft};
 use crate::domain::page::Page;
 use crate::domain::permissions::{Permission, TenantScope};
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, ProblemResponse};
 use crate::service::{keys, Context};
 
 pub fn router() -> OpenApiRouter<Context> {
@@ -126,9 +126,9 @@ async fn rotate(
     security(("bearer" = [])),
     responses(
         (status = 201, body = CreatedServiceToken),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = ProblemResponse),
+        (status = 403, response = ProblemResponse),
+        (status = 422, response = ProblemResponse),
     )
 )]
 async fn create_platform_token(
@@ -147,8 +147,8 @@ async fn create_platform_token(
     security(("bearer" = [])),
     responses(
         (status = 200, body = Page<ServiceTokenView>),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = ProblemResponse),
+        (status = 403, response = ProblemResponse),
     )
 )]
 async fn list_platform_tokens(
@@ -168,8 +168,8 @@ async fn list_platform_tokens(
     security(("bearer" = [])),
     responses(
         (status = 200, body = ServiceTokenView),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = ProblemResponse),
+        (status = 404, response = ProblemResponse),
     )
 )]
 async fn get_platform_token(
@@ -189,9 +189,9 @@ async fn get_platform_token(
     security(("bearer" = [])),
     responses(
         (status = 201, body = RotatedServiceToken),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = ProblemResponse),
+        (status = 404, response = ProblemResponse),
+        (status = 409, response = ProblemResponse),
     )
 )]
 async fn rotate_platform_token(
@@ -212,9 +212,9 @@ async fn rotate_platform_token(
     security(("bearer" = [])),
     responses(
         (status = 200, body = ServiceTokenView),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = ProblemResponse),
+        (status = 404, response = ProblemResponse),
+        (status = 409, response = ProblemResponse),
     )
 )]
 async fn revoke_platform_token(
@@ -245,10 +245,10 @@ async fn revoke_platform_token(
     security(("bearer" = [])),
     responses(
         (status = 201, body = CreatedServiceToken),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = ProblemResponse),
+        (status = 403, response = ProblemResponse),
+        (status = 404, response = ProblemResponse),
+        (status = 422, response = ProblemResponse),
     )
 )]
 async fn create_tenant_token(
@@ -269,8 +269,8 @@ async fn create_tenant_token(
     security(("bearer" = [])),
     responses(
         (status = 200, body = Page<ServiceTokenView>),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = ProblemResponse),
+        (status = 404, response = ProblemResponse),
     )
 )]
 async fn list_tenant_tokens(
@@ -292,8 +292,8 @@ async fn list_tenant_tokens(
     security(("bearer" = [])),
     responses(
         (status = 200, body = ServiceTokenView),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = ProblemResponse),
+        (status = 404, response = ProblemResponse),
     )
 )]
 async fn get_tenant_token(
@@ -314,9 +314,9 @@ async fn get_tenant_token(
     security(("bearer" = [])),
     responses(
         (status = 201, body = RotatedServiceToken),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = ProblemResponse),
+        (status = 404, response = ProblemResponse),
+        (status = 409, response = ProblemResponse),
     )
 )]
 async fn rotate_tenant_token(
@@ -338,9 +338,9 @@ async fn rotate_tenant_token(
     security(("bearer" = [])),
     responses(
         (status = 200, body = ServiceTokenView),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = ProblemResponse),
+        (status = 404, response = ProblemResponse),
+        (status = 409, response = ProblemResponse),
     )
 )]
 async fn revoke_tenant_token(

@@ -9,7 +9,7 @@ use super::extract::{Authenticated, Json, Meta, Query};
 use super::parse_tenant_id;
 use crate::domain::page::Page;
 use crate::domain::tenant::{Tenant, TenantDraft, TenantPatch};
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, Problem, ProblemResponse};
 use crate::service::{tenants, Context};
 
 pub fn router() -> OpenApiRouter<Context> {
@@ -35,10 +35,10 @@ pub struct PageQuery {
     security(("bearer" = [])),
     responses(
         (status = 201, body = Tenant),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = ProblemResponse),
+        (status = 403, response = ProblemResponse),
         (status = 409, description = "slug taken", body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 422, response = ProblemResponse),
     )
 )]
 async fn create_tenant(
@@ -58,8 +58,8 @@ async fn create_tenant(
     security(("bearer" = [])),
     responses(
         (status = 200, body = Page<Tenant>),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = ProblemResponse),
+        (status = 403, response = ProblemResponse),
     )
 )]
 async fn list_tenants(
@@ -79,8 +79,8 @@ async fn list_tenants(
     security(("bearer" = [])),
     responses(
         (status = 200, body = Tenant),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = ProblemResponse),
+        (status = 404, response = ProblemResponse),
     )
 )]
 async fn get_tenant(
@@ -101,10 +101,10 @@ async fn get_tenant(
     security(("bearer" = [])),
     responses(
         (status = 200, body = Tenant),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = ProblemResponse),
+        (status = 403, response = ProblemResponse),
+        (status = 404, response = ProblemResponse),
+        (status = 422, response = ProblemResponse),
     )
 )]
 async fn update_tenant(

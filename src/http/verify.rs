@@ -10,7 +10,7 @@ use super::extract::{Authenticated, Json, Meta};
 use crate::domain::ids::{KeyId, TenantId};
 use crate::domain::key::Environment;
 use crate::domain::validation::ValidationErrors;
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, ProblemResponse};
 use crate::service::Context;
 use crate::signing;
 use crate::verify::{self, Verdict, VerifyCode};
@@ -69,10 +69,10 @@ pub struct VerifyResponse {
     security(("bearer" = [])),
     responses(
         (status = 200, body = VerifyResponse),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 400, response = ProblemResponse),
+        (status = 401, response = ProblemResponse),
+        (status = 403, response = ProblemResponse),
+        (status = 422, response = ProblemResponse),
     )
 )]
 async fn verify_key(
@@ -213,10 +213,10 @@ impl SignedRequestBody {
     security(("bearer" = [])),
     responses(
         (status = 200, body = VerifyResponse),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 400, response = ProblemResponse),
+        (status = 401, response = ProblemResponse),
+        (status = 403, response = ProblemResponse),
+        (status = 422, response = ProblemResponse),
     )
 )]
 async fn verify_request(
