@@ -74,13 +74,8 @@ fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct Query<T>(pub T);
 
-fn bearer(parts: &Parts) -> Option<&str> {
-    parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim)
+fn bearer(parts: &Parts) -> Option<String> {
+    super::credentials::bearer(&parts.headers)
 }
 
 /// The caller, authenticated by `Authorization: Bearer <service token or access token>`.
@@ -91,7 +86,7 @@ impl FromRequestParts<Context> for Authenticated {
 
     async fn from_request_parts(parts: &mut Parts, ctx: &Context) -> Result<Self, Self::Rejection> {
         let bearer = bearer(parts).ok_or(service::Error::Unauthenticated)?;
-        Ok(Authenticated(callers::authenticate(ctx, bearer).await?))
+        Ok(Authenticated(callers::authenticate(ctx, &bearer).await?))
     }
 }
 
@@ -104,7 +99,7 @@ impl FromRequestParts<Context> for MaybeAuthenticated {
 
     async fn from_request_parts(parts: &mut Parts, ctx: &Context) -> Result<Self, Self::Rejection> {
         match bearer(parts) {
-            Some(bearer) => Ok(MaybeAuthenticated(Some(callers::authenticate(ctx, bearer).await?))),
+            Some(bearer) => Ok(MaybeAuthenticated(Some(callers::authenticate(ctx, &bearer).await?))),
             None if parts.headers.contains_key(header::AUTHORIZATION) => Err(service::Error::Unauthenticated.into()),
             None => Ok(MaybeAuthenticated(None)),
         }
@@ -118,7 +113,7 @@ impl<S: Send + Sync> FromRequestParts<S> for BearerCredential {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(BearerCredential(bearer(parts).map(str::to_owned)))
+        Ok(BearerCredential(bearer(parts)))
     }
 }
 

@@ -3,16 +3,18 @@
 //! `X-Keyward-Gateway-Token`; the end client's credentials travel as the client sent them.
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use super::credentials;
 use super::extract::Meta;
 use super::verify::VerifyResponse;
+use crate::domain::ids::{KeyId, KeyKind};
 use crate::domain::key::Key;
 use crate::error::{ApiError, Problem};
 use crate::service::Context;
-use crate::verify::forward_auth::{self, Checked};
+use crate::verify::forward_auth::{self, Checked, Forwarded, PresentedKey};
 use crate::verify::VerifyCode;
 
 pub fn router() -> OpenApiRouter<Context> {
@@ -53,16 +55,14 @@ async fn authorize(State(ctx): State<Context>, Meta(meta): Meta, request: Reques
     let body = axum::body::to_bytes(body, MAX_BODY)
         .await
         .map_err(|_| ApiError::PayloadTooLarge)?;
-    let checked = forward_auth::check(
-        &ctx,
-        &gateway,
-        &meta,
-        &parts.method,
-        &parts.uri,
-        &parts.headers,
-        body.to_vec(),
-    )
-    .await?;
+    let forwarded = Forwarded {
+        method: &parts.method,
+        uri: &parts.uri,
+        headers: &parts.headers,
+        body: body.to_vec(),
+        presented: presented_key(&parts.headers),
+    };
+    let checked = forward_auth::check(&ctx, &gateway, &meta, forwarded).await?;
     let (verdict, declared_body_hash) = match checked {
         Checked::Verified {
             verdict,
@@ -90,6 +90,29 @@ async fn authorize(State(ctx): State<Context>, Meta(meta): Meta, request: Reques
 
 const BODY_DETAIL: &str = "the gateway did not pass the body on, and the signature does not declare its hash \
     (send x-amz-content-sha256 or a signed Content-Digest, or verify at /v1/verify/request)";
+
+/// A plain key: `Authorization: Bearer`, `X-API-Key`, or `Authorization: Basic` with the key id
+/// as user name (which must then match the key).
+fn presented_key(headers: &HeaderMap) -> Option<PresentedKey> {
+    if let Some(token) = credentials::bearer(headers) {
+        return Some(PresentedKey {
+            token,
+            expected_id: None,
+        });
+    }
+    if let Some(token) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(PresentedKey {
+            token: token.trim().to_owned(),
+            expected_id: None,
+        });
+    }
+    let (id, token) = credentials::basic(headers)?;
+    let id = KeyId::parse(KeyKind::Customer, &id).map(|id| id.as_str().to_owned());
+    Some(PresentedKey {
+        token,
+        expected_id: Some(id.unwrap_or_else(|| "-".into())),
+    })
+}
 
 fn answer(code: VerifyCode, key: Option<Key>) -> Response {
     match (code, key) {

@@ -1,6 +1,7 @@
 //! The HTTP API: one module per resource with thin handlers, plus the middleware stack.
 
 pub mod audit;
+pub mod credentials;
 pub mod extract;
 pub mod forward_auth;
 pub mod health;

@@ -3,12 +3,10 @@
 //! the client sent them, and the verdict on them. The HTTP layer turns the [`Checked`] answer
 //! into the status and headers gateways act on.
 
-use axum::http::{header, HeaderMap, Method, Uri};
-use base64::Engine as _;
+use axum::http::{HeaderMap, Method, Uri};
 
 use super::{verify_key, verify_request, Verdict};
 use crate::domain::audit::RequestMeta;
-use crate::domain::ids::{KeyId, KeyKind};
 use crate::domain::permissions::Caller;
 use crate::service::{callers, Context, Error, Result};
 use crate::signing;
@@ -35,6 +33,24 @@ pub const ORIGINAL_CONTENT_LENGTH: &str = "x-original-content-length";
 /// unknown length".
 pub const ORIGINAL_TRANSFER_ENCODING: &str = "x-original-transfer-encoding";
 
+/// A plain key the client presented, and the key id it named beside it (Basic credentials),
+/// which must then be the key's.
+pub struct PresentedKey {
+    pub token: String,
+    pub expected_id: Option<String>,
+}
+
+/// The request a gateway forwards: what it says of the client's request, and the plain key the
+/// client presented, if any.
+pub struct Forwarded<'a> {
+    pub method: &'a Method,
+    pub uri: &'a Uri,
+    pub headers: &'a HeaderMap,
+    /// The body as far as the gateway passed it on (nginx passes none).
+    pub body: Vec<u8>,
+    pub presented: Option<PresentedKey>,
+}
+
 /// What a gateway's request earned.
 pub enum Checked {
     /// The credentials were checked; `declared_body_hash` is the body hash a signature was
@@ -60,18 +76,17 @@ pub async fn gateway(ctx: &Context, headers: &HeaderMap) -> Result<Caller> {
     }
 }
 
-/// Checks the client's credentials: a signed request (any scheme of `signing`),
-/// `Authorization: Bearer <key>`, `X-API-Key: <key>`, or `Authorization: Basic
-/// base64(<key id>:<key>)`, against the scopes named in `X-Keyward-Required-Scopes`.
-pub async fn check(
-    ctx: &Context,
-    gateway: &Caller,
-    meta: &RequestMeta,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: Vec<u8>,
-) -> Result<Checked> {
+/// Checks the client's credentials against the scopes named in `X-Keyward-Required-Scopes`: a
+/// signed request (any scheme of `signing`) when the request is signed, else the `presented`
+/// plain key.
+pub async fn check(ctx: &Context, gateway: &Caller, meta: &RequestMeta, forwarded: Forwarded<'_>) -> Result<Checked> {
+    let Forwarded {
+        method,
+        uri,
+        headers,
+        body,
+        presented,
+    } = forwarded;
     let scopes = required_scopes(headers);
     let body_is_empty = body.is_empty();
     let mut original = original_request(method, uri, headers, body);
@@ -92,8 +107,8 @@ pub async fn check(
             declared_body_hash,
         });
     }
-    match presented_key(headers) {
-        Some((token, expected_id)) => {
+    match presented {
+        Some(PresentedKey { token, expected_id }) => {
             let verdict = verify_key(ctx, gateway, meta, &token, expected_id.as_deref(), &scopes).await?;
             Ok(Checked::Verified {
                 verdict: Box::new(verdict),
@@ -170,22 +185,4 @@ fn original_request(method: &Method, uri: &Uri, headers: &HeaderMap, body: Vec<u
     request.scheme = forwarded("x-forwarded-proto").map(str::to_owned);
     request.body = signing::Body::Bytes(body);
     request
-}
-
-/// A plain key: `Authorization: Bearer`, `X-API-Key`, or `Authorization: Basic` with the key id
-/// as user name (which must then match the key).
-fn presented_key(headers: &HeaderMap) -> Option<(String, Option<String>)> {
-    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    if let Some(token) = authorization.and_then(|v| v.strip_prefix("Bearer ")) {
-        return Some((token.trim().to_owned(), None));
-    }
-    if let Some(token) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
-        return Some((token.trim().to_owned(), None));
-    }
-    let basic = authorization.and_then(|v| v.strip_prefix("Basic "))?;
-    let decoded = base64::engine::general_purpose::STANDARD.decode(basic.trim()).ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (id, token) = text.split_once(':')?;
-    let id = KeyId::parse(KeyKind::Customer, id).map(|id| id.as_str().to_owned());
-    Some((token.to_owned(), Some(id.unwrap_or_else(|| "-".into()))))
 }
