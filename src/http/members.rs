@@ -13,7 +13,8 @@ use super::tenants::PageQuery;
 use crate::domain::page::Page;
 use crate::domain::user::{Role, UserId};
 use crate::error::{ApiError, Problem};
-use crate::repo::users::{Invitation, Member};
+use crate::repo::invites::Invitation;
+use crate::repo::memberships::Member;
 use crate::service::members::{self, InviteDraft, MemberPatch, MemberRemoval};
 use crate::service::Context;
 

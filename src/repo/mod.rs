@@ -2,7 +2,11 @@
 //! values always travel as bound parameters.
 
 pub mod audit;
+pub mod invites;
 pub mod keys;
+pub mod login_failures;
+pub mod memberships;
+pub mod refresh_tokens;
 pub mod tenants;
 pub mod users;
 

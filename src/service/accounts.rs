@@ -39,7 +39,7 @@ pub async fn accept_invite(
     // being unknown, are neither recorded nor audited: nobody can grow a table with them).
     let (invite, has_password) = {
         let mut tx = ctx.pool.begin().await?;
-        let invite = repo::users::find_invite_for_update(&mut tx, &hash)
+        let invite = repo::invites::find_for_update(&mut tx, &hash)
             .await?
             .filter(|i| i.is_pending(now))
             .ok_or(Error::NotFound("invitation"))?;
@@ -83,7 +83,7 @@ pub async fn accept_invite(
 
     let mut tx = ctx.pool.begin().await?;
     // Someone may have accepted, replaced or cancelled it (or set the password) meanwhile.
-    repo::users::find_invite_for_update(&mut tx, &hash)
+    repo::invites::find_for_update(&mut tx, &hash)
         .await?
         .filter(|i| i.is_pending(now))
         .ok_or(Error::NotFound("invitation"))?;
@@ -94,7 +94,7 @@ pub async fn accept_invite(
             ));
         }
     }
-    repo::users::add_membership(&mut tx, user_id, tenant, role, now)
+    repo::memberships::add(&mut tx, user_id, tenant, role, now)
         .await
         .map_err(|e| {
             if repo::unique_violation(&e) == Some("memberships_pkey") {
@@ -103,7 +103,7 @@ pub async fn accept_invite(
                 e.into()
             }
         })?;
-    repo::users::mark_invite_accepted(&mut tx, invite.id, now).await?;
+    repo::invites::mark_accepted(&mut tx, invite.id, now).await?;
     let event = NewAuditEvent::new(
         now,
         &user_actor(user_id),
@@ -127,12 +127,12 @@ pub async fn accept_invite(
 async fn refuse_accept(
     ctx: &Context,
     meta: &RequestMeta,
-    invite: &repo::users::InviteRow,
+    invite: &repo::invites::InviteRow,
     caller: Option<&Caller>,
     now: DateTime<Utc>,
 ) -> Result<Error> {
     let mut tx = ctx.pool.begin().await?;
-    let voided = repo::users::record_failed_accept(&mut tx, invite.id, MAX_FAILED_ACCEPTS, now).await?;
+    let voided = repo::invites::record_failed_accept(&mut tx, invite.id, MAX_FAILED_ACCEPTS, now).await?;
     let actor = match caller {
         Some(caller) => caller.actor(),
         None => Actor {
@@ -216,7 +216,7 @@ pub async fn set_user_disabled(ctx: &Context, actor: &Actor, email: &str, disabl
         .ok_or(Error::NotFound("user"))?;
     repo::users::set_disabled(&mut tx, user.id, disabled.then_some(now)).await?;
     if disabled {
-        repo::users::revoke_all_refresh_tokens(&mut tx, user.id, now).await?;
+        repo::refresh_tokens::revoke_all(&mut tx, user.id, now).await?;
     }
     let action = if disabled { "user.disabled" } else { "user.enabled" };
     let event = NewAuditEvent::new(now, actor, &RequestMeta::default(), None, action, Outcome::Success)

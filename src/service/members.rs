@@ -15,7 +15,8 @@ use crate::domain::tenant::TenantStatus;
 use crate::domain::token::{NewToken, TokenPrefix};
 use crate::domain::user::{check_email, Role, User, UserId};
 use crate::domain::validation::ValidationErrors;
-use crate::repo::users::{Invitation, Member, NewInvite, VoidReason};
+use crate::repo::invites::{Invitation, NewInvite, VoidReason};
+use crate::repo::memberships::Member;
 use crate::repo::{self};
 use crate::verify::Change;
 
@@ -101,18 +102,21 @@ pub async fn invite(
             repo::users::insert_if_absent(&mut tx, &user).await?
         }
     };
-    if repo::users::get_member(&mut *tx, tenant, user.id).await?.is_some() {
+    if repo::memberships::get_member(&mut *tx, tenant, user.id)
+        .await?
+        .is_some()
+    {
         return Err(Error::AlreadyMember("this person is already a member of the tenant"));
     }
     // One pending invitation per person and tenant: the newest replaces any earlier one.
-    let replaced = repo::users::void_pending_invites_of(&mut tx, tenant, user.id, VoidReason::Replaced, now).await?;
+    let replaced = repo::invites::void_pending_of(&mut tx, tenant, user.id, VoidReason::Replaced, now).await?;
     // The invitation only offers the role: a new account sets its first password when
     // accepting, an existing account accepts while logged in, so no inviter can take over or
     // probe an account.
     let id = Uuid::now_v7();
     let token = NewToken::generate(TokenPrefix::Invite);
     let expires_at = now + Duration::hours(INVITE_HOURS);
-    let inserted = repo::users::insert_invite(
+    let inserted = repo::invites::insert(
         &mut tx,
         NewInvite {
             id,
@@ -164,14 +168,14 @@ pub async fn list(
     repo::tenants::get(&mut *conn, tenant)
         .await?
         .ok_or(Error::NotFound("tenant"))?;
-    let rows = repo::users::list_members(&mut *conn, tenant, after, limit + 1).await?;
+    let rows = repo::memberships::list_members(&mut *conn, tenant, after, limit + 1).await?;
     Ok(Page::from_rows(rows, limit, |m| m.user_id.to_string()))
 }
 
 pub async fn get(ctx: &Context, caller: &Caller, tenant: TenantId, user: &str) -> Result<Member> {
     authorize(caller, Action::ReadMembers, Some(tenant))?;
     let user = UserId::parse(user).ok_or(Error::NotFound("member"))?;
-    repo::users::get_member(&ctx.pool, tenant, user)
+    repo::memberships::get_member(&ctx.pool, tenant, user)
         .await?
         .ok_or(Error::NotFound("member"))
 }
@@ -189,8 +193,8 @@ pub async fn update(
     let user = UserId::parse(user).ok_or(Error::NotFound("member"))?;
     let now = ctx.clock.now();
     let mut tx = ctx.pool.begin().await?;
-    let owners = repo::users::lock_owners(&mut tx, tenant).await?;
-    let current = repo::users::get_member(&mut *tx, tenant, user)
+    let owners = repo::memberships::lock_owners(&mut tx, tenant).await?;
+    let current = repo::memberships::get_member(&mut *tx, tenant, user)
         .await?
         .ok_or(Error::NotFound("member"))?;
     // Nobody acts on a member whose role carries more than the caller holds.
@@ -198,12 +202,12 @@ pub async fn update(
     if current.role == Role::Owner && patch.role != Role::Owner && owners.len() <= 1 {
         return Err(Error::LastOwner("the last owner of a tenant cannot be demoted"));
     }
-    repo::users::set_role(&mut tx, tenant, user, patch.role).await?;
+    repo::memberships::set_role(&mut tx, tenant, user, patch.role).await?;
     repo::users::bump_session_version(&mut tx, user).await?;
     // An invitation sent before the change must not undo it when accepted later, and what the
     // member offered under their old role is withdrawn with it.
-    repo::users::void_pending_invites_of(&mut tx, tenant, user, VoidReason::MemberChanged, now).await?;
-    repo::users::void_pending_invites_sent_by(&mut tx, tenant, &user.to_string(), now).await?;
+    repo::invites::void_pending_of(&mut tx, tenant, user, VoidReason::MemberChanged, now).await?;
+    repo::invites::void_pending_sent_by(&mut tx, tenant, &user.to_string(), now).await?;
     let event = NewAuditEvent::new(
         now,
         &actor_of(caller),
@@ -215,7 +219,7 @@ pub async fn update(
     .target("user", user)
     .details(serde_json::json!({ "from": current.role.as_str(), "to": patch.role.as_str() }));
     repo::audit::append(&mut tx, &event).await?;
-    let member = repo::users::get_member(&mut *tx, tenant, user)
+    let member = repo::memberships::get_member(&mut *tx, tenant, user)
         .await?
         .ok_or(Error::NotFound("member"))?;
     tx.commit().await?;
@@ -234,20 +238,20 @@ pub async fn remove(
     let user = UserId::parse(user).ok_or(Error::NotFound("member"))?;
     let now = ctx.clock.now();
     let mut tx = ctx.pool.begin().await?;
-    let owners = repo::users::lock_owners(&mut tx, tenant).await?;
-    let current = repo::users::get_member(&mut *tx, tenant, user)
+    let owners = repo::memberships::lock_owners(&mut tx, tenant).await?;
+    let current = repo::memberships::get_member(&mut *tx, tenant, user)
         .await?
         .ok_or(Error::NotFound("member"))?;
     caller.may_confer(current.role, tenant)?;
     if current.role == Role::Owner && owners.len() <= 1 {
         return Err(Error::LastOwner("the last owner of a tenant cannot be removed"));
     }
-    repo::users::remove_membership(&mut tx, tenant, user).await?;
+    repo::memberships::remove(&mut tx, tenant, user).await?;
     repo::users::bump_session_version(&mut tx, user).await?;
     // Removal is final: an invitation sent earlier cannot bring the person back, nor can one they
     // sent themselves (to another address of theirs, say).
-    repo::users::void_pending_invites_of(&mut tx, tenant, user, VoidReason::MemberChanged, now).await?;
-    repo::users::void_pending_invites_sent_by(&mut tx, tenant, &user.to_string(), now).await?;
+    repo::invites::void_pending_of(&mut tx, tenant, user, VoidReason::MemberChanged, now).await?;
+    repo::invites::void_pending_sent_by(&mut tx, tenant, &user.to_string(), now).await?;
     let revoked_tokens = if options.revoke_tokens {
         // Service tokens record who minted them by the actor id, which for a person is their id.
         let created_by = user.to_string();
@@ -299,7 +303,7 @@ pub async fn list_invitations(
     repo::tenants::get(&mut *conn, tenant)
         .await?
         .ok_or(Error::NotFound("tenant"))?;
-    let rows = repo::users::list_pending_invites(&mut *conn, tenant, ctx.clock.now(), after, limit + 1).await?;
+    let rows = repo::invites::list_pending(&mut *conn, tenant, ctx.clock.now(), after, limit + 1).await?;
     Ok(Page::from_rows(rows, limit, |i| i.id.to_string()))
 }
 
@@ -315,7 +319,7 @@ pub async fn cancel_invitation(
     let id = Uuid::parse_str(id).map_err(|_| Error::NotFound("invitation"))?;
     let now = ctx.clock.now();
     let mut tx = ctx.pool.begin().await?;
-    let cancelled = repo::users::void_invite(&mut tx, tenant, id, VoidReason::Cancelled, now)
+    let cancelled = repo::invites::void(&mut tx, tenant, id, VoidReason::Cancelled, now)
         .await?
         .ok_or(Error::NotFound("invitation"))?;
     let event = NewAuditEvent::new(
