@@ -10,11 +10,10 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::extract::{Authenticated, Json, JsonOrEmpty, Meta, Query};
 use super::parse_tenant_id;
 use super::tenants::PageQuery;
+use crate::domain::member::{Invitation, Member};
 use crate::domain::page::Page;
 use crate::domain::user::{Role, UserId};
 use crate::error::{ApiError, Problem};
-use crate::repo::invites::Invitation;
-use crate::repo::memberships::Member;
 use crate::service::members::{self, InviteDraft, MemberPatch, MemberRemoval};
 use crate::service::Context;
 

@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::bad_column;
 use crate::domain::ids::TenantId;
+use crate::domain::member::{Invitation, VoidReason};
 use crate::domain::token::TokenHash;
 use crate::domain::user::{Role, UserId};
 
@@ -39,41 +40,6 @@ pub async fn insert(conn: &mut PgConnection, invite: NewInvite<'_>) -> Result<()
     .execute(conn)
     .await?;
     Ok(())
-}
-
-/// Why an invitation stopped being acceptable before anyone accepted it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum VoidReason {
-    /// An inviter cancelled it.
-    Cancelled,
-    /// A newer invitation to the same person in the same tenant replaced it.
-    Replaced,
-    /// The person's role changed, or they were removed, after it was sent.
-    MemberChanged,
-    /// Too many failed attempts to accept it.
-    TooManyFailures,
-}
-
-impl VoidReason {
-    fn as_str(self) -> &'static str {
-        match self {
-            VoidReason::Cancelled => "cancelled",
-            VoidReason::Replaced => "replaced",
-            VoidReason::MemberChanged => "member_changed",
-            VoidReason::TooManyFailures => "too_many_failures",
-        }
-    }
-}
-
-/// A pending invitation as inviters see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Invitation {
-    pub id: Uuid,
-    pub email: String,
-    pub role: Role,
-    pub created_at: DateTime<Utc>,
-    pub created_by: String,
-    pub expires_at: DateTime<Utc>,
 }
 
 #[derive(sqlx::FromRow)]

@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::bad_column;
 use crate::domain::ids::TenantId;
+use crate::domain::member::Member;
 use crate::domain::user::{Membership, Role, UserId};
 
 #[derive(sqlx::FromRow)]
@@ -27,17 +28,6 @@ pub async fn of_user(db: impl PgExecutor<'_>, user: UserId) -> Result<Vec<Member
             })
         })
         .collect()
-}
-
-/// A member of a tenant as the members API shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Member {
-    pub user_id: UserId,
-    pub email: String,
-    pub role: Role,
-    pub joined_at: DateTime<Utc>,
-    /// Whether the user has set a password yet.
-    pub active: bool,
 }
 
 #[derive(sqlx::FromRow)]

@@ -9,14 +9,14 @@ use uuid::Uuid;
 use super::{actor_of, Context, Error, Result};
 use crate::domain::audit::{NewAuditEvent, Outcome, RequestMeta};
 use crate::domain::ids::{KeyId, TenantId};
+use crate::domain::member::{Invitation, Member, VoidReason};
 use crate::domain::page::{check_cursor, check_limit, Page};
 use crate::domain::permissions::{authorize, Action, Caller};
 use crate::domain::tenant::TenantStatus;
 use crate::domain::token::{NewToken, TokenPrefix};
 use crate::domain::user::{check_email, Role, User, UserId};
 use crate::domain::validation::ValidationErrors;
-use crate::repo::invites::{Invitation, NewInvite, VoidReason};
-use crate::repo::memberships::Member;
+use crate::repo::invites::NewInvite;
 use crate::repo::{self};
 use crate::verify::Change;
 
