@@ -2,8 +2,6 @@
 //! keeps at least one owner.
 
 use chrono::{DateTime, Duration, Utc};
-use serde::Deserialize;
-use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{actor_of, Context, Error, Result};
@@ -21,30 +19,6 @@ use crate::repo::{self};
 use crate::verify::Change;
 
 pub const INVITE_HOURS: i64 = 72;
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct InviteDraft {
-    #[schema(example = "ann@example.com")]
-    pub email: String,
-    pub role: Role,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MemberPatch {
-    pub role: Role,
-}
-
-/// Options for removing a member (the body of `DELETE …/members/{user_id}` is optional).
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MemberRemoval {
-    /// Also revoke every service token of the tenant this member created (default false:
-    /// tokens belong to the tenant and keep working).
-    #[serde(default)]
-    pub revoke_tokens: bool,
-}
 
 /// What removing a member did.
 pub struct Removed {
@@ -77,12 +51,13 @@ pub async fn invite(
     caller: &Caller,
     meta: &RequestMeta,
     tenant: TenantId,
-    draft: InviteDraft,
+    email: &str,
+    role: Role,
 ) -> Result<Invited> {
     authorize(caller, Action::ManageMembers, Some(tenant))?;
-    caller.may_confer(draft.role, tenant)?;
+    caller.may_confer(role, tenant)?;
     let mut errors = ValidationErrors::default();
-    let email = check_email(&mut errors, "email", &draft.email);
+    let email = check_email(&mut errors, "email", email);
     errors.finish(())?;
     let now = ctx.clock.now();
     let actor = actor_of(caller);
@@ -123,7 +98,7 @@ pub async fn invite(
             tenant,
             user: user.id,
             email: &email,
-            role: draft.role,
+            role,
             hash: &token.hash(),
             created_by: &actor.id,
             now,
@@ -140,13 +115,13 @@ pub async fn invite(
     }
     let event = NewAuditEvent::new(now, &actor, meta, Some(tenant), "member.invited", Outcome::Success)
         .target("invitation", id)
-        .details(serde_json::json!({ "email": email, "role": draft.role.as_str(), "replaced": replaced }));
+        .details(serde_json::json!({ "email": email, "role": role.as_str(), "replaced": replaced }));
     repo::audit::append(&mut tx, &event).await?;
     tx.commit().await?;
     Ok(Invited {
         id,
         email,
-        role: draft.role,
+        role,
         token,
         expires_at,
     })
@@ -186,10 +161,10 @@ pub async fn update(
     meta: &RequestMeta,
     tenant: TenantId,
     user: &str,
-    patch: MemberPatch,
+    role: Role,
 ) -> Result<Member> {
     authorize(caller, Action::ManageMembers, Some(tenant))?;
-    caller.may_confer(patch.role, tenant)?;
+    caller.may_confer(role, tenant)?;
     let user = UserId::parse(user).ok_or(Error::NotFound("member"))?;
     let now = ctx.clock.now();
     let mut tx = ctx.pool.begin().await?;
@@ -199,10 +174,10 @@ pub async fn update(
         .ok_or(Error::NotFound("member"))?;
     // Nobody acts on a member whose role carries more than the caller holds.
     caller.may_confer(current.role, tenant)?;
-    if current.role == Role::Owner && patch.role != Role::Owner && owners.len() <= 1 {
+    if current.role == Role::Owner && role != Role::Owner && owners.len() <= 1 {
         return Err(Error::LastOwner("the last owner of a tenant cannot be demoted"));
     }
-    repo::memberships::set_role(&mut tx, tenant, user, patch.role).await?;
+    repo::memberships::set_role(&mut tx, tenant, user, role).await?;
     repo::users::bump_session_version(&mut tx, user).await?;
     // An invitation sent before the change must not undo it when accepted later, and what the
     // member offered under their old role is withdrawn with it.
@@ -217,7 +192,7 @@ pub async fn update(
         Outcome::Success,
     )
     .target("user", user)
-    .details(serde_json::json!({ "from": current.role.as_str(), "to": patch.role.as_str() }));
+    .details(serde_json::json!({ "from": current.role.as_str(), "to": role.as_str() }));
     repo::audit::append(&mut tx, &event).await?;
     let member = repo::memberships::get_member(&mut *tx, tenant, user)
         .await?
@@ -232,7 +207,7 @@ pub async fn remove(
     meta: &RequestMeta,
     tenant: TenantId,
     user: &str,
-    options: MemberRemoval,
+    revoke_tokens: bool,
 ) -> Result<Removed> {
     authorize(caller, Action::ManageMembers, Some(tenant))?;
     let user = UserId::parse(user).ok_or(Error::NotFound("member"))?;
@@ -252,7 +227,7 @@ pub async fn remove(
     // sent themselves (to another address of theirs, say).
     repo::invites::void_pending_of(&mut tx, tenant, user, VoidReason::MemberChanged, now).await?;
     repo::invites::void_pending_sent_by(&mut tx, tenant, &user.to_string(), now).await?;
-    let revoked_tokens = if options.revoke_tokens {
+    let revoked_tokens = if revoke_tokens {
         // Service tokens record who minted them by the actor id, which for a person is their id.
         let created_by = user.to_string();
         repo::keys::revoke_service_tokens_created_by(&mut tx, tenant, &created_by, now, "creator removed").await?
