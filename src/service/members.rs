@@ -2,6 +2,8 @@
 //! keeps at least one owner.
 
 use chrono::{DateTime, Duration, Utc};
+use sqlx::pool::PoolConnection;
+use sqlx::{PgConnection, Postgres};
 use uuid::Uuid;
 
 use super::{actor_of, Context, Error, Result};
@@ -36,13 +38,61 @@ pub struct Invited {
     pub expires_at: DateTime<Utc>,
 }
 
-async fn check_tenant(conn: &mut sqlx::PgConnection, tenant: TenantId) -> Result<()> {
+async fn check_tenant(conn: &mut PgConnection, tenant: TenantId) -> Result<()> {
     let found = repo::tenants::get(&mut *conn, tenant)
         .await?
         .ok_or(Error::NotFound("tenant"))?;
     if found.status == TenantStatus::Suspended {
         return Err(Error::TenantSuspended("the tenant is suspended; resume it first"));
     }
+    Ok(())
+}
+
+/// Checks a page request over a tenant's members or invitations (`limit`, and a `cursor` that
+/// `parse` reads) and that the tenant exists; returns the connection to read the page on, the
+/// page's size and where it starts.
+async fn open_page<C>(
+    ctx: &Context,
+    tenant: TenantId,
+    cursor: Option<&str>,
+    limit: Option<i64>,
+    parse: impl FnOnce(&str) -> Option<C>,
+) -> Result<(PoolConnection<Postgres>, i64, Option<C>)> {
+    let mut errors = ValidationErrors::default();
+    let limit = check_limit(&mut errors, limit);
+    let after = check_cursor(&mut errors, cursor, parse);
+    errors.finish(())?;
+    let mut conn = ctx.pool.acquire().await?;
+    repo::tenants::get(&mut *conn, tenant)
+        .await?
+        .ok_or(Error::NotFound("tenant"))?;
+    Ok((conn, limit, after))
+}
+
+/// Locks the tenant's owners and reads the member the caller acts on, with whether they are its
+/// last owner. Nobody acts on a member whose role carries more than the caller holds.
+async fn lock_member(
+    conn: &mut PgConnection,
+    caller: &Caller,
+    tenant: TenantId,
+    user: UserId,
+) -> Result<(Member, bool)> {
+    let owners = repo::memberships::lock_owners(&mut *conn, tenant).await?;
+    let current = repo::memberships::get_member(&mut *conn, tenant, user)
+        .await?
+        .ok_or(Error::NotFound("member"))?;
+    caller.may_confer(current.role, tenant)?;
+    let last_owner = current.role == Role::Owner && owners.len() <= 1;
+    Ok((current, last_owner))
+}
+
+/// What follows a change of a member's role or their removal: their access tokens stop working,
+/// an invitation sent to them earlier cannot undo the change when accepted later, and what they
+/// offered others under their old standing (another address of theirs, say) is withdrawn.
+async fn member_changed(conn: &mut PgConnection, tenant: TenantId, user: UserId, now: DateTime<Utc>) -> Result<()> {
+    repo::users::bump_session_version(&mut *conn, user).await?;
+    repo::invites::void_pending_of(&mut *conn, tenant, user, VoidReason::MemberChanged, now).await?;
+    repo::invites::void_pending_sent_by(&mut *conn, tenant, &user.to_string(), now).await?;
     Ok(())
 }
 
@@ -135,14 +185,7 @@ pub async fn list(
     limit: Option<i64>,
 ) -> Result<Page<Member>> {
     authorize(caller, Action::ReadMembers, Some(tenant))?;
-    let mut errors = ValidationErrors::default();
-    let limit = check_limit(&mut errors, limit);
-    let after = check_cursor(&mut errors, cursor, UserId::parse);
-    errors.finish(())?;
-    let mut conn = ctx.pool.acquire().await?;
-    repo::tenants::get(&mut *conn, tenant)
-        .await?
-        .ok_or(Error::NotFound("tenant"))?;
+    let (mut conn, limit, after) = open_page(ctx, tenant, cursor, limit, UserId::parse).await?;
     let rows = repo::memberships::list_members(&mut *conn, tenant, after, limit + 1).await?;
     Ok(Page::from_rows(rows, limit, |m| m.user_id.to_string()))
 }
@@ -168,21 +211,12 @@ pub async fn update(
     let user = UserId::parse(user).ok_or(Error::NotFound("member"))?;
     let now = ctx.clock.now();
     let mut tx = ctx.pool.begin().await?;
-    let owners = repo::memberships::lock_owners(&mut tx, tenant).await?;
-    let current = repo::memberships::get_member(&mut *tx, tenant, user)
-        .await?
-        .ok_or(Error::NotFound("member"))?;
-    // Nobody acts on a member whose role carries more than the caller holds.
-    caller.may_confer(current.role, tenant)?;
-    if current.role == Role::Owner && role != Role::Owner && owners.len() <= 1 {
+    let (current, last_owner) = lock_member(&mut tx, caller, tenant, user).await?;
+    if last_owner && role != Role::Owner {
         return Err(Error::LastOwner("the last owner of a tenant cannot be demoted"));
     }
     repo::memberships::set_role(&mut tx, tenant, user, role).await?;
-    repo::users::bump_session_version(&mut tx, user).await?;
-    // An invitation sent before the change must not undo it when accepted later, and what the
-    // member offered under their old role is withdrawn with it.
-    repo::invites::void_pending_of(&mut tx, tenant, user, VoidReason::MemberChanged, now).await?;
-    repo::invites::void_pending_sent_by(&mut tx, tenant, &user.to_string(), now).await?;
+    member_changed(&mut tx, tenant, user, now).await?;
     let event = NewAuditEvent::new(
         now,
         &actor_of(caller),
@@ -213,20 +247,12 @@ pub async fn remove(
     let user = UserId::parse(user).ok_or(Error::NotFound("member"))?;
     let now = ctx.clock.now();
     let mut tx = ctx.pool.begin().await?;
-    let owners = repo::memberships::lock_owners(&mut tx, tenant).await?;
-    let current = repo::memberships::get_member(&mut *tx, tenant, user)
-        .await?
-        .ok_or(Error::NotFound("member"))?;
-    caller.may_confer(current.role, tenant)?;
-    if current.role == Role::Owner && owners.len() <= 1 {
+    let (current, last_owner) = lock_member(&mut tx, caller, tenant, user).await?;
+    if last_owner {
         return Err(Error::LastOwner("the last owner of a tenant cannot be removed"));
     }
     repo::memberships::remove(&mut tx, tenant, user).await?;
-    repo::users::bump_session_version(&mut tx, user).await?;
-    // Removal is final: an invitation sent earlier cannot bring the person back, nor can one they
-    // sent themselves (to another address of theirs, say).
-    repo::invites::void_pending_of(&mut tx, tenant, user, VoidReason::MemberChanged, now).await?;
-    repo::invites::void_pending_sent_by(&mut tx, tenant, &user.to_string(), now).await?;
+    member_changed(&mut tx, tenant, user, now).await?;
     let revoked_tokens = if revoke_tokens {
         // Service tokens record who minted them by the actor id, which for a person is their id.
         let created_by = user.to_string();
@@ -270,14 +296,7 @@ pub async fn list_invitations(
     limit: Option<i64>,
 ) -> Result<Page<Invitation>> {
     authorize(caller, Action::ManageMembers, Some(tenant))?;
-    let mut errors = ValidationErrors::default();
-    let limit = check_limit(&mut errors, limit);
-    let after = check_cursor(&mut errors, cursor, |text| Uuid::parse_str(text).ok());
-    errors.finish(())?;
-    let mut conn = ctx.pool.acquire().await?;
-    repo::tenants::get(&mut *conn, tenant)
-        .await?
-        .ok_or(Error::NotFound("tenant"))?;
+    let (mut conn, limit, after) = open_page(ctx, tenant, cursor, limit, |text| Uuid::parse_str(text).ok()).await?;
     let rows = repo::invites::list_pending(&mut *conn, tenant, ctx.clock.now(), after, limit + 1).await?;
     Ok(Page::from_rows(rows, limit, |i| i.id.to_string()))
 }
