@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
-use super::bad_column;
+use super::role_column;
 use crate::domain::ids::TenantId;
 use crate::domain::member::{Invitation, VoidReason};
 use crate::domain::token::TokenHash;
@@ -59,13 +59,15 @@ impl TryFrom<InvitationRow> for Invitation {
         Ok(Invitation {
             id: row.id,
             email: row.email,
-            role: Role::parse(&row.role).ok_or_else(|| bad_column("invites.role", &row.role))?,
+            role: role_column("invites.role", &row.role)?,
             created_at: row.created_at,
             created_by: row.created_by,
             expires_at: row.expires_at,
         })
     }
 }
+
+const INVITATION_COLUMNS: &str = "id, email, role, created_at, created_by, expires_at";
 
 const PENDING: &str = "accepted_at IS NULL AND voided_at IS NULL";
 
@@ -78,7 +80,7 @@ pub async fn list_pending(
     limit: i64,
 ) -> Result<Vec<Invitation>, sqlx::Error> {
     sqlx::query_as::<_, InvitationRow>(&format!(
-        "SELECT id, email, role, created_at, created_by, expires_at FROM invites
+        "SELECT {INVITATION_COLUMNS} FROM invites
          WHERE tenant_id = $1 AND {PENDING} AND expires_at > $2 AND ($3::uuid IS NULL OR id > $3)
          ORDER BY id LIMIT $4"
     ))
@@ -104,7 +106,7 @@ pub async fn void(
     sqlx::query_as::<_, InvitationRow>(&format!(
         "UPDATE invites SET voided_at = $3, voided_reason = $4
          WHERE tenant_id = $1 AND id = $2 AND {PENDING} AND expires_at > $3
-         RETURNING id, email, role, created_at, created_by, expires_at"
+         RETURNING {INVITATION_COLUMNS}"
     ))
     .bind(tenant.0)
     .bind(id)
@@ -185,12 +187,13 @@ pub async fn record_failed_accept(
     let failed: Option<i32> = sqlx::query_scalar(&format!(
         "UPDATE invites SET failed_attempts = failed_attempts + 1,
              voided_at = CASE WHEN failed_attempts + 1 >= $2 THEN $3 ELSE voided_at END,
-             voided_reason = CASE WHEN failed_attempts + 1 >= $2 THEN 'too_many_failures' ELSE voided_reason END
+             voided_reason = CASE WHEN failed_attempts + 1 >= $2 THEN $4 ELSE voided_reason END
          WHERE id = $1 AND {PENDING} RETURNING failed_attempts"
     ))
     .bind(id)
     .bind(max)
     .bind(now)
+    .bind(VoidReason::TooManyFailures.as_str())
     .fetch_optional(conn)
     .await?;
     Ok(failed.is_some_and(|failed| failed >= max))
@@ -204,12 +207,13 @@ pub async fn void_pending_sent_by(
     now: DateTime<Utc>,
 ) -> Result<u64, sqlx::Error> {
     let result = sqlx::query(&format!(
-        "UPDATE invites SET voided_at = $3, voided_reason = 'member_changed'
+        "UPDATE invites SET voided_at = $3, voided_reason = $4
          WHERE tenant_id = $1 AND created_by = $2 AND {PENDING}"
     ))
     .bind(tenant.0)
     .bind(created_by)
     .bind(now)
+    .bind(VoidReason::MemberChanged.as_str())
     .execute(conn)
     .await?;
     Ok(result.rows_affected())

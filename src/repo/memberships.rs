@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
-use super::bad_column;
+use super::role_column;
 use crate::domain::ids::TenantId;
 use crate::domain::member::Member;
 use crate::domain::user::{Membership, Role, UserId};
@@ -24,7 +24,7 @@ pub async fn of_user(db: impl PgExecutor<'_>, user: UserId) -> Result<Vec<Member
         .map(|row| {
             Ok(Membership {
                 tenant_id: TenantId(row.tenant_id),
-                role: Role::parse(&row.role).ok_or_else(|| bad_column("memberships.role", &row.role))?,
+                role: role_column("memberships.role", &row.role)?,
             })
         })
         .collect()
@@ -46,7 +46,7 @@ impl TryFrom<MemberRow> for Member {
         Ok(Member {
             user_id: UserId(row.user_id),
             email: row.email,
-            role: Role::parse(&row.role).ok_or_else(|| bad_column("memberships.role", &row.role))?,
+            role: role_column("memberships.role", &row.role)?,
             joined_at: row.created_at,
             active: row.active,
         })
