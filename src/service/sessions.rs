@@ -40,6 +40,21 @@ pub(super) fn user_actor(id: UserId) -> Actor {
     }
 }
 
+/// The actor of an attempt whose account is not known (or not the caller's to claim).
+pub(super) fn unknown_user_actor() -> Actor {
+    Actor {
+        kind: ActorKind::User,
+        id: "unknown".into(),
+    }
+}
+
+/// `presented` as a refresh token, if it is one.
+fn refresh_token(presented: &str) -> Option<PresentedToken<'_>> {
+    PresentedToken::parse(presented)
+        .ok()
+        .filter(|t| t.prefix() == TokenPrefix::Refresh)
+}
+
 /// Why a login attempt is refused before its password is looked at.
 enum Throttle {
     /// The address (its /32 or /64) has failed too often, whatever accounts it tried.
@@ -122,13 +137,7 @@ pub async fn login(ctx: &Context, meta: &RequestMeta, email: &str, password: &Se
         (Some(user), Checked::Match { needs_rehash }) => (user, needs_rehash),
         (user, _) => {
             let mut tx = ctx.pool.begin().await?;
-            let actor = match &user {
-                Some(u) => user_actor(u.id),
-                None => Actor {
-                    kind: ActorKind::User,
-                    id: "unknown".into(),
-                },
-            };
+            let actor = user.as_ref().map_or_else(unknown_user_actor, |u| user_actor(u.id));
             let event = NewAuditEvent::new(now, &actor, meta, None, "user.login_failed", Outcome::Failure)
                 .details(serde_json::json!({ "email": email.to_lowercase() }));
             repo::audit::append(&mut tx, &event).await?;
@@ -188,10 +197,7 @@ async fn new_refresh_token(
 /// stolen or replayed: the whole family is revoked, so the thief's and the owner's sessions end.
 pub async fn refresh(ctx: &Context, meta: &RequestMeta, presented: &str) -> Result<Session> {
     let jwt = jwt(ctx)?;
-    let token = PresentedToken::parse(presented)
-        .ok()
-        .filter(|t| t.prefix() == TokenPrefix::Refresh)
-        .ok_or(Error::Unauthenticated)?;
+    let token = refresh_token(presented).ok_or(Error::Unauthenticated)?;
     let now = ctx.clock.now();
     let mut tx = ctx.pool.begin().await?;
     let row = repo::refresh_tokens::find_for_update(&mut tx, &token.hash())
@@ -242,20 +248,14 @@ pub async fn refresh(ctx: &Context, meta: &RequestMeta, presented: &str) -> Resu
 /// Ends the session the refresh token belongs to, and every access token of that session.
 /// Unknown tokens are ignored.
 pub async fn logout(ctx: &Context, meta: &RequestMeta, presented: &str) -> Result<()> {
-    let Some(token) = PresentedToken::parse(presented)
-        .ok()
-        .filter(|t| t.prefix() == TokenPrefix::Refresh)
-    else {
+    let Some(token) = refresh_token(presented) else {
         return Ok(());
     };
     let now = ctx.clock.now();
     let mut tx = ctx.pool.begin().await?;
     if let Some(row) = repo::refresh_tokens::find_for_update(&mut tx, &token.hash()).await? {
         repo::refresh_tokens::revoke_family(&mut tx, row.family_id, now).await?;
-        let user = UserId(row.user_id);
-        let event = NewAuditEvent::new(now, &user_actor(user), meta, None, "session.logout", Outcome::Success)
-            .target("user", user);
-        repo::audit::append(&mut tx, &event).await?;
+        audit_logout(&mut tx, meta, UserId(row.user_id), now).await?;
     }
     tx.commit().await?;
     Ok(())
@@ -269,11 +269,21 @@ pub async fn logout_access_token(ctx: &Context, meta: &RequestMeta, access_token
     let user = UserId::parse(&claims.sub).ok_or(Error::Unauthenticated)?;
     let mut tx = ctx.pool.begin().await?;
     if repo::refresh_tokens::revoke_session(&mut tx, user, claims.sid, now).await? {
-        let event = NewAuditEvent::new(now, &user_actor(user), meta, None, "session.logout", Outcome::Success)
-            .target("user", user);
-        repo::audit::append(&mut tx, &event).await?;
+        audit_logout(&mut tx, meta, user, now).await?;
     }
     tx.commit().await?;
+    Ok(())
+}
+
+async fn audit_logout(
+    conn: &mut sqlx::PgConnection,
+    meta: &RequestMeta,
+    user: UserId,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let event =
+        NewAuditEvent::new(now, &user_actor(user), meta, None, "session.logout", Outcome::Success).target("user", user);
+    repo::audit::append(conn, &event).await?;
     Ok(())
 }
 
