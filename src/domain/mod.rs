@@ -1,9 +1,11 @@
-//! Plain types and the rules on them: ids, tokens, scopes, keys, tenants, audit events.
+//! Plain types and the rules on them: ids, tokens, scopes, keys, tenants, users and members,
+//! audit events.
 //! Nothing here does I/O or knows about HTTP.
 
 pub mod audit;
 pub mod ids;
 pub mod key;
+pub mod member;
 pub mod page;
 pub mod permissions;
 pub mod scope;

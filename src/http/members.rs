@@ -3,18 +3,18 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::{Authenticated, Json, JsonOrEmpty, Meta, Query};
 use super::parse_tenant_id;
 use super::tenants::PageQuery;
+use crate::domain::member::{Invitation, Member};
 use crate::domain::page::Page;
 use crate::domain::user::{Role, UserId};
 use crate::error::{ApiError, Problem};
-use crate::repo::users::{Invitation, Member};
-use crate::service::members::{self, InviteDraft, MemberPatch, MemberRemoval};
+use crate::service::members;
 use crate::service::Context;
 
 pub fn router() -> OpenApiRouter<Context> {
@@ -23,6 +23,30 @@ pub fn router() -> OpenApiRouter<Context> {
         .routes(routes!(get_member, update_member, remove_member))
         .routes(routes!(list_invitations))
         .routes(routes!(cancel_invitation))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InviteDraft {
+    #[schema(example = "ann@example.com")]
+    pub email: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemberPatch {
+    pub role: Role,
+}
+
+/// Options for removing a member (the body of `DELETE …/members/{user_id}` is optional).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemberRemoval {
+    /// Also revoke every service token of the tenant this member created (default false:
+    /// tokens belong to the tenant and keep working).
+    #[serde(default)]
+    pub revoke_tokens: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -85,7 +109,7 @@ async fn invite_member(
     Json(draft): Json<InviteDraft>,
 ) -> Result<(StatusCode, Json<InvitedMember>), ApiError> {
     let tenant = parse_tenant_id(&tenant_id)?;
-    let invited = members::invite(&ctx, &caller, &meta, tenant, draft).await?;
+    let invited = members::invite(&ctx, &caller, &meta, tenant, &draft.email, draft.role).await?;
     let body = InvitedMember {
         id: invited.id,
         email: invited.email,
@@ -106,6 +130,7 @@ async fn invite_member(
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn list_members(
@@ -165,7 +190,7 @@ async fn update_member(
 ) -> Result<Json<MemberView>, ApiError> {
     let tenant = parse_tenant_id(&tenant_id)?;
     Ok(Json(
-        members::update(&ctx, &caller, &meta, tenant, &user_id, patch)
+        members::update(&ctx, &caller, &meta, tenant, &user_id, patch.role)
             .await?
             .into(),
     ))
@@ -197,7 +222,7 @@ async fn remove_member(
     JsonOrEmpty(options): JsonOrEmpty<MemberRemoval>,
 ) -> Result<StatusCode, ApiError> {
     let tenant = parse_tenant_id(&tenant_id)?;
-    members::remove(&ctx, &caller, &meta, tenant, &user_id, options).await?;
+    members::remove(&ctx, &caller, &meta, tenant, &user_id, options.revoke_tokens).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -2,13 +2,24 @@
 //! values always travel as bound parameters.
 
 pub mod audit;
+pub mod invites;
 pub mod keys;
+pub mod login_failures;
+pub mod memberships;
+pub mod refresh_tokens;
 pub mod tenants;
 pub mod users;
+
+use crate::domain::user::Role;
 
 /// A text column that held a value the code does not know (only possible after manual edits).
 pub(crate) fn bad_column(column: &'static str, value: &str) -> sqlx::Error {
     sqlx::Error::Decode(format!("unexpected value {value:?} in column {column}").into())
+}
+
+/// A role column's value (see `bad_column`).
+pub(crate) fn role_column(column: &'static str, value: &str) -> Result<Role, sqlx::Error> {
+    Role::parse(value).ok_or_else(|| bad_column(column, value))
 }
 
 /// The name of the constraint a unique violation tripped, if that is what `error` is.

@@ -1,17 +1,18 @@
 //! People's accounts: accepting an invitation (which may create the account), and the CLI's
 //! user creation and disabling.
 
-use super::sessions::user_actor;
+use super::sessions::{unknown_user_actor, user_actor};
 use super::{Context, Error, Result};
-use crate::domain::audit::{Actor, ActorKind, NewAuditEvent, Outcome, RequestMeta};
+use crate::domain::audit::{Actor, NewAuditEvent, Outcome, RequestMeta};
 use crate::domain::ids::TenantId;
 use crate::domain::permissions::{Caller, Principal};
-use crate::domain::token::{PresentedToken, TokenPrefix};
+use crate::domain::token::{PresentedToken, TokenHash, TokenPrefix};
 use crate::domain::user::{check_email, check_password, Role, User, UserId};
 use crate::domain::validation::ValidationErrors;
-use crate::repo::{self};
+use crate::repo::{self, invites::InviteRow};
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
+use sqlx::PgConnection;
 
 /// Failed attempts after which an invitation is voided.
 pub const MAX_FAILED_ACCEPTS: i32 = 5;
@@ -39,10 +40,7 @@ pub async fn accept_invite(
     // being unknown, are neither recorded nor audited: nobody can grow a table with them).
     let (invite, has_password) = {
         let mut tx = ctx.pool.begin().await?;
-        let invite = repo::users::find_invite_for_update(&mut tx, &hash)
-            .await?
-            .filter(|i| i.is_pending(now))
-            .ok_or(Error::NotFound("invitation"))?;
+        let invite = pending_invite(&mut tx, &hash, now).await?;
         let stored = repo::users::password_hash_for_update(&mut tx, UserId(invite.user_id)).await?;
         tx.rollback().await?;
         (invite, stored.is_some())
@@ -83,10 +81,7 @@ pub async fn accept_invite(
 
     let mut tx = ctx.pool.begin().await?;
     // Someone may have accepted, replaced or cancelled it (or set the password) meanwhile.
-    repo::users::find_invite_for_update(&mut tx, &hash)
-        .await?
-        .filter(|i| i.is_pending(now))
-        .ok_or(Error::NotFound("invitation"))?;
+    pending_invite(&mut tx, &hash, now).await?;
     if let Some(new_hash) = &new_hash {
         if !repo::users::set_first_password(&mut tx, user_id, new_hash).await? {
             return Err(Error::ConcurrentChange(
@@ -94,7 +89,7 @@ pub async fn accept_invite(
             ));
         }
     }
-    repo::users::add_membership(&mut tx, user_id, tenant, role, now)
+    repo::memberships::add(&mut tx, user_id, tenant, role, now)
         .await
         .map_err(|e| {
             if repo::unique_violation(&e) == Some("memberships_pkey") {
@@ -103,7 +98,7 @@ pub async fn accept_invite(
                 e.into()
             }
         })?;
-    repo::users::mark_invite_accepted(&mut tx, invite.id, now).await?;
+    repo::invites::mark_accepted(&mut tx, invite.id, now).await?;
     let event = NewAuditEvent::new(
         now,
         &user_actor(user_id),
@@ -122,24 +117,26 @@ pub async fn accept_invite(
     Ok(user)
 }
 
+/// The pending invitation with this token hash, locked for the transaction.
+async fn pending_invite(conn: &mut PgConnection, hash: &TokenHash, now: DateTime<Utc>) -> Result<InviteRow> {
+    repo::invites::find_for_update(conn, hash)
+        .await?
+        .filter(|i| i.is_pending(now))
+        .ok_or(Error::NotFound("invitation"))
+}
+
 /// Records a refused accept (audited; the invitation is voided after `MAX_FAILED_ACCEPTS`) and
 /// returns the error to answer with.
 async fn refuse_accept(
     ctx: &Context,
     meta: &RequestMeta,
-    invite: &repo::users::InviteRow,
+    invite: &InviteRow,
     caller: Option<&Caller>,
     now: DateTime<Utc>,
 ) -> Result<Error> {
     let mut tx = ctx.pool.begin().await?;
-    let voided = repo::users::record_failed_accept(&mut tx, invite.id, MAX_FAILED_ACCEPTS, now).await?;
-    let actor = match caller {
-        Some(caller) => caller.actor(),
-        None => Actor {
-            kind: ActorKind::User,
-            id: "unknown".into(),
-        },
-    };
+    let voided = repo::invites::record_failed_accept(&mut tx, invite.id, MAX_FAILED_ACCEPTS, now).await?;
+    let actor = caller.map_or_else(unknown_user_actor, Caller::actor);
     let event = NewAuditEvent::new(
         now,
         &actor,
@@ -216,7 +213,7 @@ pub async fn set_user_disabled(ctx: &Context, actor: &Actor, email: &str, disabl
         .ok_or(Error::NotFound("user"))?;
     repo::users::set_disabled(&mut tx, user.id, disabled.then_some(now)).await?;
     if disabled {
-        repo::users::revoke_all_refresh_tokens(&mut tx, user.id, now).await?;
+        repo::refresh_tokens::revoke_all(&mut tx, user.id, now).await?;
     }
     let action = if disabled { "user.disabled" } else { "user.enabled" };
     let event = NewAuditEvent::new(now, actor, &RequestMeta::default(), None, action, Outcome::Success)

@@ -2,48 +2,25 @@
 //! keeps at least one owner.
 
 use chrono::{DateTime, Duration, Utc};
-use serde::Deserialize;
-use utoipa::ToSchema;
+use sqlx::pool::PoolConnection;
+use sqlx::{PgConnection, Postgres};
 use uuid::Uuid;
 
 use super::{actor_of, Context, Error, Result};
 use crate::domain::audit::{NewAuditEvent, Outcome, RequestMeta};
 use crate::domain::ids::{KeyId, TenantId};
+use crate::domain::member::{Invitation, Member, VoidReason};
 use crate::domain::page::{check_cursor, check_limit, Page};
 use crate::domain::permissions::{authorize, Action, Caller};
 use crate::domain::tenant::TenantStatus;
 use crate::domain::token::{NewToken, TokenPrefix};
 use crate::domain::user::{check_email, Role, User, UserId};
 use crate::domain::validation::ValidationErrors;
-use crate::repo::users::{Invitation, Member, NewInvite, VoidReason};
+use crate::repo::invites::NewInvite;
 use crate::repo::{self};
 use crate::verify::Change;
 
 pub const INVITE_HOURS: i64 = 72;
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct InviteDraft {
-    #[schema(example = "ann@example.com")]
-    pub email: String,
-    pub role: Role,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MemberPatch {
-    pub role: Role,
-}
-
-/// Options for removing a member (the body of `DELETE …/members/{user_id}` is optional).
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MemberRemoval {
-    /// Also revoke every service token of the tenant this member created (default false:
-    /// tokens belong to the tenant and keep working).
-    #[serde(default)]
-    pub revoke_tokens: bool,
-}
 
 /// What removing a member did.
 pub struct Removed {
@@ -61,7 +38,7 @@ pub struct Invited {
     pub expires_at: DateTime<Utc>,
 }
 
-async fn check_tenant(conn: &mut sqlx::PgConnection, tenant: TenantId) -> Result<()> {
+async fn check_tenant(conn: &mut PgConnection, tenant: TenantId) -> Result<()> {
     let found = repo::tenants::get(&mut *conn, tenant)
         .await?
         .ok_or(Error::NotFound("tenant"))?;
@@ -71,17 +48,66 @@ async fn check_tenant(conn: &mut sqlx::PgConnection, tenant: TenantId) -> Result
     Ok(())
 }
 
+/// Checks a page request over a tenant's members or invitations (`limit`, and a `cursor` that
+/// `parse` reads) and that the tenant exists; returns the connection to read the page on, the
+/// page's size and where it starts.
+async fn open_page<C>(
+    ctx: &Context,
+    tenant: TenantId,
+    cursor: Option<&str>,
+    limit: Option<i64>,
+    parse: impl FnOnce(&str) -> Option<C>,
+) -> Result<(PoolConnection<Postgres>, i64, Option<C>)> {
+    let mut errors = ValidationErrors::default();
+    let limit = check_limit(&mut errors, limit);
+    let after = check_cursor(&mut errors, cursor, parse);
+    errors.finish(())?;
+    let mut conn = ctx.pool.acquire().await?;
+    repo::tenants::get(&mut *conn, tenant)
+        .await?
+        .ok_or(Error::NotFound("tenant"))?;
+    Ok((conn, limit, after))
+}
+
+/// Locks the tenant's owners and reads the member the caller acts on, with whether they are its
+/// last owner. Nobody acts on a member whose role carries more than the caller holds.
+async fn lock_member(
+    conn: &mut PgConnection,
+    caller: &Caller,
+    tenant: TenantId,
+    user: UserId,
+) -> Result<(Member, bool)> {
+    let owners = repo::memberships::lock_owners(&mut *conn, tenant).await?;
+    let current = repo::memberships::get_member(&mut *conn, tenant, user)
+        .await?
+        .ok_or(Error::NotFound("member"))?;
+    caller.may_confer(current.role, tenant)?;
+    let last_owner = current.role == Role::Owner && owners.len() <= 1;
+    Ok((current, last_owner))
+}
+
+/// What follows a change of a member's role or their removal: their access tokens stop working,
+/// an invitation sent to them earlier cannot undo the change when accepted later, and what they
+/// offered others under their old standing (another address of theirs, say) is withdrawn.
+async fn member_changed(conn: &mut PgConnection, tenant: TenantId, user: UserId, now: DateTime<Utc>) -> Result<()> {
+    repo::users::bump_session_version(&mut *conn, user).await?;
+    repo::invites::void_pending_of(&mut *conn, tenant, user, VoidReason::MemberChanged, now).await?;
+    repo::invites::void_pending_sent_by(&mut *conn, tenant, &user.to_string(), now).await?;
+    Ok(())
+}
+
 pub async fn invite(
     ctx: &Context,
     caller: &Caller,
     meta: &RequestMeta,
     tenant: TenantId,
-    draft: InviteDraft,
+    email: &str,
+    role: Role,
 ) -> Result<Invited> {
     authorize(caller, Action::ManageMembers, Some(tenant))?;
-    caller.may_confer(draft.role, tenant)?;
+    caller.may_confer(role, tenant)?;
     let mut errors = ValidationErrors::default();
-    let email = check_email(&mut errors, "email", &draft.email);
+    let email = check_email(&mut errors, "email", email);
     errors.finish(())?;
     let now = ctx.clock.now();
     let actor = actor_of(caller);
@@ -101,25 +127,28 @@ pub async fn invite(
             repo::users::insert_if_absent(&mut tx, &user).await?
         }
     };
-    if repo::users::get_member(&mut *tx, tenant, user.id).await?.is_some() {
+    if repo::memberships::get_member(&mut *tx, tenant, user.id)
+        .await?
+        .is_some()
+    {
         return Err(Error::AlreadyMember("this person is already a member of the tenant"));
     }
     // One pending invitation per person and tenant: the newest replaces any earlier one.
-    let replaced = repo::users::void_pending_invites_of(&mut tx, tenant, user.id, VoidReason::Replaced, now).await?;
+    let replaced = repo::invites::void_pending_of(&mut tx, tenant, user.id, VoidReason::Replaced, now).await?;
     // The invitation only offers the role: a new account sets its first password when
     // accepting, an existing account accepts while logged in, so no inviter can take over or
     // probe an account.
     let id = Uuid::now_v7();
     let token = NewToken::generate(TokenPrefix::Invite);
     let expires_at = now + Duration::hours(INVITE_HOURS);
-    let inserted = repo::users::insert_invite(
+    let inserted = repo::invites::insert(
         &mut tx,
         NewInvite {
             id,
             tenant,
             user: user.id,
             email: &email,
-            role: draft.role,
+            role,
             hash: &token.hash(),
             created_by: &actor.id,
             now,
@@ -136,13 +165,13 @@ pub async fn invite(
     }
     let event = NewAuditEvent::new(now, &actor, meta, Some(tenant), "member.invited", Outcome::Success)
         .target("invitation", id)
-        .details(serde_json::json!({ "email": email, "role": draft.role.as_str(), "replaced": replaced }));
+        .details(serde_json::json!({ "email": email, "role": role.as_str(), "replaced": replaced }));
     repo::audit::append(&mut tx, &event).await?;
     tx.commit().await?;
     Ok(Invited {
         id,
         email,
-        role: draft.role,
+        role,
         token,
         expires_at,
     })
@@ -156,22 +185,15 @@ pub async fn list(
     limit: Option<i64>,
 ) -> Result<Page<Member>> {
     authorize(caller, Action::ReadMembers, Some(tenant))?;
-    let mut errors = ValidationErrors::default();
-    let limit = check_limit(&mut errors, limit);
-    let after = check_cursor(&mut errors, cursor, UserId::parse);
-    errors.finish(())?;
-    let mut conn = ctx.pool.acquire().await?;
-    repo::tenants::get(&mut *conn, tenant)
-        .await?
-        .ok_or(Error::NotFound("tenant"))?;
-    let rows = repo::users::list_members(&mut *conn, tenant, after, limit + 1).await?;
+    let (mut conn, limit, after) = open_page(ctx, tenant, cursor, limit, UserId::parse).await?;
+    let rows = repo::memberships::list_members(&mut *conn, tenant, after, limit + 1).await?;
     Ok(Page::from_rows(rows, limit, |m| m.user_id.to_string()))
 }
 
 pub async fn get(ctx: &Context, caller: &Caller, tenant: TenantId, user: &str) -> Result<Member> {
     authorize(caller, Action::ReadMembers, Some(tenant))?;
     let user = UserId::parse(user).ok_or(Error::NotFound("member"))?;
-    repo::users::get_member(&ctx.pool, tenant, user)
+    repo::memberships::get_member(&ctx.pool, tenant, user)
         .await?
         .ok_or(Error::NotFound("member"))
 }
@@ -182,28 +204,19 @@ pub async fn update(
     meta: &RequestMeta,
     tenant: TenantId,
     user: &str,
-    patch: MemberPatch,
+    role: Role,
 ) -> Result<Member> {
     authorize(caller, Action::ManageMembers, Some(tenant))?;
-    caller.may_confer(patch.role, tenant)?;
+    caller.may_confer(role, tenant)?;
     let user = UserId::parse(user).ok_or(Error::NotFound("member"))?;
     let now = ctx.clock.now();
     let mut tx = ctx.pool.begin().await?;
-    let owners = repo::users::lock_owners(&mut tx, tenant).await?;
-    let current = repo::users::get_member(&mut *tx, tenant, user)
-        .await?
-        .ok_or(Error::NotFound("member"))?;
-    // Nobody acts on a member whose role carries more than the caller holds.
-    caller.may_confer(current.role, tenant)?;
-    if current.role == Role::Owner && patch.role != Role::Owner && owners.len() <= 1 {
+    let (current, last_owner) = lock_member(&mut tx, caller, tenant, user).await?;
+    if last_owner && role != Role::Owner {
         return Err(Error::LastOwner("the last owner of a tenant cannot be demoted"));
     }
-    repo::users::set_role(&mut tx, tenant, user, patch.role).await?;
-    repo::users::bump_session_version(&mut tx, user).await?;
-    // An invitation sent before the change must not undo it when accepted later, and what the
-    // member offered under their old role is withdrawn with it.
-    repo::users::void_pending_invites_of(&mut tx, tenant, user, VoidReason::MemberChanged, now).await?;
-    repo::users::void_pending_invites_sent_by(&mut tx, tenant, &user.to_string(), now).await?;
+    repo::memberships::set_role(&mut tx, tenant, user, role).await?;
+    member_changed(&mut tx, tenant, user, now).await?;
     let event = NewAuditEvent::new(
         now,
         &actor_of(caller),
@@ -213,9 +226,9 @@ pub async fn update(
         Outcome::Success,
     )
     .target("user", user)
-    .details(serde_json::json!({ "from": current.role.as_str(), "to": patch.role.as_str() }));
+    .details(serde_json::json!({ "from": current.role.as_str(), "to": role.as_str() }));
     repo::audit::append(&mut tx, &event).await?;
-    let member = repo::users::get_member(&mut *tx, tenant, user)
+    let member = repo::memberships::get_member(&mut *tx, tenant, user)
         .await?
         .ok_or(Error::NotFound("member"))?;
     tx.commit().await?;
@@ -228,27 +241,19 @@ pub async fn remove(
     meta: &RequestMeta,
     tenant: TenantId,
     user: &str,
-    options: MemberRemoval,
+    revoke_tokens: bool,
 ) -> Result<Removed> {
     authorize(caller, Action::ManageMembers, Some(tenant))?;
     let user = UserId::parse(user).ok_or(Error::NotFound("member"))?;
     let now = ctx.clock.now();
     let mut tx = ctx.pool.begin().await?;
-    let owners = repo::users::lock_owners(&mut tx, tenant).await?;
-    let current = repo::users::get_member(&mut *tx, tenant, user)
-        .await?
-        .ok_or(Error::NotFound("member"))?;
-    caller.may_confer(current.role, tenant)?;
-    if current.role == Role::Owner && owners.len() <= 1 {
+    let (current, last_owner) = lock_member(&mut tx, caller, tenant, user).await?;
+    if last_owner {
         return Err(Error::LastOwner("the last owner of a tenant cannot be removed"));
     }
-    repo::users::remove_membership(&mut tx, tenant, user).await?;
-    repo::users::bump_session_version(&mut tx, user).await?;
-    // Removal is final: an invitation sent earlier cannot bring the person back, nor can one they
-    // sent themselves (to another address of theirs, say).
-    repo::users::void_pending_invites_of(&mut tx, tenant, user, VoidReason::MemberChanged, now).await?;
-    repo::users::void_pending_invites_sent_by(&mut tx, tenant, &user.to_string(), now).await?;
-    let revoked_tokens = if options.revoke_tokens {
+    repo::memberships::remove(&mut tx, tenant, user).await?;
+    member_changed(&mut tx, tenant, user, now).await?;
+    let revoked_tokens = if revoke_tokens {
         // Service tokens record who minted them by the actor id, which for a person is their id.
         let created_by = user.to_string();
         repo::keys::revoke_service_tokens_created_by(&mut tx, tenant, &created_by, now, "creator removed").await?
@@ -291,15 +296,8 @@ pub async fn list_invitations(
     limit: Option<i64>,
 ) -> Result<Page<Invitation>> {
     authorize(caller, Action::ManageMembers, Some(tenant))?;
-    let mut errors = ValidationErrors::default();
-    let limit = check_limit(&mut errors, limit);
-    let after = check_cursor(&mut errors, cursor, |text| Uuid::parse_str(text).ok());
-    errors.finish(())?;
-    let mut conn = ctx.pool.acquire().await?;
-    repo::tenants::get(&mut *conn, tenant)
-        .await?
-        .ok_or(Error::NotFound("tenant"))?;
-    let rows = repo::users::list_pending_invites(&mut *conn, tenant, ctx.clock.now(), after, limit + 1).await?;
+    let (mut conn, limit, after) = open_page(ctx, tenant, cursor, limit, |text| Uuid::parse_str(text).ok()).await?;
+    let rows = repo::invites::list_pending(&mut *conn, tenant, ctx.clock.now(), after, limit + 1).await?;
     Ok(Page::from_rows(rows, limit, |i| i.id.to_string()))
 }
 
@@ -315,7 +313,7 @@ pub async fn cancel_invitation(
     let id = Uuid::parse_str(id).map_err(|_| Error::NotFound("invitation"))?;
     let now = ctx.clock.now();
     let mut tx = ctx.pool.begin().await?;
-    let cancelled = repo::users::void_invite(&mut tx, tenant, id, VoidReason::Cancelled, now)
+    let cancelled = repo::invites::void(&mut tx, tenant, id, VoidReason::Cancelled, now)
         .await?
         .ok_or(Error::NotFound("invitation"))?;
     let event = NewAuditEvent::new(

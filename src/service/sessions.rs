@@ -13,7 +13,7 @@ use crate::domain::permissions::{Caller, Grant, Principal};
 use crate::domain::token::{NewToken, PresentedToken, TokenPrefix};
 use crate::domain::user::{check_email, Membership, User, UserId};
 use crate::domain::validation::ValidationErrors;
-use crate::repo::{self, users::NewRefreshToken};
+use crate::repo::{self, refresh_tokens::NewRefreshToken};
 
 pub const REFRESH_TOKEN_DAYS: i64 = 30;
 pub const FAILURE_WINDOW_SECONDS: i64 = 15 * 60;
@@ -40,6 +40,21 @@ pub(super) fn user_actor(id: UserId) -> Actor {
     }
 }
 
+/// The actor of an attempt whose account is not known (or not the caller's to claim).
+pub(super) fn unknown_user_actor() -> Actor {
+    Actor {
+        kind: ActorKind::User,
+        id: "unknown".into(),
+    }
+}
+
+/// `presented` as a refresh token, if it is one.
+fn refresh_token(presented: &str) -> Option<PresentedToken<'_>> {
+    PresentedToken::parse(presented)
+        .ok()
+        .filter(|t| t.prefix() == TokenPrefix::Refresh)
+}
+
 /// Why a login attempt is refused before its password is looked at.
 enum Throttle {
     /// The address (its /32 or /64) has failed too often, whatever accounts it tried.
@@ -56,9 +71,9 @@ async fn admit_attempt(ctx: &Context, email: Option<&str>, meta: &RequestMeta, n
     let since = now - Duration::seconds(FAILURE_WINDOW_SECONDS);
     // Failures no throttle counts any more are forgotten as attempts come in (an index range
     // scan that finds nothing most of the time), so the table holds one window at most.
-    repo::users::prune_login_failures(&ctx.pool, since).await?;
-    let id = repo::users::record_login_failure(&ctx.pool, email, meta.ip, now).await?;
-    let counts = repo::users::count_login_failures(&ctx.pool, email, meta.ip, since).await?;
+    repo::login_failures::prune(&ctx.pool, since).await?;
+    let id = repo::login_failures::record(&ctx.pool, email, meta.ip, now).await?;
+    let counts = repo::login_failures::count(&ctx.pool, email, meta.ip, since).await?;
     let throttle = if counts.address > MAX_ADDRESS_FAILURES {
         Throttle::Address
     } else if counts.account > MAX_ACCOUNT_FAILURES {
@@ -66,7 +81,7 @@ async fn admit_attempt(ctx: &Context, email: Option<&str>, meta: &RequestMeta, n
     } else {
         return Ok(id);
     };
-    repo::users::forget_login_failure(&ctx.pool, id).await?;
+    repo::login_failures::forget(&ctx.pool, id).await?;
     let oldest = match throttle {
         Throttle::Address => counts.address_oldest,
         Throttle::Account => counts.account_oldest,
@@ -88,7 +103,7 @@ async fn check_password_or_forget(
         Err(error) => {
             let error = Error::from(error);
             if matches!(error, Error::Busy) {
-                repo::users::forget_login_failure(&ctx.pool, attempt).await?;
+                repo::login_failures::forget(&ctx.pool, attempt).await?;
             }
             Err(error)
         }
@@ -122,13 +137,7 @@ pub async fn login(ctx: &Context, meta: &RequestMeta, email: &str, password: &Se
         (Some(user), Checked::Match { needs_rehash }) => (user, needs_rehash),
         (user, _) => {
             let mut tx = ctx.pool.begin().await?;
-            let actor = match &user {
-                Some(u) => user_actor(u.id),
-                None => Actor {
-                    kind: ActorKind::User,
-                    id: "unknown".into(),
-                },
-            };
+            let actor = user.as_ref().map_or_else(unknown_user_actor, |u| user_actor(u.id));
             let event = NewAuditEvent::new(now, &actor, meta, None, "user.login_failed", Outcome::Failure)
                 .details(serde_json::json!({ "email": email.to_lowercase() }));
             repo::audit::append(&mut tx, &event).await?;
@@ -145,7 +154,7 @@ pub async fn login(ctx: &Context, meta: &RequestMeta, email: &str, password: &Se
     if let Some(hash) = &rehashed {
         repo::users::set_password(&mut tx, user.id, hash).await?;
     }
-    repo::users::clear_login_failures(&mut *tx, email, meta.ip).await?;
+    repo::login_failures::clear(&mut *tx, email, meta.ip).await?;
     let session = Uuid::now_v7();
     let refresh_token = new_refresh_token(&mut tx, user.id, session, now).await?;
     let event = NewAuditEvent::new(now, &user_actor(user.id), meta, None, "user.login", Outcome::Success)
@@ -170,7 +179,7 @@ async fn new_refresh_token(
     now: DateTime<Utc>,
 ) -> Result<NewToken> {
     let token = NewToken::generate(TokenPrefix::Refresh);
-    repo::users::insert_refresh_token(
+    repo::refresh_tokens::insert(
         conn,
         NewRefreshToken {
             family,
@@ -188,13 +197,10 @@ async fn new_refresh_token(
 /// stolen or replayed: the whole family is revoked, so the thief's and the owner's sessions end.
 pub async fn refresh(ctx: &Context, meta: &RequestMeta, presented: &str) -> Result<Session> {
     let jwt = jwt(ctx)?;
-    let token = PresentedToken::parse(presented)
-        .ok()
-        .filter(|t| t.prefix() == TokenPrefix::Refresh)
-        .ok_or(Error::Unauthenticated)?;
+    let token = refresh_token(presented).ok_or(Error::Unauthenticated)?;
     let now = ctx.clock.now();
     let mut tx = ctx.pool.begin().await?;
-    let row = repo::users::find_refresh_for_update(&mut tx, &token.hash())
+    let row = repo::refresh_tokens::find_for_update(&mut tx, &token.hash())
         .await?
         .ok_or(Error::Unauthenticated)?;
     let user_id = UserId(row.user_id);
@@ -202,7 +208,7 @@ pub async fn refresh(ctx: &Context, meta: &RequestMeta, presented: &str) -> Resu
         return Err(Error::Unauthenticated);
     }
     if row.used_at.is_some() {
-        repo::users::revoke_refresh_family(&mut tx, row.family_id, now).await?;
+        repo::refresh_tokens::revoke_family(&mut tx, row.family_id, now).await?;
         let event = NewAuditEvent::new(
             now,
             &user_actor(user_id),
@@ -226,7 +232,7 @@ pub async fn refresh(ctx: &Context, meta: &RequestMeta, presented: &str) -> Resu
     if user.disabled_at.is_some() {
         return Err(Error::Unauthenticated);
     }
-    repo::users::mark_refresh_used(&mut tx, row.id, now).await?;
+    repo::refresh_tokens::mark_used(&mut tx, row.id, now).await?;
     let refresh_token = new_refresh_token(&mut tx, user.id, row.family_id, now).await?;
     tx.commit().await?;
     let (access_token, expires_in) = jwt
@@ -242,20 +248,14 @@ pub async fn refresh(ctx: &Context, meta: &RequestMeta, presented: &str) -> Resu
 /// Ends the session the refresh token belongs to, and every access token of that session.
 /// Unknown tokens are ignored.
 pub async fn logout(ctx: &Context, meta: &RequestMeta, presented: &str) -> Result<()> {
-    let Some(token) = PresentedToken::parse(presented)
-        .ok()
-        .filter(|t| t.prefix() == TokenPrefix::Refresh)
-    else {
+    let Some(token) = refresh_token(presented) else {
         return Ok(());
     };
     let now = ctx.clock.now();
     let mut tx = ctx.pool.begin().await?;
-    if let Some(row) = repo::users::find_refresh_for_update(&mut tx, &token.hash()).await? {
-        repo::users::revoke_refresh_family(&mut tx, row.family_id, now).await?;
-        let user = UserId(row.user_id);
-        let event = NewAuditEvent::new(now, &user_actor(user), meta, None, "session.logout", Outcome::Success)
-            .target("user", user);
-        repo::audit::append(&mut tx, &event).await?;
+    if let Some(row) = repo::refresh_tokens::find_for_update(&mut tx, &token.hash()).await? {
+        repo::refresh_tokens::revoke_family(&mut tx, row.family_id, now).await?;
+        audit_logout(&mut tx, meta, UserId(row.user_id), now).await?;
     }
     tx.commit().await?;
     Ok(())
@@ -268,12 +268,22 @@ pub async fn logout_access_token(ctx: &Context, meta: &RequestMeta, access_token
     let claims = jwt.verify(access_token, now).map_err(|_| Error::Unauthenticated)?;
     let user = UserId::parse(&claims.sub).ok_or(Error::Unauthenticated)?;
     let mut tx = ctx.pool.begin().await?;
-    if repo::users::revoke_session(&mut tx, user, claims.sid, now).await? {
-        let event = NewAuditEvent::new(now, &user_actor(user), meta, None, "session.logout", Outcome::Success)
-            .target("user", user);
-        repo::audit::append(&mut tx, &event).await?;
+    if repo::refresh_tokens::revoke_session(&mut tx, user, claims.sid, now).await? {
+        audit_logout(&mut tx, meta, user, now).await?;
     }
     tx.commit().await?;
+    Ok(())
+}
+
+async fn audit_logout(
+    conn: &mut sqlx::PgConnection,
+    meta: &RequestMeta,
+    user: UserId,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let event =
+        NewAuditEvent::new(now, &user_actor(user), meta, None, "session.logout", Outcome::Success).target("user", user);
+    repo::audit::append(conn, &event).await?;
     Ok(())
 }
 
@@ -296,7 +306,7 @@ pub async fn authenticate(ctx: &Context, token: &str) -> Result<Caller> {
             "the session of this access token has ended (logged out, or its refresh token was reused); log in again",
         ));
     }
-    let memberships = repo::users::memberships(&ctx.pool, user.id).await?;
+    let memberships = repo::memberships::of_user(&ctx.pool, user.id).await?;
     Ok(Caller {
         principal: Principal::User(user.id),
         grant: Grant::User {
@@ -317,6 +327,6 @@ pub async fn me(ctx: &Context, caller: &Caller) -> Result<Me> {
         return Err(Error::NotFound("user (this credential is a service token)"));
     };
     let user = repo::users::get(&ctx.pool, id).await?.ok_or(Error::Unauthenticated)?;
-    let memberships = repo::users::memberships(&ctx.pool, id).await?;
+    let memberships = repo::memberships::of_user(&ctx.pool, id).await?;
     Ok(Me { user, memberships })
 }

@@ -827,3 +827,22 @@ async fn the_cli_disables_a_user_ending_their_sessions_and_enables_them_again(po
     assert!(run("enable-user").await.unwrap().status.success());
     assert_eq!(app.login("ann@example.com", PASSWORD).await.status, StatusCode::OK);
 }
+
+#[sqlx::test]
+async fn listing_members_with_a_bad_limit_or_cursor_is_422(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    app.member(&tenant, "ann@example.com", "owner").await;
+
+    let too_many = app
+        .get(&format!("/v1/tenants/{tenant}/members?limit=101"), &app.admin)
+        .await;
+    let bad_cursor = app
+        .get(&format!("/v1/tenants/{tenant}/members?cursor=not-a-cursor"), &app.admin)
+        .await;
+
+    assert_eq!(too_many.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(too_many.body["errors"][0]["field"], "limit");
+    assert_eq!(bad_cursor.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(bad_cursor.body["errors"][0]["field"], "cursor");
+}

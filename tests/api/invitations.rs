@@ -574,7 +574,7 @@ async fn a_failed_accept_racing_a_cancellation_does_not_revive_the_invitation(po
 
     // What a failed accept that read the invitation before the cancellation then records.
     let mut conn = app.pool.acquire().await.unwrap();
-    keyward::repo::users::record_failed_accept(&mut conn, id, 5, app.clock().now())
+    keyward::repo::invites::record_failed_accept(&mut conn, id, 5, app.clock().now())
         .await
         .unwrap();
 
