@@ -13,7 +13,7 @@ use super::tenants::PageQuery;
 use crate::domain::member::{Invitation, Member};
 use crate::domain::page::Page;
 use crate::domain::user::{Role, UserId};
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, Problem, ProblemResponse};
 use crate::service::members;
 use crate::service::Context;
 
@@ -94,11 +94,11 @@ pub struct InvitedMember {
     security(("bearer" = [])),
     responses(
         (status = 201, body = InvitedMember),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = ProblemResponse),
+        (status = 403, response = ProblemResponse),
+        (status = 404, response = ProblemResponse),
         (status = 409, description = "already a member", body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 422, response = ProblemResponse),
     )
 )]
 async fn invite_member(
@@ -127,10 +127,10 @@ async fn invite_member(
     security(("bearer" = [])),
     responses(
         (status = 200, body = Page<MemberView>),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = ProblemResponse),
+        (status = 403, response = ProblemResponse),
+        (status = 404, response = ProblemResponse),
+        (status = 422, response = ProblemResponse),
     )
 )]
 async fn list_members(
@@ -151,9 +151,9 @@ async fn list_members(
     security(("bearer" = [])),
     responses(
         (status = 200, body = MemberView),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = ProblemResponse),
+        (status = 403, response = ProblemResponse),
+        (status = 404, response = ProblemResponse),
     )
 )]
 async fn get_member(
@@ -175,9 +175,9 @@ async fn get_member(
     security(("bearer" = [])),
     responses(
         (status = 200, body = MemberView),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = ProblemResponse),
+        (status = 403, response = ProblemResponse),
+        (status = 404, response = ProblemResponse),
         (status = 409, description = "last owner", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -206,12 +206,12 @@ async fn update_member(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "removed"),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 400, response = ProblemResponse),
+        (status = 401, response = ProblemResponse),
+        (status = 403, response = ProblemResponse),
+        (status = 404, response = ProblemResponse),
         (status = 409, description = "last owner", body = Problem, content_type = "application/problem+json"),
-        (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 415, response = ProblemResponse),
     )
 )]
 async fn remove_member(
@@ -257,10 +257,10 @@ impl From<Invitation> for InvitationView {
     security(("bearer" = [])),
     responses(
         (status = 200, body = Page<InvitationView>),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = ProblemResponse),
+        (status = 403, response = ProblemResponse),
+        (status = 404, response = ProblemResponse),
+        (status = 422, response = ProblemResponse),
     )
 )]
 async fn list_invitations(
@@ -281,8 +281,8 @@ async fn list_invitations(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "cancelled"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = ProblemResponse),
+        (status = 403, response = ProblemResponse),
         (status = 404, description = "no such pending invitation", body = Problem, content_type = "application/problem+json"),
     )
 )]

@@ -9,7 +9,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::{Authenticated, BearerCredential, Json, JsonOrEmpty, MaybeAuthenticated, Meta};
 use crate::domain::user::{Membership, UserId};
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, Problem, ProblemResponse};
 use crate::service::accounts;
 use crate::service::sessions::{self, Session};
 use crate::service::Context;
@@ -107,10 +107,10 @@ fn expose(secret: &SecretString) -> &str {
     request_body = LoginRequest,
     responses(
         (status = 200, body = SessionResponse),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 415, body = Problem, content_type = "application/problem+json"),
-        (status = 429, body = Problem, content_type = "application/problem+json"),
+        (status = 400, response = ProblemResponse),
+        (status = 401, response = ProblemResponse),
+        (status = 415, response = ProblemResponse),
+        (status = 429, response = ProblemResponse),
         (status = 503, description = "password checks at capacity", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -130,7 +130,7 @@ async fn login(
     request_body = RefreshRequest,
     responses(
         (status = 200, body = SessionResponse),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = ProblemResponse),
     )
 )]
 async fn refresh(
@@ -149,9 +149,9 @@ async fn refresh(
     request_body(content = Option<LogoutRequest>, description = "optional"),
     responses(
         (status = 204, description = "logged out"),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 400, response = ProblemResponse),
         (status = 401, description = "neither a refresh token nor a valid access token", body = Problem, content_type = "application/problem+json"),
-        (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 415, response = ProblemResponse),
     )
 )]
 async fn logout(
@@ -177,12 +177,12 @@ async fn logout(
     security((), ("bearer" = [])),
     responses(
         (status = 200, body = AcceptedInvite),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 400, response = ProblemResponse),
         (status = 401, description = "the invitation is for an existing account: log in as it first", body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 404, response = ProblemResponse),
         (status = 409, description = "already a member", body = Problem, content_type = "application/problem+json"),
-        (status = 415, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 415, response = ProblemResponse),
+        (status = 422, response = ProblemResponse),
         (status = 503, description = "password checks at capacity", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -212,7 +212,7 @@ async fn accept_invite(
     security(("bearer" = [])),
     responses(
         (status = 200, body = MeResponse),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = ProblemResponse),
         (status = 404, description = "the credential is a service token", body = Problem, content_type = "application/problem+json"),
     )
 )]
