@@ -10,8 +10,11 @@ use utoipa::ToSchema;
 
 use super::ids::TenantId;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema, strum::IntoStaticStr, strum::EnumString,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum ActorKind {
     User,
     Service,
@@ -20,25 +23,19 @@ pub enum ActorKind {
 
 impl ActorKind {
     pub fn as_str(self) -> &'static str {
-        match self {
-            ActorKind::User => "user",
-            ActorKind::Service => "service",
-            ActorKind::System => "system",
-        }
+        self.into()
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "user" => Some(ActorKind::User),
-            "service" => Some(ActorKind::Service),
-            "system" => Some(ActorKind::System),
-            _ => None,
-        }
+        text.parse().ok()
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema, strum::IntoStaticStr, strum::EnumString,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Outcome {
     Success,
     Denied,
@@ -47,20 +44,11 @@ pub enum Outcome {
 
 impl Outcome {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Success => "success",
-            Outcome::Denied => "denied",
-            Outcome::Failure => "failure",
-        }
+        self.into()
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "success" => Some(Outcome::Success),
-            "denied" => Some(Outcome::Denied),
-            "failure" => Some(Outcome::Failure),
-            _ => None,
-        }
+        text.parse().ok()
     }
 }
 
@@ -78,13 +66,76 @@ pub struct RequestMeta {
     pub user_agent: Option<String>,
 }
 
+/// What an audit event records. The names are what the trail stores, shows and filters on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString, strum::EnumIter)]
+pub enum AuditAction {
+    #[strum(serialize = "key.created")]
+    KeyCreated,
+    #[strum(serialize = "key.updated")]
+    KeyUpdated,
+    #[strum(serialize = "key.rotated")]
+    KeyRotated,
+    #[strum(serialize = "key.revoked")]
+    KeyRevoked,
+    #[strum(serialize = "key.verify_failed")]
+    KeyVerifyFailed,
+    #[strum(serialize = "service_token.created")]
+    ServiceTokenCreated,
+    #[strum(serialize = "service_token.updated")]
+    ServiceTokenUpdated,
+    #[strum(serialize = "service_token.rotated")]
+    ServiceTokenRotated,
+    #[strum(serialize = "service_token.revoked")]
+    ServiceTokenRevoked,
+    #[strum(serialize = "member.invited")]
+    MemberInvited,
+    #[strum(serialize = "member.updated")]
+    MemberUpdated,
+    #[strum(serialize = "member.removed")]
+    MemberRemoved,
+    #[strum(serialize = "member.invitation_cancelled")]
+    MemberInvitationCancelled,
+    #[strum(serialize = "session.logout")]
+    SessionLogout,
+    #[strum(serialize = "session.refresh_reused")]
+    SessionRefreshReused,
+    #[strum(serialize = "tenant.created")]
+    TenantCreated,
+    #[strum(serialize = "tenant.updated")]
+    TenantUpdated,
+    #[strum(serialize = "user.created")]
+    UserCreated,
+    #[strum(serialize = "user.disabled")]
+    UserDisabled,
+    #[strum(serialize = "user.enabled")]
+    UserEnabled,
+    #[strum(serialize = "user.invite_accept_failed")]
+    UserInviteAcceptFailed,
+    #[strum(serialize = "user.invite_accepted")]
+    UserInviteAccepted,
+    #[strum(serialize = "user.login")]
+    UserLogin,
+    #[strum(serialize = "user.login_failed")]
+    UserLoginFailed,
+}
+
+impl AuditAction {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        text.parse().ok()
+    }
+}
+
 /// An event about to be appended.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewAuditEvent {
     pub occurred_at: DateTime<Utc>,
     pub tenant_id: Option<TenantId>,
     pub actor: Actor,
-    pub action: &'static str,
+    pub action: AuditAction,
     pub target_kind: Option<&'static str>,
     pub target_id: Option<String>,
     pub outcome: Outcome,
@@ -119,7 +170,7 @@ impl NewAuditEvent {
             tenant_id: self.tenant_id.map(|t| t.to_string()),
             actor_kind: self.actor.kind.as_str(),
             actor_id: &self.actor.id,
-            action: self.action,
+            action: self.action.as_str(),
             target_kind: self.target_kind,
             target_id: self.target_id.as_deref(),
             outcome: self.outcome.as_str(),
@@ -162,7 +213,7 @@ impl NewAuditEvent {
         actor: &Actor,
         meta: &RequestMeta,
         tenant_id: Option<TenantId>,
-        action: &'static str,
+        action: AuditAction,
         outcome: Outcome,
     ) -> Self {
         Self {
@@ -187,5 +238,28 @@ impl NewAuditEvent {
     pub fn details(mut self, details: serde_json::Value) -> Self {
         self.details = details;
         self
+    }
+}
+
+#[cfg(test)]
+mod action_tests {
+    use super::*;
+    use strum::IntoEnumIterator;
+
+    #[test]
+    fn every_action_is_named_subject_dot_verb_once() {
+        let names: Vec<&str> = AuditAction::iter().map(AuditAction::as_str).collect();
+        for name in &names {
+            let (subject, verb) = name.split_once('.').unwrap();
+            assert!(!subject.is_empty() && !verb.is_empty(), "{name}");
+            assert!(
+                name.bytes().all(|b| b.is_ascii_lowercase() || b == b'.' || b == b'_'),
+                "{name}"
+            );
+        }
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len());
     }
 }

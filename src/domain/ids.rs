@@ -33,8 +33,11 @@ impl fmt::Display for TenantId {
 }
 
 /// Which family an id belongs to: customer API keys or keyward's own service tokens.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, strum::IntoStaticStr, strum::EnumString,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum KeyKind {
     Customer,
     Service,
@@ -42,18 +45,11 @@ pub enum KeyKind {
 
 impl KeyKind {
     pub fn as_str(self) -> &'static str {
-        match self {
-            KeyKind::Customer => "customer",
-            KeyKind::Service => "service",
-        }
+        self.into()
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "customer" => Some(KeyKind::Customer),
-            "service" => Some(KeyKind::Service),
-            _ => None,
-        }
+        text.parse().ok()
     }
 
     fn id_prefix(self) -> &'static str {

@@ -30,7 +30,8 @@ pub struct Invitation {
 }
 
 /// Why an invitation stopped being acceptable before anyone accepted it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum VoidReason {
     /// An inviter cancelled it.
     Cancelled,
@@ -44,11 +45,6 @@ pub enum VoidReason {
 
 impl VoidReason {
     pub fn as_str(self) -> &'static str {
-        match self {
-            VoidReason::Cancelled => "cancelled",
-            VoidReason::Replaced => "replaced",
-            VoidReason::MemberChanged => "member_changed",
-            VoidReason::TooManyFailures => "too_many_failures",
-        }
+        self.into()
     }
 }

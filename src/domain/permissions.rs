@@ -10,17 +10,36 @@ use super::ids::{KeyId, TenantId};
 use super::user::{Membership, Role, UserId};
 
 /// Permissions a service token can hold.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
 pub enum Permission {
     #[serde(rename = "keys:verify")]
+    #[strum(serialize = "keys:verify")]
     KeysVerify,
     #[serde(rename = "keys:read")]
+    #[strum(serialize = "keys:read")]
     KeysRead,
     #[serde(rename = "keys:write")]
+    #[strum(serialize = "keys:write")]
     KeysWrite,
     #[serde(rename = "audit:read")]
+    #[strum(serialize = "audit:read")]
     AuditRead,
     #[serde(rename = "tenants:admin")]
+    #[strum(serialize = "tenants:admin")]
     TenantsAdmin,
 }
 
@@ -34,17 +53,11 @@ impl Permission {
     ];
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            Permission::KeysVerify => "keys:verify",
-            Permission::KeysRead => "keys:read",
-            Permission::KeysWrite => "keys:write",
-            Permission::AuditRead => "audit:read",
-            Permission::TenantsAdmin => "tenants:admin",
-        }
+        self.into()
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|p| p.as_str() == text)
+        text.parse().ok()
     }
 }
 

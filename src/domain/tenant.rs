@@ -9,8 +9,11 @@ use super::validation::{check_text, ValidationErrors};
 
 pub const MAX_NAME_LEN: usize = 200;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema, strum::IntoStaticStr, strum::EnumString,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum TenantStatus {
     Active,
     Suspended,
@@ -18,18 +21,11 @@ pub enum TenantStatus {
 
 impl TenantStatus {
     pub fn as_str(self) -> &'static str {
-        match self {
-            TenantStatus::Active => "active",
-            TenantStatus::Suspended => "suspended",
-        }
+        self.into()
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "active" => Some(TenantStatus::Active),
-            "suspended" => Some(TenantStatus::Suspended),
-            _ => None,
-        }
+        text.parse().ok()
     }
 }
 

@@ -12,7 +12,7 @@ use crate::domain::key::Environment;
 use crate::domain::validation::ValidationErrors;
 use crate::error::{ApiError, ProblemResponse};
 use crate::service::Context;
-use crate::signing;
+use crate::signing::{self, Scheme};
 use crate::verify::{self, Verdict, VerifyCode};
 
 pub fn router() -> OpenApiRouter<Context> {
@@ -39,7 +39,8 @@ pub struct VerifyResponse {
     /// Signed requests: the scheme the request was signed with (`aws-sigv4`, `hmac`, `rfc9421`,
     /// `arrow`, `aws-sigv2`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub scheme: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub scheme: Option<Scheme>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_id: Option<KeyId>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -97,7 +98,7 @@ impl From<Verdict> for VerifyResponse {
             valid: code == VerifyCode::Valid,
             code,
             remaining,
-            scheme: scheme.map(|s| s.as_str().to_owned()),
+            scheme,
             tenant_id: key.as_ref().and_then(|k| k.tenant_id),
             environment: key.as_ref().map(|k| k.environment),
             expires_at: key.as_ref().and_then(|k| k.expires_at),

@@ -58,7 +58,7 @@ pub async fn append_all(conn: &mut PgConnection, events: &[NewAuditEvent]) -> Re
                     .push_bind(tenant)
                     .push_bind(event.actor.kind.as_str())
                     .push_bind(event.actor.id.clone())
-                    .push_bind(event.action)
+                    .push_bind(event.action.as_str())
                     .push_bind(event.target_kind)
                     .push_bind(event.target_id.clone())
                     .push_bind(event.outcome.as_str())

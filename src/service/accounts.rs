@@ -3,7 +3,7 @@
 
 use super::sessions::{unknown_user_actor, user_actor};
 use super::{Context, Error, Result};
-use crate::domain::audit::{Actor, NewAuditEvent, Outcome, RequestMeta};
+use crate::domain::audit::{Actor, AuditAction, NewAuditEvent, Outcome, RequestMeta};
 use crate::domain::ids::TenantId;
 use crate::domain::permissions::{Caller, Principal};
 use crate::domain::token::{PresentedToken, TokenHash, TokenPrefix};
@@ -104,7 +104,7 @@ pub async fn accept_invite(
         &user_actor(user_id),
         meta,
         Some(tenant),
-        "user.invite_accepted",
+        AuditAction::UserInviteAccepted,
         Outcome::Success,
     )
     .target("user", user_id)
@@ -142,7 +142,7 @@ async fn refuse_accept(
         &actor,
         meta,
         Some(TenantId(invite.tenant_id)),
-        "user.invite_accept_failed",
+        AuditAction::UserInviteAcceptFailed,
         Outcome::Denied,
     )
     .target("invitation", invite.id)
@@ -194,7 +194,7 @@ pub async fn create_user(
         actor,
         &RequestMeta::default(),
         None,
-        "user.created",
+        AuditAction::UserCreated,
         Outcome::Success,
     )
     .target("user", user.id)
@@ -215,7 +215,11 @@ pub async fn set_user_disabled(ctx: &Context, actor: &Actor, email: &str, disabl
     if disabled {
         repo::refresh_tokens::revoke_all(&mut tx, user.id, now).await?;
     }
-    let action = if disabled { "user.disabled" } else { "user.enabled" };
+    let action = if disabled {
+        AuditAction::UserDisabled
+    } else {
+        AuditAction::UserEnabled
+    };
     let event = NewAuditEvent::new(now, actor, &RequestMeta::default(), None, action, Outcome::Success)
         .target("user", user.id)
         .details(serde_json::json!({ "email": user.email }));

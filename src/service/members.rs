@@ -7,7 +7,7 @@ use sqlx::{PgConnection, Postgres};
 use uuid::Uuid;
 
 use super::{actor_of, Context, Error, Result};
-use crate::domain::audit::{NewAuditEvent, Outcome, RequestMeta};
+use crate::domain::audit::{AuditAction, NewAuditEvent, Outcome, RequestMeta};
 use crate::domain::ids::{KeyId, TenantId};
 use crate::domain::member::{Invitation, Member, VoidReason};
 use crate::domain::page::{check_cursor, check_limit, Page};
@@ -163,9 +163,16 @@ pub async fn invite(
             error.into()
         });
     }
-    let event = NewAuditEvent::new(now, &actor, meta, Some(tenant), "member.invited", Outcome::Success)
-        .target("invitation", id)
-        .details(serde_json::json!({ "email": email, "role": role.as_str(), "replaced": replaced }));
+    let event = NewAuditEvent::new(
+        now,
+        &actor,
+        meta,
+        Some(tenant),
+        AuditAction::MemberInvited,
+        Outcome::Success,
+    )
+    .target("invitation", id)
+    .details(serde_json::json!({ "email": email, "role": role.as_str(), "replaced": replaced }));
     repo::audit::append(&mut tx, &event).await?;
     tx.commit().await?;
     Ok(Invited {
@@ -222,7 +229,7 @@ pub async fn update(
         &actor_of(caller),
         meta,
         Some(tenant),
-        "member.updated",
+        AuditAction::MemberUpdated,
         Outcome::Success,
     )
     .target("user", user)
@@ -261,13 +268,20 @@ pub async fn remove(
         Vec::new()
     };
     let actor = actor_of(caller);
-    let event = NewAuditEvent::new(now, &actor, meta, Some(tenant), "member.removed", Outcome::Success)
-        .target("user", user)
-        .details(serde_json::json!({
-            "email": current.email,
-            "role": current.role.as_str(),
-            "revoked_tokens": revoked_tokens.len(),
-        }));
+    let event = NewAuditEvent::new(
+        now,
+        &actor,
+        meta,
+        Some(tenant),
+        AuditAction::MemberRemoved,
+        Outcome::Success,
+    )
+    .target("user", user)
+    .details(serde_json::json!({
+        "email": current.email,
+        "role": current.role.as_str(),
+        "revoked_tokens": revoked_tokens.len(),
+    }));
     repo::audit::append(&mut tx, &event).await?;
     for id in &revoked_tokens {
         let event = NewAuditEvent::new(
@@ -275,7 +289,7 @@ pub async fn remove(
             &actor,
             meta,
             Some(tenant),
-            "service_token.revoked",
+            AuditAction::ServiceTokenRevoked,
             Outcome::Success,
         )
         .target("service_token", id)
@@ -321,7 +335,7 @@ pub async fn cancel_invitation(
         &actor_of(caller),
         meta,
         Some(tenant),
-        "member.invitation_cancelled",
+        AuditAction::MemberInvitationCancelled,
         Outcome::Success,
     )
     .target("invitation", id)

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::{Context, Error, Result};
 use crate::crypto::jwt::Jwt;
 use crate::crypto::password::Checked;
-use crate::domain::audit::{Actor, ActorKind, NewAuditEvent, Outcome, RequestMeta};
+use crate::domain::audit::{Actor, ActorKind, AuditAction, NewAuditEvent, Outcome, RequestMeta};
 use crate::domain::permissions::{Caller, Grant, Principal};
 use crate::domain::token::{NewToken, PresentedToken, TokenPrefix};
 use crate::domain::user::{check_email, Membership, User, UserId};
@@ -138,7 +138,7 @@ pub async fn login(ctx: &Context, meta: &RequestMeta, email: &str, password: &Se
         (user, _) => {
             let mut tx = ctx.pool.begin().await?;
             let actor = user.as_ref().map_or_else(unknown_user_actor, |u| user_actor(u.id));
-            let event = NewAuditEvent::new(now, &actor, meta, None, "user.login_failed", Outcome::Failure)
+            let event = NewAuditEvent::new(now, &actor, meta, None, AuditAction::UserLoginFailed, Outcome::Failure)
                 .details(serde_json::json!({ "email": email.to_lowercase() }));
             repo::audit::append(&mut tx, &event).await?;
             tx.commit().await?;
@@ -157,9 +157,16 @@ pub async fn login(ctx: &Context, meta: &RequestMeta, email: &str, password: &Se
     repo::login_failures::clear(&mut *tx, email, meta.ip).await?;
     let session = Uuid::now_v7();
     let refresh_token = new_refresh_token(&mut tx, user.id, session, now).await?;
-    let event = NewAuditEvent::new(now, &user_actor(user.id), meta, None, "user.login", Outcome::Success)
-        .target("user", user.id)
-        .details(serde_json::json!({ "rehashed": rehashed.is_some() }));
+    let event = NewAuditEvent::new(
+        now,
+        &user_actor(user.id),
+        meta,
+        None,
+        AuditAction::UserLogin,
+        Outcome::Success,
+    )
+    .target("user", user.id)
+    .details(serde_json::json!({ "rehashed": rehashed.is_some() }));
     repo::audit::append(&mut tx, &event).await?;
     tx.commit().await?;
     let (access_token, expires_in) = jwt
@@ -214,7 +221,7 @@ pub async fn refresh(ctx: &Context, meta: &RequestMeta, presented: &str) -> Resu
             &user_actor(user_id),
             meta,
             None,
-            "session.refresh_reused",
+            AuditAction::SessionRefreshReused,
             Outcome::Denied,
         )
         .target("user", user_id)
@@ -281,8 +288,15 @@ async fn audit_logout(
     user: UserId,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let event =
-        NewAuditEvent::new(now, &user_actor(user), meta, None, "session.logout", Outcome::Success).target("user", user);
+    let event = NewAuditEvent::new(
+        now,
+        &user_actor(user),
+        meta,
+        None,
+        AuditAction::SessionLogout,
+        Outcome::Success,
+    )
+    .target("user", user);
     repo::audit::append(conn, &event).await?;
     Ok(())
 }

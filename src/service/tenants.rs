@@ -1,7 +1,7 @@
 //! Creating, reading and suspending tenants.
 
 use super::{actor_of, Context, Error, Result};
-use crate::domain::audit::{NewAuditEvent, Outcome, RequestMeta};
+use crate::domain::audit::{AuditAction, NewAuditEvent, Outcome, RequestMeta};
 use crate::domain::ids::TenantId;
 use crate::domain::page::{check_cursor, check_limit, Page};
 use crate::domain::permissions::{authorize, Action, Caller};
@@ -27,7 +27,7 @@ pub async fn create(ctx: &Context, caller: &Caller, meta: &RequestMeta, draft: T
         &actor_of(caller),
         meta,
         Some(tenant.id),
-        "tenant.created",
+        AuditAction::TenantCreated,
         Outcome::Success,
     )
     .target("tenant", tenant.id)
@@ -79,7 +79,7 @@ pub async fn update(
         &actor_of(caller),
         meta,
         Some(id),
-        "tenant.updated",
+        AuditAction::TenantUpdated,
         Outcome::Success,
     )
     .target("tenant", id)

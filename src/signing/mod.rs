@@ -28,30 +28,45 @@ pub use request::{Body, Request, EMPTY_SHA256};
 pub use window::Window;
 
 /// The signing schemes keyward verifies.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
 pub enum Scheme {
     /// AWS Signature Version 4, header form or presigned URL.
+    #[serde(rename = "aws-sigv4")]
+    #[strum(serialize = "aws-sigv4")]
     AwsSigV4,
     /// keyward's plain `X-Keyward-*` HMAC headers.
+    #[serde(rename = "hmac")]
+    #[strum(serialize = "hmac")]
     Hmac,
     /// RFC 9421 HTTP Message Signatures, hmac-sha256.
+    #[serde(rename = "rfc9421")]
+    #[strum(serialize = "rfc9421")]
     HttpMessageSignature,
     /// The Kronos/Pegasus IoT `x-arrow-*` profile.
+    #[serde(rename = "arrow")]
+    #[strum(serialize = "arrow")]
     Arrow,
     /// AWS Signature Version 2 for S3 (HMAC-SHA1); whether a tenant allows it is the caller's call.
+    #[serde(rename = "aws-sigv2")]
+    #[strum(serialize = "aws-sigv2")]
     AwsSigV2,
 }
 
 impl Scheme {
     /// The name in the verify answer's `scheme` field.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Scheme::AwsSigV4 => "aws-sigv4",
-            Scheme::Hmac => "hmac",
-            Scheme::HttpMessageSignature => "rfc9421",
-            Scheme::Arrow => "arrow",
-            Scheme::AwsSigV2 => "aws-sigv2",
-        }
+        self.into()
     }
 }
 

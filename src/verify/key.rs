@@ -3,7 +3,7 @@
 //! event through the usage writer, so no verification waits on a database write.
 
 use super::{judge, limits, Verdict, VerifyCode};
-use crate::domain::audit::{NewAuditEvent, Outcome, RequestMeta};
+use crate::domain::audit::{AuditAction, NewAuditEvent, Outcome, RequestMeta};
 use crate::domain::ids::KeyKind;
 use crate::domain::key::Key;
 use crate::domain::permissions::{authorize, Action, Caller};
@@ -94,7 +94,7 @@ pub(super) async fn record_refusal(
         &caller.actor(),
         meta,
         tenant,
-        "key.verify_failed",
+        AuditAction::KeyVerifyFailed,
         Outcome::Denied,
     )
     .details(details);

@@ -46,8 +46,9 @@ impl Verdict {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema, strum::IntoStaticStr)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum VerifyCode {
     Valid,
     Malformed,
@@ -77,24 +78,7 @@ pub enum VerifyCode {
 
 impl VerifyCode {
     pub fn as_str(self) -> &'static str {
-        match self {
-            VerifyCode::Valid => "VALID",
-            VerifyCode::Malformed => "MALFORMED",
-            VerifyCode::NotFound => "NOT_FOUND",
-            VerifyCode::Expired => "EXPIRED",
-            VerifyCode::Revoked => "REVOKED",
-            VerifyCode::Disabled => "DISABLED",
-            VerifyCode::TenantSuspended => "TENANT_SUSPENDED",
-            VerifyCode::InsufficientScope => "INSUFFICIENT_SCOPE",
-            VerifyCode::SignatureMismatch => "SIGNATURE_MISMATCH",
-            VerifyCode::SignatureExpired => "SIGNATURE_EXPIRED",
-            VerifyCode::Replayed => "REPLAYED",
-            VerifyCode::UnsignedHeaderRequired => "UNSIGNED_HEADER_REQUIRED",
-            VerifyCode::SchemeDisabled => "SCHEME_DISABLED",
-            VerifyCode::BodyUnverifiable => "BODY_UNVERIFIABLE",
-            VerifyCode::RateLimited => "RATE_LIMITED",
-            VerifyCode::UsageExceeded => "USAGE_EXCEEDED",
-        }
+        self.into()
     }
 }
 

@@ -904,7 +904,7 @@ async fn every_stored_hash_recomputes_from_its_row_and_the_previous_hash(pool: P
     .await
     .unwrap();
 
-    use keyward::domain::audit::{Actor, ActorKind, NewAuditEvent, Outcome, RequestMeta};
+    use keyward::domain::audit::{Actor, ActorKind, AuditAction, NewAuditEvent, Outcome, RequestMeta};
     let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
     assert_eq!(
         rows.len(),
@@ -920,7 +920,7 @@ async fn every_stored_hash_recomputes_from_its_row_and_the_previous_hash(pool: P
                 kind: ActorKind::parse(&row.2).unwrap(),
                 id: row.3,
             },
-            action: leak(row.4),
+            action: AuditAction::parse(&row.4).unwrap(),
             target_kind: row.5.map(leak),
             target_id: row.6,
             outcome: Outcome::parse(&row.7).unwrap(),

@@ -20,8 +20,11 @@ pub const DEFAULT_GRACE_SECONDS: i64 = 24 * 3600;
 pub const MAX_GRACE_SECONDS: i64 = 90 * 24 * 3600;
 pub const MAX_REASON_LEN: usize = 500;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema, strum::IntoStaticStr, strum::EnumString,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Environment {
     Live,
     Test,
@@ -29,18 +32,11 @@ pub enum Environment {
 
 impl Environment {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Environment::Live => "live",
-            Environment::Test => "test",
-        }
+        self.into()
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "live" => Some(Environment::Live),
-            "test" => Some(Environment::Test),
-            _ => None,
-        }
+        text.parse().ok()
     }
 
     pub fn token_prefix(self) -> TokenPrefix {

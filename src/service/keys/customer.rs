@@ -1,7 +1,7 @@
 //! Customer keys: issuing one from a validated spec, and changing one.
 
 use super::{attach_signing_secret, check_owner, not_found, IssuedKey};
-use crate::domain::audit::{NewAuditEvent, Outcome, RequestMeta};
+use crate::domain::audit::{AuditAction, NewAuditEvent, Outcome, RequestMeta};
 use crate::domain::ids::{KeyId, KeyKind, TenantId};
 use crate::domain::key::{Grants, Key, KeyDraft, KeyPatch, KeyPatchDraft, KeyStatus, KeyTemplate};
 use crate::domain::permissions::{authorize, Action, Caller, TenantScope};
@@ -45,15 +45,22 @@ pub async fn create_key(
     let mut tx = ctx.pool.begin().await?;
     check_owner(&mut tx, owner, true).await?;
     repo::keys::insert(&mut tx, &key, &token.hash()).await?;
-    let event = NewAuditEvent::new(now, &actor, meta, Some(tenant), "key.created", Outcome::Success)
-        .target("key", &key.id)
-        .details(serde_json::json!({
-            "name": key.name,
-            "environment": key.environment.as_str(),
-            "scopes": key.grants.names(),
-            "expires_at": key.expires_at,
-            "signing": signing_secret.is_some(),
-        }));
+    let event = NewAuditEvent::new(
+        now,
+        &actor,
+        meta,
+        Some(tenant),
+        AuditAction::KeyCreated,
+        Outcome::Success,
+    )
+    .target("key", &key.id)
+    .details(serde_json::json!({
+        "name": key.name,
+        "environment": key.environment.as_str(),
+        "scopes": key.grants.names(),
+        "expires_at": key.expires_at,
+        "signing": signing_secret.is_some(),
+    }));
     repo::audit::append(&mut tx, &event).await?;
     tx.commit().await?;
     Ok(IssuedKey {
@@ -116,7 +123,7 @@ pub async fn update_key(
         &actor_of(caller),
         meta,
         Some(tenant),
-        "key.updated",
+        AuditAction::KeyUpdated,
         Outcome::Success,
     )
     .target("key", &id)

@@ -15,7 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgConnection;
 
 use crate::crypto::secrets::new_signing_secret;
-use crate::domain::audit::{NewAuditEvent, Outcome, RequestMeta};
+use crate::domain::audit::{AuditAction, NewAuditEvent, Outcome, RequestMeta};
 use crate::domain::ids::{KeyId, KeyKind};
 use crate::domain::key::{Key, KeyListQuery, KeyStatus, KeyTemplate, RevokeDraft, RotateDraft, MAX_OWNER_ID_LEN};
 use crate::domain::page::{check_cursor, check_limit, Page};
@@ -50,16 +50,19 @@ pub(super) fn action(kind: KeyKind, write: bool) -> Action {
     }
 }
 
-pub(super) fn audit_name(kind: KeyKind, verb: &str) -> &'static str {
-    match (kind, verb) {
-        (KeyKind::Customer, "created") => "key.created",
-        (KeyKind::Customer, "updated") => "key.updated",
-        (KeyKind::Customer, "rotated") => "key.rotated",
-        (KeyKind::Customer, _) => "key.revoked",
-        (KeyKind::Service, "created") => "service_token.created",
-        (KeyKind::Service, "updated") => "service_token.updated",
-        (KeyKind::Service, "rotated") => "service_token.rotated",
-        (KeyKind::Service, _) => "service_token.revoked",
+/// The lifecycle steps both kinds share, each named in the audit trail by the key's kind.
+#[derive(Clone, Copy)]
+pub(super) enum Step {
+    Rotated,
+    Revoked,
+}
+
+pub(super) fn audit_action(kind: KeyKind, step: Step) -> AuditAction {
+    match (kind, step) {
+        (KeyKind::Customer, Step::Rotated) => AuditAction::KeyRotated,
+        (KeyKind::Customer, Step::Revoked) => AuditAction::KeyRevoked,
+        (KeyKind::Service, Step::Rotated) => AuditAction::ServiceTokenRotated,
+        (KeyKind::Service, Step::Revoked) => AuditAction::ServiceTokenRevoked,
     }
 }
 
@@ -217,7 +220,7 @@ pub async fn rotate(
         &actor,
         meta,
         owner.tenant_id(),
-        audit_name(kind, "rotated"),
+        audit_action(kind, Step::Rotated),
         Outcome::Success,
     )
     .target(target_kind(kind), &old.id)
@@ -266,7 +269,7 @@ pub async fn revoke(
         &actor_of(caller),
         meta,
         owner.tenant_id(),
-        audit_name(kind, "revoked"),
+        audit_action(kind, Step::Revoked),
         Outcome::Success,
     )
     .target(target_kind(kind), &id)

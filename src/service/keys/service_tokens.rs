@@ -2,7 +2,7 @@
 //! bootstrap.
 
 use super::{check_owner, IssuedKey};
-use crate::domain::audit::{Actor, NewAuditEvent, Outcome, RequestMeta};
+use crate::domain::audit::{Actor, AuditAction, NewAuditEvent, Outcome, RequestMeta};
 use crate::domain::key::{Environment, Grants, KeyTemplate, ServiceTokenDraft, ServiceTokenSpec};
 use crate::domain::permissions::{authorize, Action, Caller, Denied, TenantScope};
 use crate::domain::token::{NewToken, TokenPrefix};
@@ -61,7 +61,7 @@ pub async fn issue_service_token(
         actor,
         meta,
         owner.tenant_id(),
-        "service_token.created",
+        AuditAction::ServiceTokenCreated,
         Outcome::Success,
     )
     .target("service_token", &key.id)
