@@ -6,11 +6,9 @@ use super::{judge, limits, Verdict, VerifyCode};
 use crate::domain::audit::{AuditAction, NewAuditEvent, Outcome, RequestMeta};
 use crate::domain::ids::KeyKind;
 use crate::domain::key::Key;
-use crate::domain::permissions::{authorize, Action, Caller};
-use crate::domain::scope::{parse_scopes, MAX_SCOPES_PER_KEY};
+use crate::domain::permissions::Caller;
 use crate::domain::tenant::TenantStatus;
 use crate::domain::token::{PresentedToken, TokenPrefix};
-use crate::domain::validation::ValidationErrors;
 use crate::service::{Context, Result};
 
 /// Verifies a presented key. `expected_id` is the key id the client named beside the token
@@ -24,10 +22,7 @@ pub async fn verify_key(
     expected_id: Option<&str>,
     required_scopes: &[String],
 ) -> Result<Verdict> {
-    authorize(caller, Action::VerifyKeys, None)?;
-    let mut errors = ValidationErrors::default();
-    let required = parse_scopes(&mut errors, "scopes", required_scopes, MAX_SCOPES_PER_KEY);
-    errors.finish(())?;
+    let required = super::admit(caller, required_scopes)?;
     let now = ctx.clock.now();
 
     let found = match PresentedToken::parse(presented) {

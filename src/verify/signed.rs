@@ -11,10 +11,9 @@ use super::{judge, limits, store, Verdict, VerifyCode};
 use crate::domain::audit::RequestMeta;
 use crate::domain::ids::{KeyId, KeyKind};
 use crate::domain::key::Key;
-use crate::domain::permissions::{authorize, Action, Caller};
-use crate::domain::scope::{covers_all, parse_scopes, MAX_SCOPES_PER_KEY};
+use crate::domain::permissions::Caller;
+use crate::domain::scope::covers_all;
 use crate::domain::tenant::TenantSettings;
-use crate::domain::validation::ValidationErrors;
 use crate::service::{Context, Error, Result};
 use crate::signing::{self, Policy, Scheme};
 
@@ -25,10 +24,7 @@ pub async fn verify_request(
     request: &signing::Request,
     required_scopes: &[String],
 ) -> Result<Verdict> {
-    authorize(caller, Action::VerifyKeys, None)?;
-    let mut errors = ValidationErrors::default();
-    let required = parse_scopes(&mut errors, "scopes", required_scopes, MAX_SCOPES_PER_KEY);
-    errors.finish(())?;
+    let required = super::admit(caller, required_scopes)?;
     let now = ctx.clock.now();
 
     let parsed = match signing::parse(request) {

@@ -1,6 +1,6 @@
 //! Customer keys: issuing one from a validated spec, and changing one.
 
-use super::{attach_signing_secret, check_owner, not_found, IssuedKey};
+use super::{attach_signing_secret, check_owner, lock_key, writable_key_id, IssuedKey};
 use crate::domain::audit::{AuditAction, NewAuditEvent, Outcome, RequestMeta};
 use crate::domain::ids::{KeyId, KeyKind, TenantId};
 use crate::domain::key::{Grants, Key, KeyDraft, KeyPatch, KeyPatchDraft, KeyStatus, KeyTemplate};
@@ -78,17 +78,12 @@ pub async fn update_key(
     id: &str,
     draft: KeyPatchDraft,
 ) -> Result<Key> {
-    let kind = KeyKind::Customer;
-    authorize(caller, Action::WriteKeys, Some(tenant))?;
-    let id = KeyId::parse(kind, id).ok_or_else(|| not_found(kind))?;
+    let owner = TenantScope::Tenant(tenant);
+    let id = writable_key_id(caller, owner, KeyKind::Customer, id)?;
     let now = ctx.clock.now();
     let patch = draft.validate(now)?;
-    let owner = TenantScope::Tenant(tenant);
     let mut tx = ctx.pool.begin().await?;
-    check_owner(&mut tx, owner, true).await?;
-    let current = repo::keys::get(&mut *tx, owner, kind, &id, true)
-        .await?
-        .ok_or_else(|| not_found(kind))?;
+    let current = lock_key(&mut tx, owner, KeyKind::Customer, &id, true).await?;
     match current.status(now) {
         KeyStatus::Revoked => return Err(Error::KeyRevoked("a revoked key cannot be changed")),
         // Expiry is final like revocation: a lapsed (or rotated-away) key is not brought back.

@@ -139,6 +139,27 @@ pub async fn get(ctx: &Context, caller: &Caller, owner: TenantScope, kind: KeyKi
         .ok_or_else(|| not_found(kind))
 }
 
+/// Authorizes a change to a key of `kind` held by `owner`, and reads the id it names.
+pub(super) fn writable_key_id(caller: &Caller, owner: TenantScope, kind: KeyKind, id: &str) -> Result<KeyId> {
+    authorize(caller, action(kind, true), owner.tenant_id())?;
+    KeyId::parse(kind, id).ok_or_else(|| not_found(kind))
+}
+
+/// The key, locked for the rest of the transaction, after checking its owner exists (and, when
+/// `owner_active`, is not suspended).
+pub(super) async fn lock_key(
+    conn: &mut PgConnection,
+    owner: TenantScope,
+    kind: KeyKind,
+    id: &KeyId,
+    owner_active: bool,
+) -> Result<Key> {
+    check_owner(&mut *conn, owner, owner_active).await?;
+    repo::keys::get(&mut *conn, owner, kind, id, true)
+        .await?
+        .ok_or_else(|| not_found(kind))
+}
+
 /// Issues a successor with the same settings; the old key keeps working for the grace period.
 pub async fn rotate(
     ctx: &Context,
@@ -149,16 +170,12 @@ pub async fn rotate(
     id: &str,
     draft: RotateDraft,
 ) -> Result<Rotated> {
-    authorize(caller, action(kind, true), owner.tenant_id())?;
-    let id = KeyId::parse(kind, id).ok_or_else(|| not_found(kind))?;
+    let id = writable_key_id(caller, owner, kind, id)?;
     let grace = draft.grace_seconds()?;
     let now = ctx.clock.now();
     let actor = actor_of(caller);
     let mut tx = ctx.pool.begin().await?;
-    check_owner(&mut tx, owner, true).await?;
-    let old = repo::keys::get(&mut *tx, owner, kind, &id, true)
-        .await?
-        .ok_or_else(|| not_found(kind))?;
+    let old = lock_key(&mut tx, owner, kind, &id, true).await?;
     if kind == KeyKind::Service {
         if let Some(missing) = old.permissions().iter().find(|p| !caller.may_grant(**p, owner)) {
             return Err(Denied::MissingPermission(missing.as_str()).into());
@@ -251,15 +268,11 @@ pub async fn revoke(
     id: &str,
     draft: RevokeDraft,
 ) -> Result<Key> {
-    authorize(caller, action(kind, true), owner.tenant_id())?;
-    let id = KeyId::parse(kind, id).ok_or_else(|| not_found(kind))?;
+    let id = writable_key_id(caller, owner, kind, id)?;
     let reason = draft.reason()?;
     let now = ctx.clock.now();
     let mut tx = ctx.pool.begin().await?;
-    check_owner(&mut tx, owner, false).await?;
-    let current = repo::keys::get(&mut *tx, owner, kind, &id, true)
-        .await?
-        .ok_or_else(|| not_found(kind))?;
+    let current = lock_key(&mut tx, owner, kind, &id, false).await?;
     if current.revoked_at.is_some() {
         return Err(Error::KeyRevoked("the key is already revoked"));
     }
