@@ -94,19 +94,15 @@ pub struct TenantSettingsPatch {
 }
 
 /// `POST /v1/tenants` body before validation.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct TenantDraft {
     /// `[a-z0-9-]{3,40}`, unique.
-    #[schema(example = "acme")]
     pub slug: String,
-    #[schema(example = "Acme Corp")]
     pub name: String,
 }
 
 /// `PATCH /v1/tenants/{tenant_id}` body: only the fields given change.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub struct TenantPatch {
     pub name: Option<String>,
     pub status: Option<TenantStatus>,

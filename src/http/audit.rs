@@ -10,12 +10,15 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::extract::{Authenticated, Json, Query};
 use super::parse_tenant_id;
 use crate::domain::audit::AuditEvent;
+use crate::domain::audit::Outcome;
 use crate::domain::ids::TenantId;
 use crate::domain::page::Page;
 use crate::domain::permissions::Caller;
 use crate::error::{ApiError, ProblemResponse};
 use crate::service::audit::{self, AuditQuery};
 use crate::service::Context;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
 
 pub fn router() -> OpenApiRouter<Context> {
     OpenApiRouter::new()
@@ -121,7 +124,7 @@ async fn respond(
 /// `Accept: application/x-ndjson` or `text/csv`, every matching event is streamed, oldest first.
 #[utoipa::path(
     get, path = "/v1/audit", tag = "audit",
-    params(AuditQuery),
+    params(AuditParams),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "a page of events, or with `Accept` every matching event streamed", content(
@@ -138,15 +141,15 @@ async fn platform_audit(
     State(ctx): State<Context>,
     Authenticated(caller): Authenticated,
     headers: HeaderMap,
-    Query(query): Query<AuditQuery>,
+    Query(query): Query<AuditParams>,
 ) -> Result<Response, ApiError> {
-    respond(&ctx, &caller, None, query, &headers).await
+    respond(&ctx, &caller, None, query.into(), &headers).await
 }
 
 /// One tenant's audit events, newest first; streamed export with `Accept` as on `/v1/audit`.
 #[utoipa::path(
     get, path = "/v1/tenants/{tenant_id}/audit", tag = "audit",
-    params(("tenant_id" = uuid::Uuid, Path), AuditQuery),
+    params(("tenant_id" = uuid::Uuid, Path), AuditParams),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "a page of events, or with `Accept` every matching event streamed", content(
@@ -165,10 +168,10 @@ async fn tenant_audit(
     Authenticated(caller): Authenticated,
     headers: HeaderMap,
     Path(tenant_id): Path<String>,
-    Query(query): Query<AuditQuery>,
+    Query(query): Query<AuditParams>,
 ) -> Result<Response, ApiError> {
     let tenant = parse_tenant_id(&tenant_id)?;
-    respond(&ctx, &caller, Some(tenant), query, &headers).await
+    respond(&ctx, &caller, Some(tenant), query.into(), &headers).await
 }
 
 #[cfg(test)]
@@ -183,5 +186,43 @@ mod tests {
         assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
         assert_eq!(csv_field("@SUM(A1)"), "'@SUM(A1)");
         assert_eq!(csv_field("-1"), "'-1");
+    }
+}
+
+/// Query of `GET /v1/audit` and `GET /v1/tenants/{tenant_id}/audit`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditParams {
+    /// Platform listing only: events of this tenant.
+    pub tenant_id: Option<TenantId>,
+    /// Actor id, e.g. a service token id.
+    pub actor: Option<String>,
+    /// Dotted action, e.g. `key.created`.
+    pub action: Option<String>,
+    /// Target id, e.g. a key id.
+    pub target: Option<String>,
+    pub outcome: Option<Outcome>,
+    /// Events at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Events before this time.
+    pub until: Option<DateTime<Utc>>,
+    pub cursor: Option<String>,
+    pub limit: Option<i64>,
+}
+
+impl From<AuditParams> for AuditQuery {
+    fn from(body: AuditParams) -> Self {
+        AuditQuery {
+            tenant_id: body.tenant_id,
+            actor: body.actor,
+            action: body.action,
+            target: body.target,
+            outcome: body.outcome,
+            since: body.since,
+            until: body.until,
+            cursor: body.cursor,
+            limit: body.limit,
+        }
     }
 }

@@ -9,9 +9,10 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::{Authenticated, Json, JsonOrEmpty, Meta, Query};
+use super::keys::bodies::{CreateServiceTokenBody, KeyListParams, RevokeBody, RotateBody};
 use super::parse_tenant_id;
 use crate::domain::ids::{KeyId, KeyKind, TenantId};
-use crate::domain::key::{Key, KeyListQuery, KeyStatus, RevokeDraft, RotateDraft, ServiceTokenDraft};
+use crate::domain::key::{Key, KeyStatus};
 use crate::domain::page::Page;
 use crate::domain::permissions::{Permission, TenantScope};
 use crate::error::{ApiError, ProblemResponse};
@@ -91,9 +92,9 @@ async fn create(
     caller: &crate::domain::permissions::Caller,
     meta: &crate::domain::audit::RequestMeta,
     owner: TenantScope,
-    draft: ServiceTokenDraft,
+    draft: CreateServiceTokenBody,
 ) -> Result<(StatusCode, Json<CreatedServiceToken>), ApiError> {
-    let issued = keys::create_service_token(ctx, caller, meta, owner, draft).await?;
+    let issued = keys::create_service_token(ctx, caller, meta, owner, draft.into()).await?;
     let body = CreatedServiceToken {
         token: issued.token.expose().to_owned(),
         service_token: ServiceTokenView::new(issued.key, ctx.clock.now()),
@@ -107,9 +108,9 @@ async fn rotate(
     meta: &crate::domain::audit::RequestMeta,
     owner: TenantScope,
     id: &str,
-    draft: RotateDraft,
+    draft: RotateBody,
 ) -> Result<(StatusCode, Json<RotatedServiceToken>), ApiError> {
-    let rotated = keys::rotate(ctx, caller, meta, owner, KeyKind::Service, id, draft).await?;
+    let rotated = keys::rotate(ctx, caller, meta, owner, KeyKind::Service, id, draft.into()).await?;
     let now = ctx.clock.now();
     let body = RotatedServiceToken {
         token: rotated.issued.token.expose().to_owned(),
@@ -122,7 +123,7 @@ async fn rotate(
 /// Issues a platform-wide service token (needs `tenants:admin`; grants at most the caller's permissions).
 #[utoipa::path(
     post, path = "/v1/service-tokens", tag = "service-tokens",
-    request_body = ServiceTokenDraft,
+    request_body = CreateServiceTokenBody,
     security(("bearer" = [])),
     responses(
         (status = 201, body = CreatedServiceToken),
@@ -135,7 +136,7 @@ async fn create_platform_token(
     State(ctx): State<Context>,
     Authenticated(caller): Authenticated,
     Meta(meta): Meta,
-    Json(draft): Json<ServiceTokenDraft>,
+    Json(draft): Json<CreateServiceTokenBody>,
 ) -> Result<(StatusCode, Json<CreatedServiceToken>), ApiError> {
     create(&ctx, &caller, &meta, TenantScope::Platform, draft).await
 }
@@ -143,7 +144,7 @@ async fn create_platform_token(
 /// Lists platform-wide service tokens, newest first.
 #[utoipa::path(
     get, path = "/v1/service-tokens", tag = "service-tokens",
-    params(KeyListQuery),
+    params(KeyListParams),
     security(("bearer" = [])),
     responses(
         (status = 200, body = Page<ServiceTokenView>),
@@ -154,9 +155,9 @@ async fn create_platform_token(
 async fn list_platform_tokens(
     State(ctx): State<Context>,
     Authenticated(caller): Authenticated,
-    Query(query): Query<KeyListQuery>,
+    Query(query): Query<KeyListParams>,
 ) -> Result<Json<Page<ServiceTokenView>>, ApiError> {
-    let page = keys::list(&ctx, &caller, TenantScope::Platform, KeyKind::Service, query).await?;
+    let page = keys::list(&ctx, &caller, TenantScope::Platform, KeyKind::Service, query.into()).await?;
     let now = ctx.clock.now();
     Ok(Json(page.map(|k| ServiceTokenView::new(k, now))))
 }
@@ -185,7 +186,7 @@ async fn get_platform_token(
 #[utoipa::path(
     post, path = "/v1/service-tokens/{token_id}/rotate", tag = "service-tokens",
     params(("token_id" = String, Path)),
-    request_body(content = Option<RotateDraft>),
+    request_body(content = Option<RotateBody>),
     security(("bearer" = [])),
     responses(
         (status = 201, body = RotatedServiceToken),
@@ -199,7 +200,7 @@ async fn rotate_platform_token(
     Authenticated(caller): Authenticated,
     Meta(meta): Meta,
     Path(token_id): Path<String>,
-    JsonOrEmpty(draft): JsonOrEmpty<RotateDraft>,
+    JsonOrEmpty(draft): JsonOrEmpty<RotateBody>,
 ) -> Result<(StatusCode, Json<RotatedServiceToken>), ApiError> {
     rotate(&ctx, &caller, &meta, TenantScope::Platform, &token_id, draft).await
 }
@@ -208,7 +209,7 @@ async fn rotate_platform_token(
 #[utoipa::path(
     post, path = "/v1/service-tokens/{token_id}/revoke", tag = "service-tokens",
     params(("token_id" = String, Path)),
-    request_body(content = Option<RevokeDraft>),
+    request_body(content = Option<RevokeBody>),
     security(("bearer" = [])),
     responses(
         (status = 200, body = ServiceTokenView),
@@ -222,7 +223,7 @@ async fn revoke_platform_token(
     Authenticated(caller): Authenticated,
     Meta(meta): Meta,
     Path(token_id): Path<String>,
-    JsonOrEmpty(draft): JsonOrEmpty<RevokeDraft>,
+    JsonOrEmpty(draft): JsonOrEmpty<RevokeBody>,
 ) -> Result<Json<ServiceTokenView>, ApiError> {
     let key = keys::revoke(
         &ctx,
@@ -231,7 +232,7 @@ async fn revoke_platform_token(
         TenantScope::Platform,
         KeyKind::Service,
         &token_id,
-        draft,
+        draft.into(),
     )
     .await?;
     Ok(Json(ServiceTokenView::new(key, ctx.clock.now())))
@@ -241,7 +242,7 @@ async fn revoke_platform_token(
 #[utoipa::path(
     post, path = "/v1/tenants/{tenant_id}/service-tokens", tag = "service-tokens",
     params(("tenant_id" = uuid::Uuid, Path)),
-    request_body = ServiceTokenDraft,
+    request_body = CreateServiceTokenBody,
     security(("bearer" = [])),
     responses(
         (status = 201, body = CreatedServiceToken),
@@ -256,7 +257,7 @@ async fn create_tenant_token(
     Authenticated(caller): Authenticated,
     Meta(meta): Meta,
     Path(tenant_id): Path<String>,
-    Json(draft): Json<ServiceTokenDraft>,
+    Json(draft): Json<CreateServiceTokenBody>,
 ) -> Result<(StatusCode, Json<CreatedServiceToken>), ApiError> {
     let owner = TenantScope::Tenant(parse_tenant_id(&tenant_id)?);
     create(&ctx, &caller, &meta, owner, draft).await
@@ -265,7 +266,7 @@ async fn create_tenant_token(
 /// Lists a tenant's service tokens, newest first.
 #[utoipa::path(
     get, path = "/v1/tenants/{tenant_id}/service-tokens", tag = "service-tokens",
-    params(("tenant_id" = uuid::Uuid, Path), KeyListQuery),
+    params(("tenant_id" = uuid::Uuid, Path), KeyListParams),
     security(("bearer" = [])),
     responses(
         (status = 200, body = Page<ServiceTokenView>),
@@ -277,10 +278,10 @@ async fn list_tenant_tokens(
     State(ctx): State<Context>,
     Authenticated(caller): Authenticated,
     Path(tenant_id): Path<String>,
-    Query(query): Query<KeyListQuery>,
+    Query(query): Query<KeyListParams>,
 ) -> Result<Json<Page<ServiceTokenView>>, ApiError> {
     let owner = TenantScope::Tenant(parse_tenant_id(&tenant_id)?);
-    let page = keys::list(&ctx, &caller, owner, KeyKind::Service, query).await?;
+    let page = keys::list(&ctx, &caller, owner, KeyKind::Service, query.into()).await?;
     let now = ctx.clock.now();
     Ok(Json(page.map(|k| ServiceTokenView::new(k, now))))
 }
@@ -310,7 +311,7 @@ async fn get_tenant_token(
 #[utoipa::path(
     post, path = "/v1/tenants/{tenant_id}/service-tokens/{token_id}/rotate", tag = "service-tokens",
     params(("tenant_id" = uuid::Uuid, Path), ("token_id" = String, Path)),
-    request_body(content = Option<RotateDraft>),
+    request_body(content = Option<RotateBody>),
     security(("bearer" = [])),
     responses(
         (status = 201, body = RotatedServiceToken),
@@ -324,7 +325,7 @@ async fn rotate_tenant_token(
     Authenticated(caller): Authenticated,
     Meta(meta): Meta,
     Path((tenant_id, token_id)): Path<(String, String)>,
-    JsonOrEmpty(draft): JsonOrEmpty<RotateDraft>,
+    JsonOrEmpty(draft): JsonOrEmpty<RotateBody>,
 ) -> Result<(StatusCode, Json<RotatedServiceToken>), ApiError> {
     let owner = TenantScope::Tenant(parse_tenant_id(&tenant_id)?);
     rotate(&ctx, &caller, &meta, owner, &token_id, draft).await
@@ -334,7 +335,7 @@ async fn rotate_tenant_token(
 #[utoipa::path(
     post, path = "/v1/tenants/{tenant_id}/service-tokens/{token_id}/revoke", tag = "service-tokens",
     params(("tenant_id" = uuid::Uuid, Path), ("token_id" = String, Path)),
-    request_body(content = Option<RevokeDraft>),
+    request_body(content = Option<RevokeBody>),
     security(("bearer" = [])),
     responses(
         (status = 200, body = ServiceTokenView),
@@ -348,9 +349,9 @@ async fn revoke_tenant_token(
     Authenticated(caller): Authenticated,
     Meta(meta): Meta,
     Path((tenant_id, token_id)): Path<(String, String)>,
-    JsonOrEmpty(draft): JsonOrEmpty<RevokeDraft>,
+    JsonOrEmpty(draft): JsonOrEmpty<RevokeBody>,
 ) -> Result<Json<ServiceTokenView>, ApiError> {
     let owner = TenantScope::Tenant(parse_tenant_id(&tenant_id)?);
-    let key = keys::revoke(&ctx, &caller, &meta, owner, KeyKind::Service, &token_id, draft).await?;
+    let key = keys::revoke(&ctx, &caller, &meta, owner, KeyKind::Service, &token_id, draft.into()).await?;
     Ok(Json(ServiceTokenView::new(key, ctx.clock.now())))
 }

@@ -8,9 +8,10 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::extract::{Authenticated, Json, Meta, Query};
 use super::parse_tenant_id;
 use crate::domain::page::Page;
-use crate::domain::tenant::{Tenant, TenantDraft, TenantPatch};
+use crate::domain::tenant::{Tenant, TenantDraft, TenantPatch, TenantSettingsPatch, TenantStatus};
 use crate::error::{ApiError, Problem, ProblemResponse};
 use crate::service::{tenants, Context};
+use utoipa::ToSchema;
 
 pub fn router() -> OpenApiRouter<Context> {
     OpenApiRouter::new()
@@ -31,7 +32,7 @@ pub struct PageQuery {
 /// Creates a tenant (platform credential with `tenants:admin`).
 #[utoipa::path(
     post, path = "/v1/tenants", tag = "tenants",
-    request_body = TenantDraft,
+    request_body = CreateTenantBody,
     security(("bearer" = [])),
     responses(
         (status = 201, body = Tenant),
@@ -45,9 +46,9 @@ async fn create_tenant(
     State(ctx): State<Context>,
     Authenticated(caller): Authenticated,
     Meta(meta): Meta,
-    Json(draft): Json<TenantDraft>,
+    Json(draft): Json<CreateTenantBody>,
 ) -> Result<(StatusCode, Json<Tenant>), ApiError> {
-    let tenant = tenants::create(&ctx, &caller, &meta, draft).await?;
+    let tenant = tenants::create(&ctx, &caller, &meta, draft.into()).await?;
     Ok((StatusCode::CREATED, Json(tenant)))
 }
 
@@ -97,7 +98,7 @@ async fn get_tenant(
 #[utoipa::path(
     patch, path = "/v1/tenants/{tenant_id}", tag = "tenants",
     params(("tenant_id" = uuid::Uuid, Path)),
-    request_body = TenantPatch,
+    request_body = PatchTenantBody,
     security(("bearer" = [])),
     responses(
         (status = 200, body = Tenant),
@@ -112,8 +113,49 @@ async fn update_tenant(
     Authenticated(caller): Authenticated,
     Meta(meta): Meta,
     Path(tenant_id): Path<String>,
-    Json(patch): Json<TenantPatch>,
+    Json(patch): Json<PatchTenantBody>,
 ) -> Result<Json<Tenant>, ApiError> {
     let id = parse_tenant_id(&tenant_id)?;
-    Ok(Json(tenants::update(&ctx, &caller, &meta, id, patch).await?))
+    Ok(Json(tenants::update(&ctx, &caller, &meta, id, patch.into()).await?))
+}
+
+/// `POST /v1/tenants` body before validation.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = TenantDraft)]
+pub struct CreateTenantBody {
+    /// `[a-z0-9-]{3,40}`, unique.
+    #[schema(example = "acme")]
+    pub slug: String,
+    #[schema(example = "Acme Corp")]
+    pub name: String,
+}
+
+impl From<CreateTenantBody> for TenantDraft {
+    fn from(body: CreateTenantBody) -> Self {
+        TenantDraft {
+            slug: body.slug,
+            name: body.name,
+        }
+    }
+}
+
+/// `PATCH /v1/tenants/{tenant_id}` body: only the fields given change.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = TenantPatch)]
+pub struct PatchTenantBody {
+    pub name: Option<String>,
+    pub status: Option<TenantStatus>,
+    pub settings: Option<TenantSettingsPatch>,
+}
+
+impl From<PatchTenantBody> for TenantPatch {
+    fn from(body: PatchTenantBody) -> Self {
+        TenantPatch {
+            name: body.name,
+            status: body.status,
+            settings: body.settings,
+        }
+    }
 }

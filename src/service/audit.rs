@@ -1,7 +1,6 @@
 //! Reading the audit trail.
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 
 use super::{Context, Error, Result};
 use crate::domain::audit::{AuditEvent, Outcome};
@@ -12,9 +11,7 @@ use crate::domain::validation::{check_filter, check_time, ValidationErrors};
 use crate::repo::{self, audit::AuditFilter};
 
 /// Query of `GET /v1/audit` and `GET /v1/tenants/{tenant_id}/audit`.
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
+#[derive(Debug, Default)]
 pub struct AuditQuery {
     /// Platform listing only: events of this tenant.
     pub tenant_id: Option<TenantId>,

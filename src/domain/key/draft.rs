@@ -2,8 +2,6 @@
 //! the rules that turn them into specs.
 
 use chrono::{DateTime, Duration, Utc};
-use serde::{Deserialize, Deserializer};
-use utoipa::ToSchema;
 
 use super::*;
 use crate::domain::permissions::Permission;
@@ -24,51 +22,25 @@ fn check_rate_limit(errors: &mut ValidationErrors, rate_limit: Option<&RateLimit
     }
 }
 
-/// Distinguishes "field absent" from "field set to null" in PATCH bodies.
-fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(deserializer).map(Some)
-}
-
-/// `POST /v1/tenants/{tenant_id}/keys` body before validation.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+/// `POST /v1/tenants/{tenant_id}/keys` body, before validation.
+#[derive(Debug)]
 pub struct KeyDraft {
-    #[schema(example = "checkout backend")]
     pub name: String,
-    #[serde(default = "default_environment")]
     pub environment: Environment,
-    #[serde(default)]
-    #[schema(example = json!(["billing:read"]))]
     pub scopes: Vec<String>,
     /// A JSON object of at most 4 KiB, returned by verify.
-    #[serde(default)]
-    #[schema(value_type = Object)]
     pub metadata: Option<serde_json::Value>,
     /// The tenant's own reference for the end user who holds the key.
     pub owner_id: Option<String>,
     pub expires_at: Option<DateTime<Utc>>,
     /// Alternative to `expires_at`: lifetime in seconds from now.
     pub ttl_seconds: Option<i64>,
-    #[serde(default = "default_true")]
     pub enabled: bool,
     /// Also issue a signing secret, for signed requests (`POST /v1/verify/request`).
-    #[serde(default)]
     pub signing: bool,
     /// How many successful verifications the key allows; absent means unlimited.
     pub remaining: Option<i64>,
     pub rate_limit: Option<RateLimit>,
-}
-
-fn default_environment() -> Environment {
-    Environment::Live
-}
-
-fn default_true() -> bool {
-    true
 }
 
 /// Validated settings of a new customer key.
@@ -168,28 +140,18 @@ fn check_expiry(
     }
 }
 
-/// `PATCH .../keys/{key_id}` body: only the fields given change; `null` clears optional ones.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+/// `PATCH .../keys/{key_id}` body, before validation: only the fields given change; `null` clears optional ones.
+#[derive(Debug, Default)]
 pub struct KeyPatchDraft {
     pub name: Option<String>,
     pub scopes: Option<Vec<String>>,
-    #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
     pub owner_id: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<DateTime<Utc>>)]
     pub expires_at: Option<Option<DateTime<Utc>>>,
     pub enabled: Option<bool>,
     /// Verifications left; `null` makes the key unlimited.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<i64>)]
     pub remaining: Option<Option<i64>>,
     /// `null` removes the rate limit.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<RateLimit>)]
     pub rate_limit: Option<Option<RateLimit>>,
 }
 
@@ -253,9 +215,8 @@ impl KeyPatchDraft {
     }
 }
 
-/// `POST .../rotate` body.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+/// `POST .../rotate` body, before validation.
+#[derive(Debug, Default)]
 pub struct RotateDraft {
     /// How long the old key keeps working; default 86400, 0 ends it at once.
     pub grace_period_seconds: Option<i64>,
@@ -277,9 +238,8 @@ impl RotateDraft {
     }
 }
 
-/// `POST .../revoke` body.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+/// `POST .../revoke` body, before validation.
+#[derive(Debug, Default)]
 pub struct RevokeDraft {
     pub reason: Option<String>,
 }
@@ -294,13 +254,10 @@ impl RevokeDraft {
     }
 }
 
-/// `POST /v1/service-tokens` and `POST /v1/tenants/{tenant_id}/service-tokens` body.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+/// `POST /v1/service-tokens` and `POST /v1/tenants/{tenant_id}/service-tokens` body, before validation.
+#[derive(Debug)]
 pub struct ServiceTokenDraft {
-    #[schema(example = "api gateway")]
     pub name: String,
-    #[schema(example = json!(["keys:verify"]))]
     pub permissions: Vec<String>,
     pub expires_at: Option<DateTime<Utc>>,
     pub ttl_seconds: Option<i64>,
@@ -341,9 +298,7 @@ impl ServiceTokenDraft {
 }
 
 /// Query of `GET .../keys` and `GET .../service-tokens`.
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
+#[derive(Debug, Default)]
 pub struct KeyListQuery {
     pub status: Option<KeyStatus>,
     pub environment: Option<Environment>,

@@ -11,13 +11,14 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::extract::{Authenticated, Json, JsonOrEmpty, Meta, Query};
 use super::parse_tenant_id;
 use crate::domain::ids::{KeyId, KeyKind, TenantId};
-use crate::domain::key::{
-    Environment, Key, KeyDraft, KeyListQuery, KeyPatchDraft, KeyStatus, RateLimit, RevokeDraft, RotateDraft,
-};
+use crate::domain::key::{Environment, Key, KeyStatus, RateLimit};
 use crate::domain::page::Page;
 use crate::domain::permissions::TenantScope;
 use crate::error::{ApiError, Problem, ProblemResponse};
 use crate::service::{keys, Context};
+use bodies::{CreateKeyBody, KeyListParams, PatchKeyBody, RevokeBody, RotateBody};
+
+pub mod bodies;
 
 pub fn router() -> OpenApiRouter<Context> {
     OpenApiRouter::new()
@@ -116,7 +117,7 @@ pub struct RotatedKey {
 #[utoipa::path(
     post, path = "/v1/tenants/{tenant_id}/keys", tag = "keys",
     params(("tenant_id" = uuid::Uuid, Path)),
-    request_body = KeyDraft,
+    request_body = CreateKeyBody,
     security(("bearer" = [])),
     responses(
         (status = 201, body = CreatedKey),
@@ -132,10 +133,10 @@ async fn create_key(
     Authenticated(caller): Authenticated,
     Meta(meta): Meta,
     Path(tenant_id): Path<String>,
-    Json(draft): Json<KeyDraft>,
+    Json(draft): Json<CreateKeyBody>,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     let tenant = parse_tenant_id(&tenant_id)?;
-    let issued = keys::create_key(&ctx, &caller, &meta, tenant, draft).await?;
+    let issued = keys::create_key(&ctx, &caller, &meta, tenant, draft.into()).await?;
     let now = ctx.clock.now();
     let body = CreatedKey {
         token: issued.token.expose().to_owned(),
@@ -148,7 +149,7 @@ async fn create_key(
 /// Lists keys, newest first.
 #[utoipa::path(
     get, path = "/v1/tenants/{tenant_id}/keys", tag = "keys",
-    params(("tenant_id" = uuid::Uuid, Path), KeyListQuery),
+    params(("tenant_id" = uuid::Uuid, Path), KeyListParams),
     security(("bearer" = [])),
     responses(
         (status = 200, body = Page<KeyView>),
@@ -162,10 +163,10 @@ async fn list_keys(
     State(ctx): State<Context>,
     Authenticated(caller): Authenticated,
     Path(tenant_id): Path<String>,
-    Query(query): Query<KeyListQuery>,
+    Query(query): Query<KeyListParams>,
 ) -> Result<Json<Page<KeyView>>, ApiError> {
     let owner = TenantScope::Tenant(parse_tenant_id(&tenant_id)?);
-    let page = keys::list(&ctx, &caller, owner, KeyKind::Customer, query).await?;
+    let page = keys::list(&ctx, &caller, owner, KeyKind::Customer, query.into()).await?;
     let now = ctx.clock.now();
     Ok(Json(page.map(|k| KeyView::new(k, now))))
 }
@@ -195,7 +196,7 @@ async fn get_key(
 #[utoipa::path(
     patch, path = "/v1/tenants/{tenant_id}/keys/{key_id}", tag = "keys",
     params(("tenant_id" = uuid::Uuid, Path), ("key_id" = String, Path)),
-    request_body = KeyPatchDraft,
+    request_body = PatchKeyBody,
     security(("bearer" = [])),
     responses(
         (status = 200, body = KeyView),
@@ -211,10 +212,10 @@ async fn update_key(
     Authenticated(caller): Authenticated,
     Meta(meta): Meta,
     Path((tenant_id, key_id)): Path<(String, String)>,
-    Json(draft): Json<KeyPatchDraft>,
+    Json(draft): Json<PatchKeyBody>,
 ) -> Result<Json<KeyView>, ApiError> {
     let tenant = parse_tenant_id(&tenant_id)?;
-    let key = keys::update_key(&ctx, &caller, &meta, tenant, &key_id, draft).await?;
+    let key = keys::update_key(&ctx, &caller, &meta, tenant, &key_id, draft.into()).await?;
     Ok(Json(KeyView::new(key, ctx.clock.now())))
 }
 
@@ -222,7 +223,7 @@ async fn update_key(
 #[utoipa::path(
     post, path = "/v1/tenants/{tenant_id}/keys/{key_id}/rotate", tag = "keys",
     params(("tenant_id" = uuid::Uuid, Path), ("key_id" = String, Path)),
-    request_body(content = Option<RotateDraft>, description = "optional; empty body means the default grace period"),
+    request_body(content = Option<RotateBody>, description = "optional; empty body means the default grace period"),
     security(("bearer" = [])),
     responses(
         (status = 201, body = RotatedKey),
@@ -238,10 +239,10 @@ async fn rotate_key(
     Authenticated(caller): Authenticated,
     Meta(meta): Meta,
     Path((tenant_id, key_id)): Path<(String, String)>,
-    JsonOrEmpty(draft): JsonOrEmpty<RotateDraft>,
+    JsonOrEmpty(draft): JsonOrEmpty<RotateBody>,
 ) -> Result<(StatusCode, Json<RotatedKey>), ApiError> {
     let owner = TenantScope::Tenant(parse_tenant_id(&tenant_id)?);
-    let rotated = keys::rotate(&ctx, &caller, &meta, owner, KeyKind::Customer, &key_id, draft).await?;
+    let rotated = keys::rotate(&ctx, &caller, &meta, owner, KeyKind::Customer, &key_id, draft.into()).await?;
     let now = ctx.clock.now();
     let body = RotatedKey {
         token: rotated.issued.token.expose().to_owned(),
@@ -260,7 +261,7 @@ async fn rotate_key(
 #[utoipa::path(
     post, path = "/v1/tenants/{tenant_id}/keys/{key_id}/revoke", tag = "keys",
     params(("tenant_id" = uuid::Uuid, Path), ("key_id" = String, Path)),
-    request_body(content = Option<RevokeDraft>, description = "optional reason"),
+    request_body(content = Option<RevokeBody>, description = "optional reason"),
     security(("bearer" = [])),
     responses(
         (status = 200, body = KeyView),
@@ -275,9 +276,9 @@ async fn revoke_key(
     Authenticated(caller): Authenticated,
     Meta(meta): Meta,
     Path((tenant_id, key_id)): Path<(String, String)>,
-    JsonOrEmpty(draft): JsonOrEmpty<RevokeDraft>,
+    JsonOrEmpty(draft): JsonOrEmpty<RevokeBody>,
 ) -> Result<Json<KeyView>, ApiError> {
     let owner = TenantScope::Tenant(parse_tenant_id(&tenant_id)?);
-    let key = keys::revoke(&ctx, &caller, &meta, owner, KeyKind::Customer, &key_id, draft).await?;
+    let key = keys::revoke(&ctx, &caller, &meta, owner, KeyKind::Customer, &key_id, draft.into()).await?;
     Ok(Json(KeyView::new(key, ctx.clock.now())))
 }
