@@ -12,8 +12,9 @@ use super::extract::Meta;
 use super::verify::VerifyResponse;
 use crate::domain::ids::{KeyId, KeyKind};
 use crate::domain::key::Key;
+use crate::domain::permissions::Caller;
 use crate::error::{ApiError, Problem};
-use crate::service::Context;
+use crate::service::{self, callers, Context};
 use crate::verify::forward_auth::{self, Checked, Forwarded, PresentedKey};
 use crate::verify::VerifyCode;
 
@@ -51,7 +52,7 @@ const MAX_BODY: usize = 64 * 1024;
 )]
 async fn authorize(State(ctx): State<Context>, Meta(meta): Meta, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
-    let gateway = forward_auth::gateway(&ctx, &parts.headers).await?;
+    let gateway = gateway(&ctx, &parts.headers).await?;
     let body = axum::body::to_bytes(body, MAX_BODY)
         .await
         .map_err(|_| ApiError::PayloadTooLarge)?;
@@ -112,6 +113,16 @@ fn presented_key(headers: &HeaderMap) -> Option<PresentedKey> {
         token,
         expected_id: Some(id.unwrap_or_else(|| "-".into())),
     })
+}
+
+/// The gateway, by its `X-Keyward-Gateway-Token`; or, where the deployment allows it, the open
+/// gateway, which may verify and nothing else.
+async fn gateway(ctx: &Context, headers: &HeaderMap) -> Result<Caller, service::Error> {
+    match headers.get(forward_auth::GATEWAY_TOKEN).and_then(|v| v.to_str().ok()) {
+        Some(token) => callers::authenticate(ctx, token.trim()).await,
+        None if ctx.verify.settings().open_gateway => Ok(Caller::open_gateway()),
+        None => Err(service::Error::Unauthenticated),
+    }
 }
 
 fn answer(code: VerifyCode, key: Option<Key>) -> Response {

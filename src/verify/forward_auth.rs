@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, Method, Uri};
 use super::{verify_key, verify_request, Verdict};
 use crate::domain::audit::RequestMeta;
 use crate::domain::permissions::Caller;
-use crate::service::{callers, Context, Error, Result};
+use crate::service::{Context, Result};
 use crate::signing;
 
 pub const GATEWAY_TOKEN: &str = "x-keyward-gateway-token";
@@ -64,16 +64,6 @@ pub enum Checked {
     BodyUnverifiable,
     /// The request carries no credentials at all.
     NoCredentials,
-}
-
-/// The gateway, by its `X-Keyward-Gateway-Token`; or, where the deployment allows it, the open
-/// gateway, which may verify and nothing else.
-pub async fn gateway(ctx: &Context, headers: &HeaderMap) -> Result<Caller> {
-    match headers.get(GATEWAY_TOKEN).and_then(|v| v.to_str().ok()) {
-        Some(token) => callers::authenticate(ctx, token.trim()).await,
-        None if ctx.verify.settings().open_gateway => Ok(Caller::open_gateway()),
-        None => Err(Error::Unauthenticated),
-    }
 }
 
 /// Checks the client's credentials against the scopes named in `X-Keyward-Required-Scopes`: a
