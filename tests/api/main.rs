@@ -11,6 +11,7 @@ mod forward_auth;
 mod identity;
 mod invitations;
 mod keys;
+mod layers;
 mod limits;
 mod logs;
 mod nginx;
