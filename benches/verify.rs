@@ -12,12 +12,11 @@ use std::time::{Duration, Instant};
 
 use keyward::app::App;
 use keyward::clock::Clock;
-use keyward::config::AppConfig;
+use keyward::config::{AppConfig, SecretsConfig};
 use keyward::crypto::secrets::MasterKeys;
 use keyward::domain::audit::{Actor, ActorKind, RequestMeta};
 use keyward::domain::key::ServiceTokenSpec;
 use keyward::domain::permissions::{Permission, TenantScope};
-use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection};
@@ -153,7 +152,9 @@ async fn run(url: &str) -> Results {
         .expect("connect");
     keyward::db::migrate(&pool).await.expect("migrate");
     let master_keys = MasterKeys::generate_config(1);
-    let config = AppConfig::from_flags(&["--master-keys", master_keys.expose_secret()]).expect("configuration");
+    let config = AppConfig::minimal(SecretsConfig {
+        master_keys: Some(master_keys),
+    });
     let app = App::build(&config, pool.clone(), Clock::system()).expect("app");
     let ctx = app.ctx.clone();
     let actor = Actor {

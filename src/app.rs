@@ -58,6 +58,12 @@ impl App {
         })
     }
 
+    /// The context alone, for a command that serves nothing: the background work is dropped,
+    /// so what would wait for it (a flush, a full usage queue) fails at once instead.
+    pub fn into_context(self) -> Context {
+        self.ctx
+    }
+
     /// Starts the background work, serves until `shutdown` completes, then flushes the verify
     /// side effects so none are lost.
     pub async fn serve(

@@ -71,16 +71,24 @@ pub struct AppConfig {
 }
 
 impl AppConfig {
-    /// The configuration these flags give (`args` without the program name), as `serve` would
-    /// read them; `KEYWARD_*` environment variables apply to flags not given, as for the binary.
-    pub fn from_flags(args: &[&str]) -> Result<Self, clap::Error> {
-        #[derive(clap::Parser)]
-        struct Flags {
-            #[command(flatten)]
-            app: AppConfig,
+    /// What a command runs with that serves nothing (the admin commands, the benchmark):
+    /// these master keys and no other setting, whatever the environment says; nothing a server
+    /// needs has to be configured.
+    pub fn minimal(secrets: SecretsConfig) -> Self {
+        AppConfig {
+            sessions: SessionConfig {
+                jwt_secret: None,
+                jwt_private_key_file: None,
+                jwt_issuer: String::new(),
+                jwt_audience: String::new(),
+            },
+            secrets,
+            sigv4_region: Vec::new(),
+            sigv4_service: Vec::new(),
+            trusted_proxies: Vec::new(),
+            authorize_open: false,
+            usage_flush_ms: 1000,
         }
-        let argv = std::iter::once("keyward").chain(args.iter().copied());
-        <Flags as clap::Parser>::try_parse_from(argv).map(|flags| flags.app)
     }
 
     pub fn usage_flush_interval(&self) -> Duration {
@@ -110,15 +118,37 @@ impl TrustedProxies {
     }
 }
 
-/// A network (`10.0.0.0/8`) or a single address (`10.0.0.2`, `::1`).
+/// A network (`10.0.0.0/8`) or a single address (`10.0.0.2`, `::1`). A network with host bits
+/// set (`10.0.0.5/8`, likely meant as one address) and one that holds every address are
+/// refused; an IPv4-mapped IPv6 network is the IPv4 network it maps, as peers are compared.
 fn parse_network(text: &str) -> Result<IpNet, String> {
     let text = text.trim();
-    if let Ok(network) = text.parse::<IpNet>() {
-        return Ok(network.trunc());
+    if let Ok(address) = text.parse::<IpAddr>() {
+        return Ok(IpNet::from(address.to_canonical()));
     }
-    text.parse::<IpAddr>()
-        .map(|address| IpNet::from(address.to_canonical()))
-        .map_err(|_| format!("{text:?} is neither an IP address nor a CIDR network"))
+    let network = text
+        .parse::<IpNet>()
+        .map_err(|_| format!("{text:?} is neither an IP address nor a CIDR network"))?;
+    if network.trunc() != network {
+        return Err(format!(
+            "{text:?} has host bits set: give the address alone or the network it is in ({})",
+            network.trunc()
+        ));
+    }
+    if network.prefix_len() == 0 {
+        return Err(format!(
+            "{text:?} holds every address: any client could choose its own address"
+        ));
+    }
+    match network {
+        IpNet::V6(v6) => match v6.addr().to_ipv4_mapped() {
+            Some(v4) if v6.prefix_len() >= 96 => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+                .map(IpNet::V4)
+                .map_err(|_| format!("{text:?} is not a network")),
+            _ => Ok(network),
+        },
+        IpNet::V4(_) => Ok(network),
+    }
 }
 
 /// Signing of users' access tokens. Without either setting, user logins are unavailable and
@@ -202,6 +232,25 @@ mod tests {
         let proxies = TrustedProxies::new(vec![parse_network("127.0.0.1").unwrap()]);
 
         assert!(proxies.trusts("::ffff:127.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_network_with_host_bits_or_holding_every_address_is_refused() {
+        assert_eq!(
+            parse_network("10.0.0.5/8").unwrap_err(),
+            "\"10.0.0.5/8\" has host bits set: give the address alone or the network it is in (10.0.0.0/8)"
+        );
+        assert!(parse_network("0.0.0.0/0").is_err());
+        assert!(parse_network("::/0").is_err());
+    }
+
+    #[test]
+    fn an_ipv4_mapped_network_trusts_the_ipv4_addresses_it_maps() {
+        let proxies = TrustedProxies::new(vec![parse_network("::ffff:10.0.0.0/104").unwrap()]);
+
+        assert!(proxies.trusts("10.1.2.3".parse().unwrap()));
+        assert!(proxies.trusts("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!proxies.trusts("11.0.0.1".parse().unwrap()));
     }
 
     #[test]

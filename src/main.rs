@@ -7,12 +7,13 @@ use tracing_subscriber::EnvFilter;
 
 use keyward::app::{App, ConfigError};
 use keyward::clock::Clock;
-use keyward::config::{AppConfig, DatabaseConfig, ServeConfig};
+use keyward::config::{AppConfig, DatabaseConfig, SecretsConfig, ServeConfig};
 use keyward::domain::audit::{Actor, ActorKind, RequestMeta};
 use keyward::domain::ids::TenantId;
 use keyward::domain::key::ServiceTokenDraft;
 use keyward::domain::permissions::TenantScope;
 use keyward::domain::validation::ValidationErrors;
+use keyward::service::Context;
 use keyward::signing::client::ClientScheme;
 use keyward::{app, db, service};
 
@@ -79,13 +80,14 @@ enum SignScheme {
     Arrow,
 }
 
-/// What every administrative command connects to and runs with: the same settings as `serve`.
+/// What every administrative command connects to and runs with: the database and the master
+/// keys, nothing else of `serve`'s settings (so a command still runs when those are wrong).
 #[derive(clap::Args)]
 struct AdminEnv {
     #[command(flatten)]
     database: DatabaseConfig,
     #[command(flatten)]
-    app: AppConfig,
+    secrets: SecretsConfig,
 }
 
 #[derive(Subcommand)]
@@ -227,11 +229,11 @@ async fn run(command: Command) -> Result<(), CliError> {
         Command::Serve(config) => serve(config).await,
         Command::Sign(args) => sign(args),
         Command::Admin(AdminCommand::ResealSigningSecrets { env }) => {
-            let app = admin_app(&env).await?;
-            if app.ctx.master_keys.is_none() {
+            let ctx = admin_context(&env).await?;
+            if ctx.master_keys.is_none() {
                 return Err(CliError::Usage("set KEYWARD_MASTER_KEYS"));
             }
-            let count = service::keys::reseal_signing_secrets(&app.ctx).await?;
+            let count = service::keys::reseal_signing_secrets(&ctx).await?;
             eprintln!("re-sealed {count} signing secrets");
             Ok(())
         }
@@ -243,9 +245,8 @@ async fn run(command: Command) -> Result<(), CliError> {
             platform_admin,
         }) => {
             let password = read_password()?;
-            let app = admin_app(&env).await?;
-            let user =
-                service::accounts::create_user(&app.ctx, &cli_actor(), &email, &password, platform_admin).await?;
+            let ctx = admin_context(&env).await?;
+            let user = service::accounts::create_user(&ctx, &cli_actor(), &email, &password, platform_admin).await?;
             eprintln!("created user {} ({})", user.email, user.id);
             println!("{}", user.id);
             Ok(())
@@ -263,17 +264,16 @@ async fn run(command: Command) -> Result<(), CliError> {
                 (false, Some(tenant)) => TenantScope::Tenant(tenant),
                 (false, None) => return Err(CliError::Usage("give --platform or --tenant <id>")),
             };
-            let app = admin_app(&env).await?;
+            let ctx = admin_context(&env).await?;
             let draft = ServiceTokenDraft {
                 name,
                 permissions,
                 expires_at: None,
                 ttl_seconds,
             };
-            let spec = draft.validate(app.ctx.clock.now()).map_err(CliError::Invalid)?;
+            let spec = draft.validate(ctx.clock.now()).map_err(CliError::Invalid)?;
             let issued =
-                service::keys::issue_service_token(&app.ctx, &cli_actor(), &RequestMeta::default(), owner, spec)
-                    .await?;
+                service::keys::issue_service_token(&ctx, &cli_actor(), &RequestMeta::default(), owner, spec).await?;
             eprintln!(
                 "created service token {} with permissions {} (shown once; store it now)",
                 issued.key.id,
@@ -285,11 +285,12 @@ async fn run(command: Command) -> Result<(), CliError> {
     }
 }
 
-/// The application for an administrative command: connected and migrated, nothing started.
-async fn admin_app(env: &AdminEnv) -> Result<App, CliError> {
+/// The context of an administrative command: connected and migrated, nothing started.
+async fn admin_context(env: &AdminEnv) -> Result<Context, CliError> {
     let pool = connect(&env.database).await?;
     db::migrate(&pool).await?;
-    Ok(App::build(&env.app, pool, Clock::system())?)
+    let config = AppConfig::minimal(env.secrets.clone());
+    Ok(App::build(&config, pool, Clock::system())?.into_context())
 }
 
 fn sign(args: SignArgs) -> Result<(), CliError> {
@@ -344,8 +345,8 @@ fn sign(args: SignArgs) -> Result<(), CliError> {
 }
 
 async fn set_disabled(env: AdminEnv, email: &str, disabled: bool) -> Result<(), CliError> {
-    let app = admin_app(&env).await?;
-    let user = service::accounts::set_user_disabled(&app.ctx, &cli_actor(), email, disabled).await?;
+    let ctx = admin_context(&env).await?;
+    let user = service::accounts::set_user_disabled(&ctx, &cli_actor(), email, disabled).await?;
     eprintln!("{} {}", if disabled { "disabled" } else { "enabled" }, user.email);
     Ok(())
 }

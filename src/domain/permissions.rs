@@ -136,7 +136,7 @@ impl Caller {
     pub fn actor(&self) -> Actor {
         match &self.principal {
             Principal::OpenGateway => Actor {
-                kind: ActorKind::System,
+                kind: ActorKind::Service,
                 id: "open-gateway".into(),
             },
             Principal::ServiceToken(id) => Actor {

@@ -44,6 +44,11 @@ impl TryFrom<KeyRow> for Key {
     type Error = sqlx::Error;
 
     fn try_from(row: KeyRow) -> Result<Self, Self::Error> {
+        let kind = KeyKind::parse(&row.kind).ok_or_else(|| bad_column("api_keys.kind", &row.kind))?;
+        let (grants, refused) = Grants::parse(kind, &row.scopes);
+        if !refused.is_empty() {
+            tracing::warn!(key = %row.id, ?refused, "stored scopes or permissions that are no longer valid are not granted");
+        }
         Ok(Key {
             id: KeyId::from_trusted(row.id),
             tenant_id: row.tenant_id.map(TenantId),
@@ -52,10 +57,7 @@ impl TryFrom<KeyRow> for Key {
                 .ok_or_else(|| bad_column("api_keys.environment", &row.environment))?,
             prefix: row.prefix,
             start: row.start,
-            grants: {
-                let kind = KeyKind::parse(&row.kind).ok_or_else(|| bad_column("api_keys.kind", &row.kind))?;
-                Grants::parse(kind, &row.scopes).map_err(|name| bad_column("api_keys.scopes", name))?
-            },
+            grants,
             metadata: row.metadata,
             owner_id: row.owner_id,
             created_at: row.created_at,

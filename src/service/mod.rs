@@ -44,11 +44,6 @@ impl Context {
         self.jwt = Some(Arc::new(jwt));
         self
     }
-
-    pub fn with_master_keys(mut self, keys: MasterKeys) -> Self {
-        self.master_keys = Some(Arc::new(keys));
-        self
-    }
 }
 
 #[derive(Debug, thiserror::Error)]

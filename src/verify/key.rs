@@ -22,7 +22,7 @@ pub async fn verify_key(
     expected_id: Option<&str>,
     required_scopes: &[String],
 ) -> Result<Verdict> {
-    let required = super::admit(caller, required_scopes)?;
+    let required = super::admit(ctx, caller, required_scopes)?;
     let now = ctx.clock.now();
 
     let found = match PresentedToken::parse(presented) {

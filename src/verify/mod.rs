@@ -35,11 +35,12 @@ pub use verdict::{judge, Verdict, VerifyCode};
 use crate::domain::audit::NewAuditEvent;
 use crate::domain::ids::{KeyId, KeyKind};
 use crate::domain::key::Key;
-use crate::domain::permissions::{authorize, Action, Caller};
+use crate::domain::permissions::{authorize, Action, Caller, Principal};
 use crate::domain::scope::{parse_scopes, Scope, MAX_SCOPES_PER_KEY};
 use crate::domain::tenant::{TenantSettings, TenantStatus};
 use crate::domain::token::TokenHash;
 use crate::domain::validation::ValidationErrors;
+use crate::service::Context;
 use crate::signing::sigv4;
 use cache::KeyCache;
 use usage::{UsageRecorder, UsageWriter};
@@ -151,8 +152,12 @@ impl Engine {
     }
 }
 
-/// Lets `caller` verify (it needs `keys:verify`) and reads the scopes it requires.
-fn admit(caller: &Caller, required_scopes: &[String]) -> crate::service::Result<Vec<Scope>> {
+/// Lets `caller` verify (it needs `keys:verify`; the open gateway only where the deployment
+/// allows it) and reads the scopes it requires.
+fn admit(ctx: &Context, caller: &Caller, required_scopes: &[String]) -> crate::service::Result<Vec<Scope>> {
+    if caller.principal == Principal::OpenGateway && !ctx.verify.settings().open_gateway {
+        return Err(crate::service::Error::Unauthenticated);
+    }
     authorize(caller, Action::VerifyKeys, None)?;
     let mut errors = ValidationErrors::default();
     let required = parse_scopes(&mut errors, "scopes", required_scopes, MAX_SCOPES_PER_KEY);

@@ -24,7 +24,7 @@ pub async fn verify_request(
     request: &signing::Request,
     required_scopes: &[String],
 ) -> Result<Verdict> {
-    let required = super::admit(caller, required_scopes)?;
+    let required = super::admit(ctx, caller, required_scopes)?;
     let now = ctx.clock.now();
 
     let parsed = match signing::parse(request) {

@@ -40,10 +40,6 @@ impl Verdict {
             remaining: None,
         }
     }
-
-    pub fn is_valid(&self) -> bool {
-        self.code == VerifyCode::Valid
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema, strum::IntoStaticStr)]

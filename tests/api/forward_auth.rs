@@ -382,3 +382,17 @@ async fn a_body_of_unknown_length_without_a_declared_hash_is_unverifiable(pool: 
     assert_eq!(reply.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(reply.headers()["x-keyward-code"], "BODY_UNVERIFIABLE");
 }
+
+#[sqlx::test]
+async fn the_open_gateway_cannot_verify_where_the_deployment_does_not_allow_it(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let gateway = keyward::domain::permissions::Caller::open_gateway();
+    let meta = keyward::domain::audit::RequestMeta::default();
+
+    let outcome = keyward::verify::verify_key(&app.ctx, &gateway, &meta, "sk_live_anything", None, &[]).await;
+
+    assert!(
+        matches!(outcome, Err(keyward::service::Error::Unauthenticated)),
+        "{outcome:?}"
+    );
+}

@@ -333,3 +333,46 @@ async fn a_key_cannot_be_granted_a_scope_with_an_empty_segment(pool: PgPool) {
 
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+/// A key stored by an older version with a scope that has an empty segment (`billing:`, then
+/// accepted): it keeps working with its other scopes, and can still be listed and revoked.
+async fn key_with_a_legacy_scope(app: &TestApp, tenant: &str) -> (String, String) {
+    let (key, token) = app
+        .key(tenant, json!({"name": "old", "scopes": ["billing:read"]}))
+        .await;
+    let id = key["id"].as_str().unwrap().to_owned();
+    sqlx::query("UPDATE api_keys SET scopes = ARRAY['billing:', 'billing:read'] WHERE id = $1")
+        .bind(&id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    (id, token)
+}
+
+#[sqlx::test]
+async fn a_stored_scope_no_longer_valid_is_not_granted_and_the_rest_still_verify(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let (_, token) = key_with_a_legacy_scope(&app, &tenant).await;
+
+    let answer = app.verify(&token, &["billing:read"]).await;
+
+    assert_eq!(answer["code"], "VALID");
+    assert_eq!(answer["scopes"], json!(["billing:read"]));
+}
+
+#[sqlx::test]
+async fn a_key_with_a_stored_scope_no_longer_valid_can_be_listed_and_revoked(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let (id, token) = key_with_a_legacy_scope(&app, &tenant).await;
+
+    let listing = app.get(&format!("/v1/tenants/{tenant}/keys"), &app.admin).await;
+    let revoked = app
+        .post(&format!("/v1/tenants/{tenant}/keys/{id}/revoke"), &app.admin, json!({}))
+        .await;
+
+    assert_eq!(listing.status, StatusCode::OK, "{:?}", listing.body);
+    assert_eq!(revoked.status, StatusCode::OK, "{:?}", revoked.body);
+    assert_eq!(app.verify(&token, &[]).await["code"], "REVOKED");
+}

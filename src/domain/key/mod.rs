@@ -120,21 +120,35 @@ impl Grants {
         }
     }
 
-    /// Reads stored names back for a key of `kind`; `Err` names the first one that is not a
-    /// scope (or permission), which only a manual edit of the table can cause.
-    pub fn parse(kind: KeyKind, names: &[String]) -> Result<Grants, &str> {
-        match kind {
-            KeyKind::Customer => names
-                .iter()
-                .map(|name| Scope::parse(name).ok_or(name.as_str()))
-                .collect::<Result<_, _>>()
-                .map(Grants::Scopes),
-            KeyKind::Service => names
-                .iter()
-                .map(|name| Permission::parse(name).ok_or(name.as_str()))
-                .collect::<Result<_, _>>()
-                .map(Grants::Permissions),
-        }
+    /// Reads stored names back for a key of `kind`, with the names that are no scope (or
+    /// permission) today, which the key does not grant. Older versions accepted scopes with an
+    /// empty segment (`billing:`); such a key keeps working with the rest of its scopes, and
+    /// the caller reports what was left out, so that nothing is dropped silently.
+    pub fn parse(kind: KeyKind, names: &[String]) -> (Grants, Vec<&str>) {
+        let mut refused = Vec::new();
+        let grants = match kind {
+            KeyKind::Customer => {
+                let mut scopes = Vec::with_capacity(names.len());
+                for name in names {
+                    match Scope::parse(name) {
+                        Some(scope) => scopes.push(scope),
+                        None => refused.push(name.as_str()),
+                    }
+                }
+                Grants::Scopes(scopes)
+            }
+            KeyKind::Service => {
+                let mut permissions = Vec::with_capacity(names.len());
+                for name in names {
+                    match Permission::parse(name) {
+                        Some(permission) => permissions.push(permission),
+                        None => refused.push(name.as_str()),
+                    }
+                }
+                Grants::Permissions(permissions)
+            }
+        };
+        (grants, refused)
     }
 }
 
@@ -251,8 +265,9 @@ mod grants_tests {
     fn stored_scopes_read_back_as_the_grants_of_a_customer_key() {
         let names = vec!["billing:read".to_owned(), "orders:*".to_owned()];
 
-        let grants = Grants::parse(KeyKind::Customer, &names).unwrap();
+        let (grants, refused) = Grants::parse(KeyKind::Customer, &names);
 
+        assert_eq!(refused, Vec::<&str>::new());
         assert_eq!(grants.kind(), KeyKind::Customer);
         assert_eq!(grants.names(), ["billing:read", "orders:*"]);
     }
@@ -263,16 +278,29 @@ mod grants_tests {
 
         assert_eq!(
             Grants::parse(KeyKind::Service, &names),
-            Ok(Grants::Permissions(vec![Permission::KeysVerify]))
+            (Grants::Permissions(vec![Permission::KeysVerify]), vec![])
         );
     }
 
     #[test]
-    fn a_stored_name_that_is_no_grant_is_named_not_dropped() {
+    fn a_stored_name_that_is_no_grant_is_not_granted_and_is_named() {
         let names = vec!["keys:verify".to_owned(), "keys:everything".to_owned()];
+        let legacy = vec!["billing:".to_owned(), "billing:read".to_owned()];
 
-        assert_eq!(Grants::parse(KeyKind::Service, &names), Err("keys:everything"));
-        assert_eq!(Grants::parse(KeyKind::Customer, &["Not OK".to_owned()]), Err("Not OK"));
+        assert_eq!(
+            Grants::parse(KeyKind::Service, &names),
+            (
+                Grants::Permissions(vec![Permission::KeysVerify]),
+                vec!["keys:everything"]
+            )
+        );
+        assert_eq!(
+            Grants::parse(KeyKind::Customer, &legacy),
+            (
+                Grants::Scopes(vec![Scope::parse("billing:read").unwrap()]),
+                vec!["billing:"]
+            )
+        );
     }
 }
 
