@@ -547,3 +547,34 @@ async fn headers_printed_by_keyward_sign_verify(pool: PgPool) {
         (Some("VALID"), Some("hmac"))
     );
 }
+
+/// A SigV4 request for `region`, signed by a key of a fresh tenant of `app`.
+async fn sigv4_signed_for(app: &TestApp, region: &str) -> Request {
+    let tenant = app.tenant(&format!("acme-{region}")).await;
+    let (key_id, secret) = signing_key(app, &tenant, &[]).await;
+    let mut req = request("/v1/orders", "");
+    let creds = sigv4::Credentials {
+        key_id: &key_id,
+        secret: secret.as_bytes(),
+        region,
+        service: "keyward",
+        session_token: None,
+    };
+    sigv4::sign(&mut req, &creds, app.clock().now()).unwrap();
+    req
+}
+
+#[sqlx::test]
+async fn the_configured_sigv4_regions_are_the_accepted_ones(pool: PgPool) {
+    let mut config = TestApp::config();
+    config.sigv4_region = vec!["eu-west-1".into(), " ap-south-1".into()];
+    let app = TestApp::spawn_configured(pool, config, |ctx| ctx).await;
+
+    let configured = sigv4_signed_for(&app, "eu-west-1").await;
+    let trimmed = sigv4_signed_for(&app, "ap-south-1").await;
+    let default = sigv4_signed_for(&app, "us-east-1").await;
+
+    assert_eq!(verify(&app, &configured).await["code"], "VALID");
+    assert_eq!(verify(&app, &trimmed).await["code"], "VALID");
+    assert_eq!(verify(&app, &default).await["code"], "MALFORMED");
+}
