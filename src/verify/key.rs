@@ -70,13 +70,13 @@ pub async fn verify_key(
     if id_mismatch {
         details["key_id_mismatch"] = serde_json::Value::Bool(true);
     }
-    record_refusal(ctx, caller, meta, key.as_ref(), details).await;
+    record_refusal(ctx, caller, meta, key.as_ref(), details);
     Ok(Verdict::refused(code, None))
 }
 
 /// Queues the audit event of a refused verification: batched by the usage writer, so a
-/// refusal never waits on a database write. `key` is the key when one was found.
-pub(super) async fn record_refusal(
+/// refusal never waits on a database write (nor for room in the queue). `key` is the key when one was found.
+pub(super) fn record_refusal(
     ctx: &Context,
     caller: &Caller,
     meta: &RequestMeta,
@@ -96,5 +96,5 @@ pub(super) async fn record_refusal(
     if let Some(key) = key {
         event = event.target("key", &key.id);
     }
-    ctx.verify.note_refusal(event).await;
+    ctx.verify.note_refusal(event);
 }

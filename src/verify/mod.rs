@@ -108,8 +108,13 @@ impl Engine {
         self.usage.key_used(id, at);
     }
 
-    async fn note_refusal(&self, event: NewAuditEvent) {
-        self.usage.verify_failed(event).await;
+    fn note_refusal(&self, event: NewAuditEvent) {
+        self.usage.verify_failed(event);
+    }
+
+    /// How many refusal events went unrecorded because the usage queue was full.
+    pub fn dropped_refusals(&self) -> u64 {
+        self.usage.dropped_refusals()
     }
 
     /// The key of `kind` whose token hashes to `hash`, with its tenant's status: from the cache,

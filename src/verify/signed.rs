@@ -29,11 +29,11 @@ pub async fn verify_request(
 
     let parsed = match signing::parse(request) {
         Ok(Some(parsed)) => parsed,
-        Ok(None) => return Ok(refused(ctx, caller, meta, None, None, VerifyCode::Malformed).await),
+        Ok(None) => return Ok(refused(ctx, caller, meta, None, None, VerifyCode::Malformed)),
         Err(error) => {
             let scheme = signing::detect(request);
             let code = VerifyCode::from(error.refusal());
-            return Ok(refused(ctx, caller, meta, scheme, None, code).await);
+            return Ok(refused(ctx, caller, meta, scheme, None, code));
         }
     };
     let scheme = Some(parsed.scheme());
@@ -42,7 +42,7 @@ pub async fn verify_request(
         None => None,
     };
     let Some((key, tenant_status, settings)) = found.filter(|(key, _, _)| caller.sees_keys_of(key.tenant_id)) else {
-        return Ok(refused(ctx, caller, meta, scheme, None, VerifyCode::NotFound).await);
+        return Ok(refused(ctx, caller, meta, scheme, None, VerifyCode::NotFound));
     };
     // The key's own state and its tenant's, as for a plain key; scopes come after the signature.
     let state = match judge(&key, tenant_status, &[], now) {
@@ -54,7 +54,7 @@ pub async fn verify_request(
         refused => Some(refused),
     };
     if let Some(code) = state {
-        return Ok(refused(ctx, caller, meta, scheme, Some(&key), code).await);
+        return Ok(refused(ctx, caller, meta, scheme, Some(&key), code));
     }
 
     let (Some(sealed), Some(master)) = (&key.signing_secret, ctx.master_keys.as_deref()) else {
@@ -72,10 +72,17 @@ pub async fn verify_request(
     };
     if let Err(error) = parsed.verify(request, secret.expose_secret().as_bytes(), now, &policy) {
         let code = VerifyCode::from(error.refusal());
-        return Ok(refused(ctx, caller, meta, scheme, Some(&key), code).await);
+        return Ok(refused(ctx, caller, meta, scheme, Some(&key), code));
     }
     if !covers_all(key.granted_scopes(), &required) {
-        return Ok(refused(ctx, caller, meta, scheme, Some(&key), VerifyCode::InsufficientScope).await);
+        return Ok(refused(
+            ctx,
+            caller,
+            meta,
+            scheme,
+            Some(&key),
+            VerifyCode::InsufficientScope,
+        ));
     }
     if settings.replay_protection {
         // Kept for the widest window the setting allows: the tenant may widen it tomorrow.
@@ -83,19 +90,19 @@ pub async fn verify_request(
         let window_end = parsed.replay_window_end(retention).unwrap_or(now + retention).max(now);
         let first = store::remember_signature(&ctx.pool, &key.id, parsed.replay_id().as_bytes(), window_end).await?;
         if !first {
-            return Ok(refused(ctx, caller, meta, scheme, Some(&key), VerifyCode::Replayed).await);
+            return Ok(refused(ctx, caller, meta, scheme, Some(&key), VerifyCode::Replayed));
         }
     }
     let remaining = match limits::consume(ctx, &key, now).await? {
         Ok(remaining) => remaining,
-        Err(code) => return Ok(refused(ctx, caller, meta, scheme, Some(&key), code).await),
+        Err(code) => return Ok(refused(ctx, caller, meta, scheme, Some(&key), code)),
     };
     ctx.verify.note_use(&key.id, now);
     Ok(Verdict::valid(key, scheme, remaining))
 }
 
 /// Records the refusal and builds the verdict.
-async fn refused(
+fn refused(
     ctx: &Context,
     caller: &Caller,
     meta: &RequestMeta,
@@ -107,6 +114,6 @@ async fn refused(
         "code": code.as_str(),
         "scheme": scheme.map(Scheme::as_str),
     });
-    record_refusal(ctx, caller, meta, key, details).await;
+    record_refusal(ctx, caller, meta, key, details);
     Verdict::refused(code, scheme)
 }

@@ -7,6 +7,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -29,6 +31,7 @@ enum Message {
 #[derive(Clone, Debug)]
 pub struct UsageRecorder {
     sender: mpsc::Sender<Message>,
+    dropped_refusals: Arc<AtomicU64>,
 }
 
 /// The background half: writes what the recorders send.
@@ -36,11 +39,15 @@ pub struct UsageWriter {
     receiver: mpsc::Receiver<Message>,
 }
 
-/// A recorder and the writer it sends to. Until the writer runs, uses are dropped and refusals
-/// wait for room in the queue.
+/// A recorder and the writer it sends to. Nothing a recorder does waits for room in the queue:
+/// what does not fit is dropped (and refusal events counted as dropped).
 pub fn channel() -> (UsageRecorder, UsageWriter) {
     let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
-    (UsageRecorder { sender }, UsageWriter { receiver })
+    let recorder = UsageRecorder {
+        sender,
+        dropped_refusals: Arc::default(),
+    };
+    (recorder, UsageWriter { receiver })
 }
 
 impl UsageRecorder {
@@ -49,11 +56,21 @@ impl UsageRecorder {
         let _ = self.sender.try_send(Message::Used(id.clone(), at));
     }
 
-    /// Queues the audit event of a failed verification (waits when the queue is full).
-    pub async fn verify_failed(&self, event: NewAuditEvent) {
-        if self.sender.send(Message::Failed(Box::new(event))).await.is_err() {
-            tracing::error!("usage writer has stopped; a verify-failure audit event was lost");
+    /// Queues the audit event of a refused verification. A refusal never waits: when the queue
+    /// is full (the database is slow or gone, or a flood outruns the writer) the event is
+    /// dropped and counted, and the count is logged as it doubles.
+    pub fn verify_failed(&self, event: NewAuditEvent) {
+        if self.sender.try_send(Message::Failed(Box::new(event))).is_err() {
+            let dropped = self.dropped_refusals.fetch_add(1, Ordering::Relaxed) + 1;
+            if dropped.is_power_of_two() {
+                tracing::warn!(dropped, "the usage queue is full: refused verifications go unrecorded");
+            }
         }
+    }
+
+    /// How many refusal events were dropped for a full queue since start.
+    pub fn dropped_refusals(&self) -> u64 {
+        self.dropped_refusals.load(Ordering::Relaxed)
     }
 
     /// Writes everything queued so far and waits until it is written.

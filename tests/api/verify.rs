@@ -376,3 +376,35 @@ async fn a_key_with_a_stored_scope_no_longer_valid_can_be_listed_and_revoked(poo
     assert_eq!(revoked.status, StatusCode::OK, "{:?}", revoked.body);
     assert_eq!(app.verify(&token, &[]).await["code"], "REVOKED");
 }
+
+#[sqlx::test]
+async fn refusals_never_wait_for_room_in_a_full_usage_queue(pool: PgPool) {
+    // Built but not served: nothing drains the usage queue, as when the database is frozen.
+    let app = keyward::app::App::build(&TestApp::config(), pool, keyward::clock::Clock::system()).unwrap();
+    let caller = keyward::domain::permissions::Caller::service(
+        keyward::domain::ids::KeyId::generate(keyward::domain::ids::KeyKind::Service),
+        keyward::domain::permissions::TenantScope::Platform,
+        vec![Permission::KeysVerify],
+    );
+    let meta = keyward::domain::audit::RequestMeta::default();
+    let calls = 20_000;
+
+    // A guard against a hang, not a speed check: each call needs no database at all.
+    let answered = tokio::time::timeout(std::time::Duration::from_secs(120), async {
+        let mut codes = Vec::with_capacity(calls);
+        for _ in 0..calls {
+            let verdict = keyward::verify::verify_key(&app.ctx, &caller, &meta, "sk_live_garbage", None, &[])
+                .await
+                .unwrap();
+            codes.push(verdict.code);
+        }
+        codes
+    })
+    .await
+    .expect("a refusal waited for room in the usage queue");
+
+    assert!(answered
+        .iter()
+        .all(|code| *code == keyward::verify::VerifyCode::Malformed));
+    assert!(app.ctx.verify.dropped_refusals() > 0);
+}
