@@ -18,6 +18,10 @@ pub struct DatabaseConfig {
     /// Largest number of pooled database connections.
     #[arg(long, env = "KEYWARD_DB_MAX_CONNECTIONS", default_value_t = 20)]
     pub db_max_connections: u32,
+    /// Longest a statement, or a wait for a lock, may take (ms) before it is cancelled and the
+    /// request answered 503; 0 = no limit.
+    #[arg(long, env = "KEYWARD_DB_STATEMENT_TIMEOUT_MS", default_value_t = 5000)]
+    pub db_statement_timeout_ms: u64,
 }
 
 #[derive(clap::Args, Clone, Debug)]

@@ -159,6 +159,11 @@ impl ApiError {
                 "secret-undecryptable",
                 "a signing secret does not decrypt with the configured master keys",
             ),
+            ApiError::Service(S::Database(error)) if crate::db::is_timeout(error) => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the database is too slow to answer right now; try again shortly",
+            ),
             ApiError::Service(S::Database(sqlx::Error::PoolTimedOut)) | ApiError::Unavailable => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -189,6 +194,9 @@ impl IntoResponse for ApiError {
                 error @ (ApiError::Service(service::Error::Busy)
                 | ApiError::Service(service::Error::Database(sqlx::Error::PoolTimedOut))
                 | ApiError::Unavailable) => tracing::warn!(%error, kind = %problem.kind, "request refused"),
+                ApiError::Service(service::Error::Database(error)) if crate::db::is_timeout(error) => {
+                    tracing::warn!(%error, "database statement timed out")
+                }
                 ApiError::Service(service::Error::Database(error)) => tracing::error!(%error, "database error"),
                 error => tracing::error!(%error, kind = %problem.kind, "request failed"),
             }

@@ -199,3 +199,38 @@ async fn a_full_pg_dump_holds_no_signing_secret_in_any_encoding(pool: PgPool) {
     }
     assert!(dump.contains(id), "the dump holds the keys themselves");
 }
+
+#[sqlx::test]
+async fn a_table_locked_by_another_session_answers_503_instead_of_waiting(pool: PgPool) {
+    let database = keyward::config::DatabaseConfig {
+        database_url: secrecy::SecretString::from("unused: the test's own options".to_owned()),
+        db_max_connections: 5,
+        db_statement_timeout_ms: 300,
+    };
+    let limited = keyward::db::connect_with((*pool.connect_options()).clone(), &database)
+        .await
+        .unwrap();
+    let app = TestApp::spawn_configured(limited, TestApp::config(), |ctx| ctx).await;
+    let tenant = app.tenant("acme").await;
+    let (_, token) = app.key(&tenant, serde_json::json!({"name": "k"})).await;
+    let mut locker = pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *locker)
+        .await
+        .unwrap();
+
+    let reply = app
+        .post("/v1/verify", &app.admin, serde_json::json!({"key": token}))
+        .await;
+
+    assert_eq!(
+        reply.status,
+        reqwest::StatusCode::SERVICE_UNAVAILABLE,
+        "{:?}",
+        reply.body
+    );
+    assert_eq!(reply.body["type"], "urn:keyward:problem:unavailable");
+    locker.rollback().await.unwrap();
+    // This pool is the test's own: close it so that the test database can be dropped.
+    app.pool.close().await;
+}
