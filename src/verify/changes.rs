@@ -11,6 +11,7 @@
 use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool};
 use std::time::Duration;
+use tokio::sync::oneshot;
 
 use super::cache::KeyCache;
 use crate::domain::ids::{KeyId, TenantId};
@@ -58,12 +59,17 @@ pub(super) async fn notify(conn: &mut PgConnection, change: &Change) -> Result<(
 }
 
 /// Evicts what every replica publishes until `pool` is closed; reconnects after a lost connection.
-pub(super) async fn listen(cache: KeyCache, pool: PgPool) {
+/// `ready` is told once the first attempt to listen has subscribed (or failed).
+pub(super) async fn listen(cache: KeyCache, pool: PgPool, ready: oneshot::Sender<()>) {
+    let mut ready = Some(ready);
     while !pool.is_closed() {
-        match listen_once(&cache, &pool).await {
+        match listen_once(&cache, &pool, &mut ready).await {
             Ok(()) | Err(sqlx::Error::PoolClosed) => return,
             Err(_) if pool.is_closed() => return,
             Err(error) => {
+                if let Some(ready) = ready.take() {
+                    let _ = ready.send(());
+                }
                 cache.clear();
                 tracing::warn!(%error, "key cache lost its change notifications; cleared, reconnecting");
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -72,11 +78,18 @@ pub(super) async fn listen(cache: KeyCache, pool: PgPool) {
     }
 }
 
-async fn listen_once(cache: &KeyCache, pool: &PgPool) -> Result<(), sqlx::Error> {
+async fn listen_once(
+    cache: &KeyCache,
+    pool: &PgPool,
+    ready: &mut Option<oneshot::Sender<()>>,
+) -> Result<(), sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen(CHANNEL).await?;
     // Anything may have changed while nobody was listening.
     cache.clear();
+    if let Some(ready) = ready.take() {
+        let _ = ready.send(());
+    }
     // `try_recv` fails with `PoolClosed` as soon as the pool is closed, which ends this.
     loop {
         match listener.try_recv().await? {

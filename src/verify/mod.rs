@@ -169,10 +169,17 @@ fn admit(ctx: &Context, caller: &Caller, required_scopes: &[String]) -> crate::s
     errors.finish(required).map_err(Into::into)
 }
 
+/// How long `Tasks::start` waits for the change listener to subscribe before serving anyway.
+const LISTENER_START: Duration = Duration::from_secs(5);
+
 impl Tasks {
-    /// Starts the change listener and the usage writer on the current Tokio runtime.
-    pub fn spawn(self, pool: PgPool, usage_flush: Duration) {
-        tokio::spawn(changes::listen(self.cache, pool.clone()));
+    /// Starts the change listener and the usage writer on the current Tokio runtime, and
+    /// returns once the listener has subscribed (or failed its first attempt, or
+    /// `LISTENER_START` passed): a cache filled before then would be cleared when it subscribes.
+    pub async fn start(self, pool: PgPool, usage_flush: Duration) {
+        let (ready, subscribed) = tokio::sync::oneshot::channel();
+        tokio::spawn(changes::listen(self.cache, pool.clone(), ready));
         tokio::spawn(self.writer.run(pool, usage_flush));
+        let _ = tokio::time::timeout(LISTENER_START, subscribed).await;
     }
 }
