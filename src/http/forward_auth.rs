@@ -48,6 +48,10 @@ const MAX_BODY: usize = 64 * 1024;
         )),
         (status = 401, description = "no or bad credentials", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "a required scope is missing", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "the forwarded body is larger than 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "the key's rate limit is used up", body = Problem, content_type = "application/problem+json", headers(
+            ("X-Keyward-Code" = String),
+        )),
     )
 )]
 async fn authorize(State(ctx): State<Context>, Meta(meta): Meta, request: Request) -> Result<Response, ApiError> {

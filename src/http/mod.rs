@@ -77,12 +77,50 @@ fn api() -> OpenApiRouter<Context> {
 
 /// The OpenAPI document, generated from the handlers.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api().into_openapi()
+    with_common_responses(api().into_openapi())
+}
+
+/// Adds to every operation the answers the middleware and extractors can give on any route, so
+/// that the document lists every status a route can answer: 408 (the request timeout) everywhere;
+/// 500 and 503 (the database failed, is unreachable or too slow) wherever the database is
+/// used, which is everywhere but `/healthz`; 400, 413 and 415 wherever a JSON body is read.
+fn with_common_responses(mut spec: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::{Ref, RefOr};
+    for (path, item) in spec.paths.paths.iter_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let mut statuses = vec!["408"];
+            if path != "/healthz" {
+                statuses.extend(["500", "503"]);
+            }
+            if operation.request_body.is_some() {
+                statuses.extend(["400", "413", "415"]);
+            }
+            for status in statuses {
+                operation
+                    .responses
+                    .responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| RefOr::Ref(Ref::from_response_name("ProblemResponse")));
+            }
+        }
+    }
+    spec
 }
 
 /// The whole application: routes, the spec at `/openapi.json`, and the middleware stack.
 pub fn router(ctx: Context) -> Router {
     let (routes, spec) = api().split_for_parts();
+    let spec = with_common_responses(spec);
     let spec_json = spec.to_pretty_json().unwrap_or_default();
     let request_id = HeaderName::from_static("x-request-id");
     routes

@@ -101,3 +101,31 @@ async fn the_audit_listings_document_their_json_page_response(pool: PgPool) {
         );
     }
 }
+
+#[sqlx::test]
+async fn every_route_documents_the_answers_any_route_can_give(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+
+    let reply = app.call(Method::GET, "/openapi.json", None, None).await;
+
+    for (path, item) in reply.body["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let Some(responses) = operation.get("responses").and_then(|r| r.as_object()) else {
+                continue;
+            };
+            let mut needed = vec!["408"];
+            if path != "/healthz" {
+                needed.extend(["500", "503"]);
+            }
+            if operation.get("requestBody").is_some() {
+                needed.extend(["400", "413", "415"]);
+            }
+            for status in needed {
+                assert!(
+                    responses.contains_key(status),
+                    "{method} {path} does not document {status}"
+                );
+            }
+        }
+    }
+}
