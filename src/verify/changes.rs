@@ -6,11 +6,13 @@
 //! when, and only when, the transaction commits), commits, and evicts the change from this
 //! replica's cache at once. Each replica's [`listen`] loop evicts what other replicas publish. A
 //! replica that loses its listening connection clears its cache, since it may have missed
-//! notifications; cache entries also age out.
+//! notifications; so does one whose connection goes silent (a hung backend keeps the socket
+//! open): every listener sends itself a heartbeat through the database every 400 ms and counts
+//! itself lost when one the database took has not come back within a second. Cache entries also age out.
 
 use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::cache::KeyCache;
@@ -78,21 +80,43 @@ pub(super) async fn listen(cache: KeyCache, pool: PgPool, ready: oneshot::Sender
     }
 }
 
+/// How often a listener sends itself a heartbeat through its own connection's subscriptions.
+const HEARTBEAT_EVERY: Duration = Duration::from_millis(400);
+/// A listener that has not heard a heartbeat this long after one was sent (and committed) has
+/// stalled (its backend may be hung while the socket stays open): it is treated as lost.
+const SILENT_AFTER: Duration = Duration::from_millis(1000);
+
 async fn listen_once(
     cache: &KeyCache,
     pool: &PgPool,
     ready: &mut Option<oneshot::Sender<()>>,
 ) -> Result<(), sqlx::Error> {
+    // A channel of this listener's own: the heartbeats concern no other replica.
+    let heartbeat_channel = format!("keyward_heartbeat_{:016x}", rand::random::<u64>());
     let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen(CHANNEL).await?;
+    listener.listen_all([CHANNEL, heartbeat_channel.as_str()]).await?;
     // Anything may have changed while nobody was listening.
     cache.clear();
     if let Some(ready) = ready.take() {
         let _ = ready.send(());
     }
+    let heartbeats = Heartbeats::start(pool.clone(), heartbeat_channel.clone());
     // `try_recv` fails with `PoolClosed` as soon as the pool is closed, which ends this.
     loop {
-        match listener.try_recv().await? {
+        let received = match tokio::time::timeout(HEARTBEAT_EVERY, listener.try_recv()).await {
+            Ok(received) => received?,
+            Err(_) => {
+                if heartbeats.unheard_for().is_some_and(|waited| waited > SILENT_AFTER) {
+                    return Err(sqlx::Error::Io(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the listening connection stopped delivering notifications",
+                    )));
+                }
+                continue;
+            }
+        };
+        match received {
+            Some(notification) if notification.channel() == heartbeat_channel => heartbeats.heard(),
             Some(notification) => match Change::from_payload(notification.payload()) {
                 Some(change) => cache.evict(&change),
                 None => cache.clear(),
@@ -100,6 +124,58 @@ async fn listen_once(
             // The connection dropped (and is re-established): notifications may be lost.
             None => cache.clear(),
         }
+    }
+}
+
+/// Sends heartbeats to a listener's own channel until dropped, and keeps when the oldest one
+/// sent but not yet heard was sent. Only heartbeats the database took count: while it cannot be
+/// reached, the listener's own connection fails instead.
+struct Heartbeats {
+    task: tokio::task::JoinHandle<()>,
+    unheard_since: std::sync::Arc<std::sync::Mutex<Option<Instant>>>,
+}
+
+impl Heartbeats {
+    fn heard(&self) {
+        if let Ok(mut since) = self.unheard_since.lock() {
+            *since = None;
+        }
+    }
+
+    fn unheard_for(&self) -> Option<Duration> {
+        self.unheard_since.lock().ok()?.map(|since| since.elapsed())
+    }
+
+    fn start(pool: PgPool, channel: String) -> Self {
+        let unheard_since = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let sent = unheard_since.clone();
+        let task = tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(HEARTBEAT_EVERY);
+            while !pool.is_closed() {
+                ticker.tick().await;
+                // A heartbeat that cannot be sent (the database is away) is simply missed: the
+                // listener then finds itself silent, as it should.
+                let result = sqlx::query("SELECT pg_notify($1, '')")
+                    .bind(&channel)
+                    .execute(&pool)
+                    .await;
+                match result {
+                    Ok(_) => {
+                        if let Ok(mut since) = sent.lock() {
+                            since.get_or_insert_with(Instant::now);
+                        }
+                    }
+                    Err(error) => tracing::debug!(%error, "could not send the change listener its heartbeat"),
+                }
+            }
+        });
+        Heartbeats { task, unheard_since }
+    }
+}
+
+impl Drop for Heartbeats {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 

@@ -174,3 +174,67 @@ async fn changing_a_tenants_signature_settings_reaches_cached_signers(pool: PgPo
         "VALID"
     );
 }
+
+/// Sends `signal` (`STOP`, `CONT`) to a PostgreSQL backend of the test's own server.
+fn signal_backend(pid: i32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// Resumes a stopped backend however the test ends, so that its database can be dropped.
+struct Resume(i32);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        signal_backend(self.0, "CONT");
+    }
+}
+
+#[sqlx::test]
+async fn a_replica_whose_listener_hangs_notices_and_refuses_a_revoked_key(pool: PgPool) {
+    let first = TestApp::spawn(pool.clone()).await;
+    let database = keyward::config::DatabaseConfig {
+        database_url: secrecy::SecretString::from("unused: the test's own options".to_owned()),
+        db_max_connections: 5,
+        db_statement_timeout_ms: 5000,
+    };
+    let options = (*pool.connect_options()).clone().application_name("replica-two");
+    let second_pool = keyward::db::connect_with(options, &database).await.unwrap();
+    let second = TestApp::spawn_configured(second_pool, TestApp::config(), |ctx| ctx).await;
+    let tenant = first.tenant("acme").await;
+    let (key, token) = first.key(&tenant, json!({"name": "k"})).await;
+    assert_eq!(second.verify(&token, &[]).await["code"], "VALID");
+    // The second replica's listening backend stops, with its socket open: nothing is delivered.
+    let listener: i32 = sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = 'replica-two' AND query LIKE 'LISTEN%'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    signal_backend(listener, "STOP");
+    let resume = Resume(listener);
+
+    let revoked = first
+        .post(
+            &format!("/v1/tenants/{tenant}/keys/{}/revoke", key["id"].as_str().unwrap()),
+            &first.admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(revoked.status, StatusCode::OK);
+    let mut refused = false;
+    for _ in 0..100 {
+        if second.verify(&token, &[]).await["code"] == "REVOKED" {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    drop(resume);
+    second.pool.close().await;
+    assert!(refused, "the second replica still trusted its cache");
+}
