@@ -5,7 +5,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use sqlx::PgPool;
 
-use crate::helpers::TestApp;
+use crate::helpers::{own_pool, TestApp};
 
 /// Polls `check` for up to two seconds: notifications reach other replicas asynchronously.
 async fn eventually(mut check: impl AsyncFnMut() -> bool) -> bool {
@@ -196,13 +196,7 @@ impl Drop for Resume {
 #[sqlx::test]
 async fn a_replica_whose_listener_hangs_notices_and_refuses_a_revoked_key(pool: PgPool) {
     let first = TestApp::spawn(pool.clone()).await;
-    let database = keyward::config::DatabaseConfig {
-        database_url: secrecy::SecretString::from("unused: the test's own options".to_owned()),
-        db_max_connections: 5,
-        db_statement_timeout_ms: 5000,
-    };
-    let options = (*pool.connect_options()).clone().application_name("replica-two");
-    let second_pool = keyward::db::connect_with(options, &database).await.unwrap();
+    let second_pool = own_pool(&pool, "replica-two", 5000).await;
     let second = TestApp::spawn_configured(second_pool, TestApp::config(), |ctx| ctx).await;
     let tenant = first.tenant("acme").await;
     let (key, token) = first.key(&tenant, json!({"name": "k"})).await;

@@ -354,3 +354,16 @@ pub fn pg_program(name: &str) -> std::path::PathBuf {
     }
     std::path::PathBuf::from(name)
 }
+
+/// A pool of the test's own database made by `keyward::db::connect_with`, as `keyward serve`
+/// makes its pool, with this statement timeout and this `application_name` (to find its
+/// backends in `pg_stat_activity`). Close it before the test ends.
+pub async fn own_pool(pool: &PgPool, application_name: &str, statement_timeout_ms: u64) -> PgPool {
+    let database = keyward::config::DatabaseConfig {
+        database_url: SecretString::from("unused: the test's own options".to_owned()),
+        db_max_connections: 5,
+        db_statement_timeout_ms: statement_timeout_ms,
+    };
+    let options = (*pool.connect_options()).clone().application_name(application_name);
+    keyward::db::connect_with(options, &database).await.unwrap()
+}

@@ -8,7 +8,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
-use crate::helpers::{pg_program, TestApp};
+use crate::helpers::{own_pool, pg_program, TestApp};
 
 const BODY_LEN: usize = 43;
 
@@ -202,14 +202,7 @@ async fn a_full_pg_dump_holds_no_signing_secret_in_any_encoding(pool: PgPool) {
 
 #[sqlx::test]
 async fn a_table_locked_by_another_session_answers_503_instead_of_waiting(pool: PgPool) {
-    let database = keyward::config::DatabaseConfig {
-        database_url: secrecy::SecretString::from("unused: the test's own options".to_owned()),
-        db_max_connections: 5,
-        db_statement_timeout_ms: 300,
-    };
-    let limited = keyward::db::connect_with((*pool.connect_options()).clone(), &database)
-        .await
-        .unwrap();
+    let limited = own_pool(&pool, "limited", 300).await;
     let app = TestApp::spawn_configured(limited, TestApp::config(), |ctx| ctx).await;
     let tenant = app.tenant("acme").await;
     let (_, token) = app.key(&tenant, serde_json::json!({"name": "k"})).await;
