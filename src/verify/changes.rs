@@ -103,19 +103,17 @@ async fn listen_once(
     let heartbeats = Heartbeats::start(pool.clone(), heartbeat_channel.clone());
     // `try_recv` fails with `PoolClosed` as soon as the pool is closed, which ends this.
     loop {
-        let received = match tokio::time::timeout(HEARTBEAT_EVERY, listener.try_recv()).await {
-            Ok(received) => received?,
-            Err(_) => {
-                if heartbeats.unheard_for().is_some_and(|waited| waited > SILENT_AFTER) {
-                    return Err(sqlx::Error::Io(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "the listening connection stopped delivering notifications",
-                    )));
-                }
-                continue;
-            }
+        // Checked on every turn, so that a stream of other notifications cannot hide it.
+        if heartbeats.unheard_for().is_some_and(|waited| waited > SILENT_AFTER) {
+            return Err(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the listening connection stopped delivering notifications",
+            )));
+        }
+        let Ok(received) = tokio::time::timeout(HEARTBEAT_EVERY, listener.try_recv()).await else {
+            continue;
         };
-        match received {
+        match received? {
             Some(notification) if notification.channel() == heartbeat_channel => heartbeats.heard(),
             Some(notification) => match Change::from_payload(notification.payload()) {
                 Some(change) => cache.evict(&change),
