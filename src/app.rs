@@ -39,6 +39,7 @@ impl App {
         let (engine, tasks) = verify::Engine::new(verify::Settings {
             sigv4: config.sigv4_accept(),
             open_gateway: config.authorize_open,
+            cache_keys: config.cache_keys,
         });
         let jwt = config.sessions.jwt().map_err(ConfigError::Sessions)?;
         let master_keys = config.secrets.master_keys().map_err(ConfigError::MasterKeys)?;

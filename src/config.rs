@@ -72,6 +72,10 @@ pub struct AppConfig {
     /// How often coalesced `last_used_at` updates and verify-failure audit events are written (ms).
     #[arg(long, env = "KEYWARD_USAGE_FLUSH_MS", default_value_t = 1000)]
     pub usage_flush_ms: u64,
+    /// How many keys each replica keeps in memory (by token hash, and as many signing keys by
+    /// id); the least used go first when full.
+    #[arg(long, env = "KEYWARD_CACHE_KEYS", default_value_t = 100_000)]
+    pub cache_keys: usize,
 }
 
 impl AppConfig {
@@ -92,6 +96,7 @@ impl AppConfig {
             trusted_proxies: Vec::new(),
             authorize_open: false,
             usage_flush_ms: 1000,
+            cache_keys: 100_000,
         }
     }
 

@@ -1,129 +1,517 @@
-//! Keys already looked up, kept in memory so that verifying a key seen before costs no database
-//! round trip: by token hash (plain keys and service tokens) and by key id (signed requests
-//! name their key). Entries age out, and every published [`Change`](super::Change) evicts what
-//! it touches (see `changes`).
+//! What verification remembers, so that a key seen before costs no database round trip and a
+//! token that matches no key costs none at all:
+//! - the keys already looked up, by token hash (plain keys, service tokens) and by key id
+//!   (signed requests name their key), in bounded caches that keep the hot keys when full
+//!   (S3-FIFO, `quick_cache`); answers that found nothing are kept too;
+//! - a fingerprint of every key of the deployment ([`Known`]), loaded when the change listener
+//!   subscribes and kept current by the same notifications: once complete, a token or key id
+//!   not in it is refused without a query.
+//!
+//! Invalidation never scans. Every entry carries the generation its lookup began in; a
+//! [`Change`] moves the generation on and records, for what it touches (a key, a tenant, a token
+//! hash), the generation it happened in. An entry older than a record that concerns it is not
+//! trusted. Records older than the time to live are forgotten, since every entry they could
+//! concern has aged out by then.
 
-use std::collections::HashMap;
+use quick_cache::sync::Cache;
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use super::Change;
-use crate::domain::ids::{KeyId, KeyKind};
+use crate::domain::ids::{KeyId, KeyKind, TenantId};
 use crate::domain::key::Key;
 use crate::domain::tenant::{TenantSettings, TenantStatus};
 use crate::domain::token::TokenHash;
 
 const TIME_TO_LIVE: Duration = Duration::from_secs(30);
-const MAX_ENTRIES: usize = 100_000;
+/// Keys kept by default, in each of the two caches.
+pub const DEFAULT_CAPACITY: usize = 100_000;
+/// Invalidation records are pruned at most this often, once there are this many.
+const PRUNE_EVERY: Duration = Duration::from_secs(1);
+const PRUNE_ABOVE: usize = 1024;
 
-#[derive(Clone)]
-struct Entry {
-    key: Key,
-    tenant_status: Option<TenantStatus>,
-    loaded: Instant,
+/// A key found by its token hash, with its tenant's status (`None`: a platform service token).
+pub type ByHash = (Key, Option<TenantStatus>);
+/// A customer key found by id, with its tenant's status and settings.
+pub type ById = (Key, TenantStatus, TenantSettings);
+
+/// When a lookup began: the generation then, and the instant (entries age from it).
+#[derive(Clone, Copy)]
+pub struct Ticket {
+    generation: u64,
+    started: Instant,
 }
 
-/// A customer key found by id (signed requests name their key), with its tenant's state.
-#[derive(Clone)]
-struct SignerEntry {
-    key: Key,
-    tenant_status: TenantStatus,
-    settings: TenantSettings,
-    loaded: Instant,
+/// What the cache says about a key.
+pub enum Lookup<T> {
+    /// Known: the key (`Some`), or known not to exist (`None`).
+    Hit(Option<T>),
+    /// Not known: look it up, then `put` the answer with this ticket.
+    Miss(Ticket),
 }
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
+struct Entry<T> {
+    value: Option<Arc<T>>,
+    ticket: Ticket,
+}
+
+/// What an entry is about: the key and tenant it found, or the token or id that found nothing.
+#[derive(Clone, Copy)]
+struct Subjects<'a> {
+    key: Option<&'a KeyId>,
+    tenant: Option<TenantId>,
+    token: Option<&'a TokenHash>,
+}
+
+/// When each key, tenant and token hash last changed: a generation, and the instant.
+#[derive(Default)]
+struct Invalidations {
+    keys: HashMap<KeyId, (u64, Instant)>,
+    tenants: HashMap<TenantId, (u64, Instant)>,
+    /// A token hash changes when a key is created with it: its "no such key" answer ends.
+    tokens: HashMap<TokenHash, (u64, Instant)>,
+    /// Entries from lookups that began before this generation are not trusted.
+    cleared: u64,
+    last_prune: Option<Instant>,
+}
+
+impl Invalidations {
+    fn len(&self) -> usize {
+        self.keys.len() + self.tenants.len() + self.tokens.len()
+    }
+
+    fn changed_after(&self, generation: u64, subjects: Subjects<'_>) -> bool {
+        let after = |record: Option<&(u64, Instant)>| record.is_some_and(|(changed, _)| *changed > generation);
+        self.cleared > generation
+            || subjects.key.is_some_and(|key| after(self.keys.get(key)))
+            || subjects.tenant.is_some_and(|tenant| after(self.tenants.get(&tenant)))
+            || subjects.token.is_some_and(|token| after(self.tokens.get(token)))
+    }
+
+    /// Forgets records older than any entry they could concern.
+    fn prune(&mut self, now: Instant) {
+        let keep = |(_, at): &mut (u64, Instant)| at.elapsed() < TIME_TO_LIVE + PRUNE_EVERY;
+        self.keys.retain(|_, record| keep(record));
+        self.tenants.retain(|_, record| keep(record));
+        self.tokens.retain(|_, record| keep(record));
+        self.last_prune = Some(now);
+    }
+}
+
+/// Fingerprints (the first 8 bytes of a SHA-256) of every key's token hash and id. A fingerprint
+/// says "maybe"; the lookup that follows says yes or no, so a collision costs one query.
+#[derive(Default)]
+struct Known {
+    tokens: HashSet<u64>,
+    ids: HashSet<u64>,
+    /// Holds every key of the deployment: loaded, and no notification missed since.
+    complete: bool,
+}
+
+pub fn token_fingerprint(hash: &TokenHash) -> u64 {
+    let bytes = hash.as_bytes();
+    u64::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7]])
+}
+
+pub fn id_fingerprint(id: &str) -> u64 {
+    let digest = Sha256::digest(id.as_bytes());
+    u64::from_be_bytes([
+        digest[0], digest[1], digest[2], digest[3], digest[4], digest[5], digest[6], digest[7],
+    ])
+}
+
+/// Every key of the deployment, as fingerprints: what [`KeyCache::know_all`] is given.
+#[derive(Default)]
+pub struct KnownKeys {
+    pub tokens: HashSet<u64>,
+    pub ids: HashSet<u64>,
+}
+
+struct Inner {
+    by_hash: Cache<(KeyKind, TokenHash), Entry<ByHash>>,
+    by_id: Cache<KeyId, Entry<ById>>,
+    generation: AtomicU64,
+    invalidations: RwLock<Invalidations>,
+    known: RwLock<Known>,
+}
+
+#[derive(Clone)]
 pub struct KeyCache {
-    entries: Arc<RwLock<HashMap<(KeyKind, TokenHash), Entry>>>,
-    signers: Arc<RwLock<HashMap<KeyId, SignerEntry>>>,
-    /// Moves on with every eviction: a lookup that began before one may not fill the cache,
-    /// since what it read may be what was just changed.
-    generation: Arc<AtomicU64>,
+    inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for KeyCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "KeyCache({} entries)", self.entries.read().map_or(0, |e| e.len()))
+        write!(
+            f,
+            "KeyCache({} by hash, {} by id)",
+            self.inner.by_hash.len(),
+            self.inner.by_id.len()
+        )
     }
 }
 
-/// A lookup in progress: the generation it started in.
-pub struct Ticket(u64);
+impl Default for KeyCache {
+    fn default() -> Self {
+        KeyCache::with_capacity(DEFAULT_CAPACITY)
+    }
+}
 
 impl KeyCache {
-    pub fn get(&self, kind: KeyKind, hash: &TokenHash) -> Result<(Key, Option<TenantStatus>), Ticket> {
-        let ticket = Ticket(self.generation.load(Ordering::Acquire));
-        let entries = self.entries.read().map_err(|_| Ticket(u64::MAX))?;
-        match entries.get(&(kind, *hash)) {
-            Some(entry) if entry.loaded.elapsed() < TIME_TO_LIVE => Ok((entry.key.clone(), entry.tenant_status)),
-            _ => Err(ticket),
+    /// A cache keeping up to `capacity` keys by hash and as many by id.
+    pub fn with_capacity(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        KeyCache {
+            inner: Arc::new(Inner {
+                by_hash: Cache::new(capacity),
+                by_id: Cache::new(capacity),
+                generation: AtomicU64::new(1),
+                invalidations: RwLock::default(),
+                known: RwLock::default(),
+            }),
         }
     }
 
-    /// Keeps what a lookup found, unless something was evicted since it began.
-    pub fn put(&self, ticket: Ticket, kind: KeyKind, hash: TokenHash, key: &Key, tenant_status: Option<TenantStatus>) {
-        let Ok(mut entries) = self.entries.write() else { return };
-        if self.generation.load(Ordering::Acquire) != ticket.0 {
-            return;
+    fn ticket(&self) -> Ticket {
+        // The instant first: an entry must not outlive a record made after its lookup began.
+        let started = Instant::now();
+        Ticket {
+            generation: self.inner.generation.load(Ordering::Acquire),
+            started,
         }
-        if entries.len() >= MAX_ENTRIES {
-            entries.clear();
+    }
+
+    /// Whether an entry from a lookup that began with `ticket` may still be trusted.
+    fn trusted(&self, ticket: Ticket, subjects: Subjects<'_>) -> bool {
+        if ticket.started.elapsed() >= TIME_TO_LIVE {
+            return false;
         }
+        if ticket.generation == self.inner.generation.load(Ordering::Acquire) {
+            return true; // nothing has changed since
+        }
+        self.inner
+            .invalidations
+            .read()
+            .is_ok_and(|invalidations| !invalidations.changed_after(ticket.generation, subjects))
+    }
+
+    /// A token that no key has: refused without asking the database.
+    pub fn token_unknown(&self, hash: &TokenHash) -> bool {
+        self.inner
+            .known
+            .read()
+            .is_ok_and(|known| known.complete && !known.tokens.contains(&token_fingerprint(hash)))
+    }
+
+    /// A key id that no key has.
+    pub fn id_unknown(&self, id: &KeyId) -> bool {
+        self.inner
+            .known
+            .read()
+            .is_ok_and(|known| known.complete && !known.ids.contains(&id_fingerprint(id.as_str())))
+    }
+
+    pub fn get(&self, kind: KeyKind, hash: &TokenHash) -> Lookup<ByHash> {
+        let ticket = self.ticket();
+        match self.inner.by_hash.get(&(kind, *hash)) {
+            Some(entry) if self.trusted(entry.ticket, by_hash_subjects(hash, entry.value.as_deref())) => {
+                Lookup::Hit(entry.value.map(|found| (*found).clone()))
+            }
+            _ => Lookup::Miss(ticket),
+        }
+    }
+
+    /// Keeps what a lookup that began with `ticket` found (`None`: no such key).
+    pub fn put(&self, ticket: Ticket, kind: KeyKind, hash: TokenHash, found: Option<&ByHash>) {
         let entry = Entry {
-            key: key.clone(),
-            tenant_status,
-            loaded: Instant::now(),
+            value: found.map(|found| Arc::new(found.clone())),
+            ticket,
         };
-        entries.insert((kind, hash), entry);
+        self.inner.by_hash.insert((kind, hash), entry);
     }
 
-    fn evict_where(&self, matches: impl Fn(&Key) -> bool) {
-        // Both maps are locked (always in this order) before the generation moves on, so no
-        // lookup that began earlier can refill either with what is being evicted.
-        if let (Ok(mut entries), Ok(mut signers)) = (self.entries.write(), self.signers.write()) {
-            self.generation.fetch_add(1, Ordering::AcqRel);
-            entries.retain(|_, entry| !matches(&entry.key));
-            signers.retain(|_, entry| !matches(&entry.key));
+    pub fn get_signer(&self, id: &KeyId) -> Lookup<ById> {
+        let ticket = self.ticket();
+        match self.inner.by_id.get(id) {
+            Some(entry) if self.trusted(entry.ticket, by_id_subjects(id, entry.value.as_deref())) => {
+                Lookup::Hit(entry.value.map(|found| (*found).clone()))
+            }
+            _ => Lookup::Miss(ticket),
         }
     }
 
+    pub fn put_signer(&self, ticket: Ticket, id: &KeyId, found: Option<&ById>) {
+        let entry = Entry {
+            value: found.map(|found| Arc::new(found.clone())),
+            ticket,
+        };
+        self.inner.by_id.insert(id.clone(), entry);
+    }
+
+    /// Stops trusting what a change touches (and, for a created key, learns its fingerprints).
     pub fn evict(&self, change: &Change) {
         match change {
-            Change::Key(id) => self.evict_where(|key| &key.id == id),
-            Change::Tenant(tenant) => self.evict_where(|key| key.tenant_id == Some(*tenant)),
-        }
-    }
-
-    pub fn get_signer(&self, id: &KeyId) -> Result<(Key, TenantStatus, TenantSettings), Ticket> {
-        let ticket = Ticket(self.generation.load(Ordering::Acquire));
-        let signers = self.signers.read().map_err(|_| Ticket(u64::MAX))?;
-        match signers.get(id) {
-            Some(entry) if entry.loaded.elapsed() < TIME_TO_LIVE => {
-                Ok((entry.key.clone(), entry.tenant_status, entry.settings))
+            Change::Key(id) => {
+                self.invalidate(|records, stamp| {
+                    records.keys.insert(id.clone(), stamp);
+                });
+                self.inner.by_id.remove(id);
             }
-            _ => Err(ticket),
+            Change::Tenant(tenant) => self.invalidate(|records, stamp| {
+                records.tenants.insert(*tenant, stamp);
+            }),
+            Change::Created { id, hash } => {
+                if let Ok(mut known) = self.inner.known.write() {
+                    known.tokens.insert(token_fingerprint(hash));
+                    known.ids.insert(id_fingerprint(id.as_str()));
+                }
+                self.invalidate(|records, stamp| {
+                    records.keys.insert(id.clone(), stamp);
+                    records.tokens.insert(*hash, stamp);
+                });
+                self.inner.by_id.remove(id);
+                self.inner.by_hash.remove(&(KeyKind::Customer, *hash));
+                self.inner.by_hash.remove(&(KeyKind::Service, *hash));
+            }
         }
     }
 
-    pub fn put_signer(&self, ticket: Ticket, key: &Key, tenant_status: TenantStatus, settings: TenantSettings) {
-        let Ok(mut signers) = self.signers.write() else { return };
-        if self.generation.load(Ordering::Acquire) != ticket.0 {
-            return;
+    /// Records a change, stamped with a new generation, through `record`.
+    fn invalidate(&self, record: impl FnOnce(&mut Invalidations, (u64, Instant))) {
+        let Ok(mut invalidations) = self.inner.invalidations.write() else { return };
+        // Moved on under the lock: a reader that sees the new generation then finds the record.
+        let generation = self.inner.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let now = Instant::now();
+        record(&mut invalidations, (generation, now));
+        let due = invalidations.last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY);
+        if invalidations.len() > PRUNE_ABOVE && due {
+            invalidations.prune(now);
         }
-        if signers.len() >= MAX_ENTRIES {
-            signers.clear();
-        }
-        let entry = SignerEntry {
-            key: key.clone(),
-            tenant_status,
-            settings,
-            loaded: Instant::now(),
-        };
-        signers.insert(key.id.clone(), entry);
     }
 
+    /// Trusts nothing cached so far, and no longer treats the fingerprints as complete (a
+    /// notification may have been missed) until [`know_all`](Self::know_all) is given them again.
     pub fn clear(&self) {
-        self.evict_where(|_| true);
+        if let Ok(mut invalidations) = self.inner.invalidations.write() {
+            let generation = self.inner.generation.fetch_add(1, Ordering::AcqRel) + 1;
+            *invalidations = Invalidations {
+                cleared: generation,
+                ..Invalidations::default()
+            };
+        }
+        if let Ok(mut known) = self.inner.known.write() {
+            *known = Known::default();
+        }
+        self.inner.by_hash.clear();
+        self.inner.by_id.clear();
+    }
+
+    /// Takes every key of the deployment, read after the listener subscribed: from now on a
+    /// token or id not among them (nor created since) is unknown. Keys created while they were
+    /// read arrive as notifications too, and are added again.
+    pub fn know_all(&self, keys: KnownKeys) {
+        if let Ok(mut known) = self.inner.known.write() {
+            let mut tokens = keys.tokens;
+            let mut ids = keys.ids;
+            // What notifications added since the last clear, while the keys were being read.
+            tokens.extend(known.tokens.drain());
+            ids.extend(known.ids.drain());
+            *known = Known {
+                tokens,
+                ids,
+                complete: true,
+            };
+        }
+    }
+
+    /// How many keys are known by fingerprint, and whether that is all of them.
+    pub fn known_keys(&self) -> (usize, bool) {
+        self.inner
+            .known
+            .read()
+            .map_or((0, false), |known| (known.tokens.len(), known.complete))
+    }
+}
+
+fn by_hash_subjects<'a>(hash: &'a TokenHash, found: Option<&'a ByHash>) -> Subjects<'a> {
+    match found {
+        Some((key, _)) => Subjects {
+            key: Some(&key.id),
+            tenant: key.tenant_id,
+            token: None,
+        },
+        None => Subjects {
+            key: None,
+            tenant: None,
+            token: Some(hash),
+        },
+    }
+}
+
+fn by_id_subjects<'a>(id: &'a KeyId, found: Option<&'a ById>) -> Subjects<'a> {
+    Subjects {
+        key: Some(found.map_or(id, |(key, _, _)| &key.id)),
+        tenant: found.and_then(|(key, _, _)| key.tenant_id),
+        token: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(tenant: TenantId) -> ByHash {
+        (Key::example(Some(tenant)), Some(TenantStatus::Active))
+    }
+
+    fn hit<T>(lookup: Lookup<T>) -> Option<Option<T>> {
+        match lookup {
+            Lookup::Hit(found) => Some(found),
+            Lookup::Miss(_) => None,
+        }
+    }
+
+    fn ticket<T>(lookup: Lookup<T>) -> Ticket {
+        match lookup {
+            Lookup::Miss(ticket) => ticket,
+            Lookup::Hit(_) => panic!("expected a miss"),
+        }
+    }
+
+    #[test]
+    fn a_key_put_is_a_hit() {
+        let cache = KeyCache::default();
+        let hash = TokenHash::of("sk_live_a");
+        let key = found(TenantId::generate());
+
+        cache.put(ticket(cache.get(KeyKind::Customer, &hash)), KeyKind::Customer, hash, Some(&key));
+
+        let (cached, _) = hit(cache.get(KeyKind::Customer, &hash)).unwrap().unwrap();
+        assert_eq!(cached.id, key.0.id);
+    }
+
+    #[test]
+    fn what_a_lookup_read_before_a_change_of_its_key_is_not_trusted() {
+        let cache = KeyCache::default();
+        let hash = TokenHash::of("sk_live_a");
+        let key = found(TenantId::generate());
+        let before = ticket(cache.get(KeyKind::Customer, &hash));
+
+        cache.evict(&Change::Key(key.0.id.clone()));
+        cache.put(before, KeyKind::Customer, hash, Some(&key));
+
+        assert!(hit(cache.get(KeyKind::Customer, &hash)).is_none());
+    }
+
+    #[test]
+    fn a_change_of_another_key_leaves_an_entry_trusted() {
+        let cache = KeyCache::default();
+        let hash = TokenHash::of("sk_live_a");
+        let key = found(TenantId::generate());
+        cache.put(ticket(cache.get(KeyKind::Customer, &hash)), KeyKind::Customer, hash, Some(&key));
+
+        cache.evict(&Change::Key(KeyId::generate(KeyKind::Customer)));
+
+        assert!(hit(cache.get(KeyKind::Customer, &hash)).is_some());
+    }
+
+    #[test]
+    fn a_tenant_change_ends_the_trust_in_every_key_of_it_only() {
+        let cache = KeyCache::default();
+        let (acme, globex) = (TenantId::generate(), TenantId::generate());
+        let (a, b) = (TokenHash::of("sk_live_a"), TokenHash::of("sk_live_b"));
+        cache.put(ticket(cache.get(KeyKind::Customer, &a)), KeyKind::Customer, a, Some(&found(acme)));
+        cache.put(ticket(cache.get(KeyKind::Customer, &b)), KeyKind::Customer, b, Some(&found(globex)));
+
+        cache.evict(&Change::Tenant(acme));
+
+        assert!(hit(cache.get(KeyKind::Customer, &a)).is_none());
+        assert!(hit(cache.get(KeyKind::Customer, &b)).is_some());
+    }
+
+    #[test]
+    fn a_no_such_key_answer_is_kept_until_a_key_is_created_with_that_token() {
+        let cache = KeyCache::default();
+        let hash = TokenHash::of("sk_live_a");
+        cache.put(ticket(cache.get(KeyKind::Customer, &hash)), KeyKind::Customer, hash, None);
+        assert!(matches!(hit(cache.get(KeyKind::Customer, &hash)), Some(None)));
+
+        let id = KeyId::generate(KeyKind::Customer);
+        cache.evict(&Change::Created { id, hash });
+
+        assert!(hit(cache.get(KeyKind::Customer, &hash)).is_none());
+    }
+
+    #[test]
+    fn a_no_such_key_answer_read_before_the_creation_is_not_trusted() {
+        let cache = KeyCache::default();
+        let hash = TokenHash::of("sk_live_a");
+        let before = ticket(cache.get(KeyKind::Customer, &hash));
+
+        cache.evict(&Change::Created {
+            id: KeyId::generate(KeyKind::Customer),
+            hash,
+        });
+        cache.put(before, KeyKind::Customer, hash, None);
+
+        assert!(hit(cache.get(KeyKind::Customer, &hash)).is_none());
+    }
+
+    #[test]
+    fn nothing_is_unknown_until_every_key_is_known() {
+        let cache = KeyCache::default();
+        let hash = TokenHash::of("sk_live_a");
+        assert!(!cache.token_unknown(&hash));
+
+        cache.know_all(KnownKeys::default());
+
+        assert!(cache.token_unknown(&hash));
+        assert!(cache.id_unknown(&KeyId::generate(KeyKind::Customer)));
+    }
+
+    #[test]
+    fn a_created_key_is_known_even_when_created_while_the_keys_were_read() {
+        let cache = KeyCache::default();
+        let hash = TokenHash::of("sk_live_a");
+        let id = KeyId::generate(KeyKind::Customer);
+
+        cache.evict(&Change::Created { id: id.clone(), hash });
+        cache.know_all(KnownKeys::default());
+
+        assert!(!cache.token_unknown(&hash));
+        assert!(!cache.id_unknown(&id));
+    }
+
+    #[test]
+    fn clearing_trusts_nothing_and_knows_nothing_until_told_again() {
+        let cache = KeyCache::default();
+        let hash = TokenHash::of("sk_live_a");
+        cache.know_all(KnownKeys::default());
+        cache.put(ticket(cache.get(KeyKind::Customer, &hash)), KeyKind::Customer, hash, None);
+
+        cache.clear();
+
+        assert!(hit(cache.get(KeyKind::Customer, &hash)).is_none());
+        assert!(!cache.token_unknown(&hash));
+    }
+
+    #[test]
+    fn a_full_cache_keeps_its_hot_key() {
+        let cache = KeyCache::with_capacity(100);
+        let tenant = TenantId::generate();
+        let hot = TokenHash::of("sk_live_hot");
+        cache.put(ticket(cache.get(KeyKind::Customer, &hot)), KeyKind::Customer, hot, Some(&found(tenant)));
+
+        for n in 0..10_000 {
+            let cold = TokenHash::of(&format!("sk_live_{n}"));
+            cache.put(ticket(cache.get(KeyKind::Customer, &cold)), KeyKind::Customer, cold, Some(&found(tenant)));
+            assert!(hit(cache.get(KeyKind::Customer, &hot)).is_some(), "hot key lost after {n} others");
+        }
+
+        assert!(cache.inner.by_hash.len() <= 200);
     }
 }

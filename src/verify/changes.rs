@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::cache::KeyCache;
+use super::store;
 use crate::domain::ids::{KeyId, TenantId};
+use crate::domain::token::TokenHash;
 
 /// The NOTIFY channel on which changes reach every replica.
 pub const CHANNEL: &str = "keyward_key_changes";
@@ -28,6 +30,10 @@ pub enum Change {
     Key(KeyId),
     /// A tenant's status or settings changed: every key of it is judged again.
     Tenant(TenantId),
+    /// A key or service token was created: every replica learns it exists (and forgets any
+    /// "no such key" answer for its token). The payload carries the token's SHA-256, which the
+    /// database holds anyway; never the token.
+    Created { id: KeyId, hash: TokenHash },
 }
 
 impl Change {
@@ -36,6 +42,7 @@ impl Change {
         match self {
             Change::Key(id) => format!("key:{id}"),
             Change::Tenant(id) => format!("tenant:{id}"),
+            Change::Created { id, hash } => format!("created:{id}:{}", hex::encode(hash.as_bytes())),
         }
     }
 
@@ -45,6 +52,15 @@ impl Change {
         match payload.split_once(':')? {
             ("key", id) if !id.is_empty() => Some(Change::Key(KeyId::from_trusted(id.to_owned()))),
             ("tenant", id) => TenantId::parse(id).map(Change::Tenant),
+            ("created", rest) => {
+                let (id, hash) = rest.rsplit_once(':')?;
+                let mut bytes = [0u8; 32];
+                hex::decode_to_slice(hash, &mut bytes).ok()?;
+                (!id.is_empty()).then(|| Change::Created {
+                    id: KeyId::from_trusted(id.to_owned()),
+                    hash: TokenHash::from_bytes(bytes),
+                })
+            }
             _ => None,
         }
     }
@@ -95,8 +111,10 @@ async fn listen_once(
     let heartbeat_channel = format!("keyward_heartbeat_{:016x}", rand::random::<u64>());
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen_all([CHANNEL, heartbeat_channel.as_str()]).await?;
-    // Anything may have changed while nobody was listening.
+    // Anything may have changed while nobody was listening. Keys created from here on arrive
+    // as notifications, so the keys read now and those make the complete set.
     cache.clear();
+    cache.know_all(store::known_keys(pool).await?);
     if let Some(ready) = ready.take() {
         let _ = ready.send(());
     }
@@ -197,10 +215,23 @@ mod tests {
     }
 
     #[test]
+    fn a_creation_reads_back_from_its_payload() {
+        let change = Change::Created {
+            id: KeyId::from_trusted("key_01J00000000000000000000000".into()),
+            hash: TokenHash::of("sk_live_example"),
+        };
+
+        assert!(change.payload().starts_with("created:key_01J00000000000000000000000:"));
+        assert_eq!(Change::from_payload(&change.payload()), Some(change));
+    }
+
+    #[test]
     fn payloads_this_version_does_not_know_name_no_change() {
         assert_eq!(Change::from_payload("tenant:not-a-uuid"), None);
         assert_eq!(Change::from_payload("key:"), None);
         assert_eq!(Change::from_payload("webhook:123"), None);
+        assert_eq!(Change::from_payload("created:key_1:not-hex"), None);
+        assert_eq!(Change::from_payload("created::00"), None);
         assert_eq!(Change::from_payload("garbage"), None);
     }
 }

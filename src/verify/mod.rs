@@ -42,15 +42,27 @@ use crate::domain::token::TokenHash;
 use crate::domain::validation::ValidationErrors;
 use crate::service::Context;
 use crate::signing::sigv4;
-use cache::KeyCache;
+use cache::{KeyCache, Lookup};
 use usage::{UsageRecorder, UsageWriter};
 
 /// How a deployment verifies: the SigV4 credential scopes it accepts and whether gateways may
 /// call `/v1/authorize` without a gateway token.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Settings {
     pub sigv4: sigv4::Accept,
     pub open_gateway: bool,
+    /// Keys kept in memory (see `cache`).
+    pub cache_keys: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            sigv4: sigv4::Accept::default(),
+            open_gateway: false,
+            cache_keys: cache::DEFAULT_CAPACITY,
+        }
+    }
 }
 
 /// The verify engine's shared state: the key cache, the usage recorder and the settings.
@@ -71,7 +83,7 @@ pub struct Tasks {
 
 impl Engine {
     pub fn new(settings: Settings) -> (Engine, Tasks) {
-        let cache = KeyCache::default();
+        let cache = KeyCache::with_capacity(settings.cache_keys);
         let (usage, writer) = usage::channel();
         let engine = Engine {
             cache: cache.clone(),
@@ -117,43 +129,52 @@ impl Engine {
         self.usage.dropped_refusals()
     }
 
-    /// The key of `kind` whose token hashes to `hash`, with its tenant's status: from the cache,
-    /// or from the database (and then kept).
+    /// The key of `kind` whose token hashes to `hash`, with its tenant's status: refused at once
+    /// when no key of the deployment has that hash, else from the cache, else from the database
+    /// (and then kept, found or not).
     pub async fn find_by_hash(
         &self,
         pool: &PgPool,
         kind: KeyKind,
         hash: &TokenHash,
     ) -> Result<Option<(Key, Option<TenantStatus>)>, sqlx::Error> {
+        if self.cache.token_unknown(hash) {
+            return Ok(None);
+        }
         match self.cache.get(kind, hash) {
-            Ok(found) => Ok(Some(found)),
-            Err(ticket) => {
+            Lookup::Hit(found) => Ok(found),
+            Lookup::Miss(ticket) => {
                 let found = store::find_by_hash(pool, kind, hash).await?;
-                if let Some((key, status)) = &found {
-                    self.cache.put(ticket, kind, *hash, key, *status);
-                }
+                self.cache.put(ticket, kind, *hash, found.as_ref());
                 Ok(found)
             }
         }
     }
 
-    /// The customer key with this id and its tenant's status and settings: from the cache, or
-    /// from the database (and then kept).
+    /// The customer key with this id and its tenant's status and settings, found as
+    /// [`find_by_hash`](Self::find_by_hash) finds a key.
     async fn find_customer_by_id(
         &self,
         pool: &PgPool,
         id: &KeyId,
     ) -> Result<Option<(Key, TenantStatus, TenantSettings)>, sqlx::Error> {
+        if self.cache.id_unknown(id) {
+            return Ok(None);
+        }
         match self.cache.get_signer(id) {
-            Ok(found) => Ok(Some(found)),
-            Err(ticket) => {
+            Lookup::Hit(found) => Ok(found),
+            Lookup::Miss(ticket) => {
                 let found = store::find_customer_by_id(pool, id).await?;
-                if let Some((key, status, settings)) = &found {
-                    self.cache.put_signer(ticket, key, *status, *settings);
-                }
+                self.cache.put_signer(ticket, id, found.as_ref());
                 Ok(found)
             }
         }
+    }
+
+    /// How many keys this replica knows exist, and whether that is every key of the deployment
+    /// (it is once the change listener has subscribed and read them).
+    pub fn known_keys(&self) -> (usize, bool) {
+        self.cache.known_keys()
     }
 }
 

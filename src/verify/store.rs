@@ -2,7 +2,10 @@
 //! store, `last_used_at`, and the pruning of what has run out.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgExecutor;
+use futures_util::TryStreamExt;
+use sqlx::{PgExecutor, PgPool};
+
+use super::cache::{id_fingerprint, KnownKeys};
 
 use crate::domain::ids::{KeyId, KeyKind};
 use crate::domain::key::Key;
@@ -68,6 +71,21 @@ pub async fn find_customer_by_id(
         TenantStatus::parse(&row.tenant_status).ok_or_else(|| bad_column("tenants.status", &row.tenant_status))?;
     let settings = serde_json::from_value(row.tenant_settings).unwrap_or_default();
     Ok(Some((Key::try_from(row.key)?, status, settings)))
+}
+
+/// The fingerprints of every key and service token, read in one pass.
+pub async fn known_keys(db: &PgPool) -> Result<KnownKeys, sqlx::Error> {
+    let mut known = KnownKeys::default();
+    let mut rows = sqlx::query_as::<_, (Vec<u8>, String)>("SELECT substring(token_hash FROM 1 FOR 8), id FROM api_keys")
+        .fetch(db);
+    while let Some((prefix, id)) = rows.try_next().await? {
+        let Ok(bytes) = <[u8; 8]>::try_from(prefix.as_slice()) else {
+            return Err(bad_column("api_keys.token_hash", "shorter than 8 bytes"));
+        };
+        known.tokens.insert(u64::from_be_bytes(bytes));
+        known.ids.insert(id_fingerprint(&id));
+    }
+    Ok(known)
 }
 
 /// What using one verification of a limit family did.

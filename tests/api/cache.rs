@@ -232,3 +232,101 @@ async fn a_replica_whose_listener_hangs_notices_and_refuses_a_revoked_key(pool: 
     second.pool.close().await;
     assert!(refused, "the second replica still trusted its cache");
 }
+
+/// Runs `during` with the key table out of reach: only memory can answer.
+async fn without_the_key_table<T>(pool: &PgPool, during: impl AsyncFnOnce() -> T) -> T {
+    sqlx::query("ALTER TABLE api_keys RENAME TO api_keys_away").execute(pool).await.unwrap();
+    let answer = during().await;
+    sqlx::query("ALTER TABLE api_keys_away RENAME TO api_keys").execute(pool).await.unwrap();
+    answer
+}
+
+#[sqlx::test]
+async fn tokens_that_match_no_key_are_refused_without_the_database(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    app.key(&tenant, json!({"name": "k"})).await;
+    let unknown: Vec<String> = (0..3)
+        .map(|_| keyward::domain::token::NewToken::generate(keyward::domain::token::TokenPrefix::Live))
+        .map(|token| token.expose().to_owned())
+        .collect();
+    assert_eq!(app.verify(&unknown[0], &[]).await["code"], "NOT_FOUND"); // the caller is now cached
+
+    let answers = without_the_key_table(&app.pool, async || {
+        let mut answers = Vec::new();
+        for token in &unknown {
+            answers.push(app.verify(token, &[]).await["code"].clone());
+        }
+        answers
+    })
+    .await;
+
+    assert_eq!(answers, vec![json!("NOT_FOUND"); 3]);
+}
+
+#[sqlx::test]
+async fn a_key_not_yet_cached_still_needs_the_database(pool: PgPool) {
+    // The control for the test above: a real key that was never verified is looked up.
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let (_, token) = app.key(&tenant, json!({"name": "k"})).await;
+    assert_eq!(app.verify(&token[..token.len() - 1], &[]).await["code"], "MALFORMED");
+
+    let status = without_the_key_table(&app.pool, async || {
+        app.post("/v1/verify", &app.admin, json!({"key": token})).await.status
+    })
+    .await;
+
+    assert_ne!(status, StatusCode::OK);
+}
+
+#[sqlx::test]
+async fn a_key_created_on_one_replica_verifies_on_another_without_waiting_for_a_ttl(pool: PgPool) {
+    let first = TestApp::spawn(pool.clone()).await;
+    let second = TestApp::spawn(pool).await;
+    let tenant = first.tenant("acme").await;
+    let probe = keyward::domain::token::NewToken::generate(keyward::domain::token::TokenPrefix::Live);
+    assert_eq!(second.verify(probe.expose(), &[]).await["code"], "NOT_FOUND");
+
+    let (_, token) = first.key(&tenant, json!({"name": "k"})).await;
+
+    assert!(eventually(async || second.verify(&token, &[]).await["code"] == "VALID").await);
+}
+
+/// Ends the change listener's connection of the replica whose pool is named `application`.
+async fn terminate_listener(pool: &PgPool, application: &str) {
+    let ended: bool = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE application_name = $1 AND query LIKE 'LISTEN%'",
+    )
+    .bind(application)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert!(ended);
+}
+
+#[sqlx::test]
+async fn keys_created_and_revoked_across_a_forced_listener_reconnect_are_seen(pool: PgPool) {
+    let first = TestApp::spawn(pool.clone()).await;
+    let second_pool = own_pool(&pool, "replica-two", 5000).await;
+    let second = TestApp::spawn_configured(second_pool, TestApp::config(), |ctx| ctx).await;
+    let tenant = first.tenant("acme").await;
+    let (old, old_token) = first.key(&tenant, json!({"name": "old"})).await;
+    assert_eq!(second.verify(&old_token, &[]).await["code"], "VALID");
+
+    terminate_listener(&pool, "replica-two").await;
+    let (_, new_token) = first.key(&tenant, json!({"name": "new"})).await;
+    let revoked = first
+        .post(
+            &format!("/v1/tenants/{tenant}/keys/{}/revoke", old["id"].as_str().unwrap()),
+            &first.admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(revoked.status, StatusCode::OK);
+
+    assert!(eventually(async || second.verify(&new_token, &[]).await["code"] == "VALID").await);
+    assert!(eventually(async || second.verify(&old_token, &[]).await["code"] == "REVOKED").await);
+    second.pool.close().await;
+}

@@ -77,6 +77,7 @@ impl TestApp {
             trusted_proxies: Vec::new(),
             authorize_open: false,
             usage_flush_ms: 3_600_000,
+            cache_keys: 100_000,
         }
     }
 

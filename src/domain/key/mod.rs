@@ -308,16 +308,14 @@ mod draft;
 pub use draft::*;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn key(expires_at: Option<DateTime<Utc>>, revoked: bool, enabled: bool) -> Key {
-        let now = Utc::now();
+impl Key {
+    /// An active customer key of `tenant_id` with no scopes and no limits, for unit tests.
+    pub(crate) fn example(tenant_id: Option<TenantId>) -> Key {
         let id = KeyId::generate(KeyKind::Customer);
         Key {
             limit_family: id.clone(),
             id,
-            tenant_id: Some(TenantId::generate()),
+            tenant_id,
             name: "k".into(),
             environment: Environment::Live,
             prefix: "sk_live_".into(),
@@ -325,17 +323,31 @@ mod tests {
             grants: Grants::Scopes(vec![]),
             metadata: serde_json::json!({}),
             owner_id: None,
-            created_at: now,
+            created_at: Utc::now(),
             created_by: None,
-            expires_at,
-            revoked_at: revoked.then_some(now),
+            expires_at: None,
+            revoked_at: None,
             revoked_reason: None,
-            enabled,
+            enabled: true,
             last_used_at: None,
             rotated_from: None,
             signing_secret: None,
             remaining: None,
             rate_limit: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(expires_at: Option<DateTime<Utc>>, revoked: bool, enabled: bool) -> Key {
+        Key {
+            expires_at,
+            revoked_at: revoked.then(Utc::now),
+            enabled,
+            ..Key::example(Some(TenantId::generate()))
         }
     }
 

@@ -62,7 +62,11 @@ pub async fn create_key(
         "signing": signing_secret.is_some(),
     }));
     repo::audit::append(&mut tx, &event).await?;
-    tx.commit().await?;
+    let created = Change::Created {
+        id: key.id.clone(),
+        hash: token.hash(),
+    };
+    ctx.verify.commit(tx, &[created]).await?;
     Ok(IssuedKey {
         key,
         token,

@@ -247,7 +247,11 @@ pub async fn rotate(
         "previous_expires_at": previous.expires_at,
     }));
     repo::audit::append(&mut tx, &event).await?;
-    ctx.verify.commit(tx, &[Change::Key(old.id.clone())]).await?;
+    let created = Change::Created {
+        id: key.id.clone(),
+        hash: token.hash(),
+    };
+    ctx.verify.commit(tx, &[Change::Key(old.id.clone()), created]).await?;
     Ok(Rotated {
         issued: IssuedKey {
             key,

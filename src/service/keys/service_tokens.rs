@@ -2,6 +2,7 @@
 //! bootstrap.
 
 use super::{check_owner, IssuedKey};
+use crate::verify::Change;
 use crate::domain::audit::{Actor, AuditAction, NewAuditEvent, Outcome, RequestMeta};
 use crate::domain::key::{Environment, Grants, KeyTemplate, ServiceTokenDraft, ServiceTokenSpec};
 use crate::domain::permissions::{authorize, Action, Caller, Denied, TenantScope};
@@ -67,7 +68,11 @@ pub async fn issue_service_token(
     .target("service_token", &key.id)
     .details(serde_json::json!({ "name": key.name, "permissions": key.grants.names(), "expires_at": key.expires_at }));
     repo::audit::append(&mut tx, &event).await?;
-    tx.commit().await?;
+    let created = Change::Created {
+        id: key.id.clone(),
+        hash: token.hash(),
+    };
+    ctx.verify.commit(tx, &[created]).await?;
     Ok(IssuedKey {
         key,
         token,
