@@ -114,7 +114,9 @@ struct Known {
 
 pub fn token_fingerprint(hash: &TokenHash) -> u64 {
     let bytes = hash.as_bytes();
-    u64::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7]])
+    u64::from_be_bytes([
+        bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
+    ])
 }
 
 pub fn id_fingerprint(id: &str) -> u64 {
@@ -282,7 +284,9 @@ impl KeyCache {
 
     /// Records a change, stamped with a new generation, through `record`.
     fn invalidate(&self, record: impl FnOnce(&mut Invalidations, (u64, Instant))) {
-        let Ok(mut invalidations) = self.inner.invalidations.write() else { return };
+        let Ok(mut invalidations) = self.inner.invalidations.write() else {
+            return;
+        };
         // Moved on under the lock: a reader that sees the new generation then finds the record.
         let generation = self.inner.generation.fetch_add(1, Ordering::AcqRel) + 1;
         let now = Instant::now();
@@ -388,7 +392,12 @@ mod tests {
         let hash = TokenHash::of("sk_live_a");
         let key = found(TenantId::generate());
 
-        cache.put(ticket(cache.get(KeyKind::Customer, &hash)), KeyKind::Customer, hash, Some(&key));
+        cache.put(
+            ticket(cache.get(KeyKind::Customer, &hash)),
+            KeyKind::Customer,
+            hash,
+            Some(&key),
+        );
 
         let (cached, _) = hit(cache.get(KeyKind::Customer, &hash)).unwrap().unwrap();
         assert_eq!(cached.id, key.0.id);
@@ -412,7 +421,12 @@ mod tests {
         let cache = KeyCache::default();
         let hash = TokenHash::of("sk_live_a");
         let key = found(TenantId::generate());
-        cache.put(ticket(cache.get(KeyKind::Customer, &hash)), KeyKind::Customer, hash, Some(&key));
+        cache.put(
+            ticket(cache.get(KeyKind::Customer, &hash)),
+            KeyKind::Customer,
+            hash,
+            Some(&key),
+        );
 
         cache.evict(&Change::Key(KeyId::generate(KeyKind::Customer)));
 
@@ -424,8 +438,18 @@ mod tests {
         let cache = KeyCache::default();
         let (acme, globex) = (TenantId::generate(), TenantId::generate());
         let (a, b) = (TokenHash::of("sk_live_a"), TokenHash::of("sk_live_b"));
-        cache.put(ticket(cache.get(KeyKind::Customer, &a)), KeyKind::Customer, a, Some(&found(acme)));
-        cache.put(ticket(cache.get(KeyKind::Customer, &b)), KeyKind::Customer, b, Some(&found(globex)));
+        cache.put(
+            ticket(cache.get(KeyKind::Customer, &a)),
+            KeyKind::Customer,
+            a,
+            Some(&found(acme)),
+        );
+        cache.put(
+            ticket(cache.get(KeyKind::Customer, &b)),
+            KeyKind::Customer,
+            b,
+            Some(&found(globex)),
+        );
 
         cache.evict(&Change::Tenant(acme));
 
@@ -437,7 +461,12 @@ mod tests {
     fn a_no_such_key_answer_is_kept_until_a_key_is_created_with_that_token() {
         let cache = KeyCache::default();
         let hash = TokenHash::of("sk_live_a");
-        cache.put(ticket(cache.get(KeyKind::Customer, &hash)), KeyKind::Customer, hash, None);
+        cache.put(
+            ticket(cache.get(KeyKind::Customer, &hash)),
+            KeyKind::Customer,
+            hash,
+            None,
+        );
         assert!(matches!(hit(cache.get(KeyKind::Customer, &hash)), Some(None)));
 
         let id = KeyId::generate(KeyKind::Customer);
@@ -491,7 +520,12 @@ mod tests {
         let cache = KeyCache::default();
         let hash = TokenHash::of("sk_live_a");
         cache.know_all(KnownKeys::default());
-        cache.put(ticket(cache.get(KeyKind::Customer, &hash)), KeyKind::Customer, hash, None);
+        cache.put(
+            ticket(cache.get(KeyKind::Customer, &hash)),
+            KeyKind::Customer,
+            hash,
+            None,
+        );
 
         cache.clear();
 
@@ -504,12 +538,25 @@ mod tests {
         let cache = KeyCache::with_capacity(100);
         let tenant = TenantId::generate();
         let hot = TokenHash::of("sk_live_hot");
-        cache.put(ticket(cache.get(KeyKind::Customer, &hot)), KeyKind::Customer, hot, Some(&found(tenant)));
+        cache.put(
+            ticket(cache.get(KeyKind::Customer, &hot)),
+            KeyKind::Customer,
+            hot,
+            Some(&found(tenant)),
+        );
 
         for n in 0..10_000 {
             let cold = TokenHash::of(&format!("sk_live_{n}"));
-            cache.put(ticket(cache.get(KeyKind::Customer, &cold)), KeyKind::Customer, cold, Some(&found(tenant)));
-            assert!(hit(cache.get(KeyKind::Customer, &hot)).is_some(), "hot key lost after {n} others");
+            cache.put(
+                ticket(cache.get(KeyKind::Customer, &cold)),
+                KeyKind::Customer,
+                cold,
+                Some(&found(tenant)),
+            );
+            assert!(
+                hit(cache.get(KeyKind::Customer, &hot)).is_some(),
+                "hot key lost after {n} others"
+            );
         }
 
         assert!(cache.inner.by_hash.len() <= 200);

@@ -76,8 +76,8 @@ pub async fn find_customer_by_id(
 /// The fingerprints of every key and service token, read in one pass.
 pub async fn known_keys(db: &PgPool) -> Result<KnownKeys, sqlx::Error> {
     let mut known = KnownKeys::default();
-    let mut rows = sqlx::query_as::<_, (Vec<u8>, String)>("SELECT substring(token_hash FROM 1 FOR 8), id FROM api_keys")
-        .fetch(db);
+    let mut rows =
+        sqlx::query_as::<_, (Vec<u8>, String)>("SELECT substring(token_hash FROM 1 FOR 8), id FROM api_keys").fetch(db);
     while let Some((prefix, id)) = rows.try_next().await? {
         let Ok(bytes) = <[u8; 8]>::try_from(prefix.as_slice()) else {
             return Err(bad_column("api_keys.token_hash", "shorter than 8 bytes"));

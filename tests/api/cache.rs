@@ -235,9 +235,15 @@ async fn a_replica_whose_listener_hangs_notices_and_refuses_a_revoked_key(pool: 
 
 /// Runs `during` with the key table out of reach: only memory can answer.
 async fn without_the_key_table<T>(pool: &PgPool, during: impl AsyncFnOnce() -> T) -> T {
-    sqlx::query("ALTER TABLE api_keys RENAME TO api_keys_away").execute(pool).await.unwrap();
+    sqlx::query("ALTER TABLE api_keys RENAME TO api_keys_away")
+        .execute(pool)
+        .await
+        .unwrap();
     let answer = during().await;
-    sqlx::query("ALTER TABLE api_keys_away RENAME TO api_keys").execute(pool).await.unwrap();
+    sqlx::query("ALTER TABLE api_keys_away RENAME TO api_keys")
+        .execute(pool)
+        .await
+        .unwrap();
     answer
 }
 

@@ -585,11 +585,20 @@ async fn a_key_id_that_names_no_key_is_refused_without_the_database(pool: PgPool
     let tenant = app.tenant("acme").await;
     let (key_id, secret) = signing_key(&app, &tenant, &[]).await;
     let stranger = "key_01JZZZZZZZZZZZZZZZZZZZZZZZ";
-    assert_eq!(verify(&app, &hmac_signed(&key_id, &secret, app.clock().now())).await["code"], "VALID");
+    assert_eq!(
+        verify(&app, &hmac_signed(&key_id, &secret, app.clock().now())).await["code"],
+        "VALID"
+    );
 
-    sqlx::query("ALTER TABLE api_keys RENAME TO api_keys_away").execute(&app.pool).await.unwrap();
+    sqlx::query("ALTER TABLE api_keys RENAME TO api_keys_away")
+        .execute(&app.pool)
+        .await
+        .unwrap();
     let answer = verify(&app, &hmac_signed(stranger, &secret, app.clock().now())).await;
-    sqlx::query("ALTER TABLE api_keys_away RENAME TO api_keys").execute(&app.pool).await.unwrap();
+    sqlx::query("ALTER TABLE api_keys_away RENAME TO api_keys")
+        .execute(&app.pool)
+        .await
+        .unwrap();
 
     assert_eq!(answer["code"], "NOT_FOUND");
 }

@@ -2,13 +2,13 @@
 //! bootstrap.
 
 use super::{check_owner, IssuedKey};
-use crate::verify::Change;
 use crate::domain::audit::{Actor, AuditAction, NewAuditEvent, Outcome, RequestMeta};
 use crate::domain::key::{Environment, Grants, KeyTemplate, ServiceTokenDraft, ServiceTokenSpec};
 use crate::domain::permissions::{authorize, Action, Caller, Denied, TenantScope};
 use crate::domain::token::{NewToken, TokenPrefix};
 use crate::repo::{self};
 use crate::service::{actor_of, Context, Result};
+use crate::verify::Change;
 
 /// Issues a service token on behalf of a caller, who cannot grant permissions it lacks.
 pub async fn create_service_token(
