@@ -79,7 +79,9 @@ impl App {
         if ctx.master_keys.is_none() {
             tracing::warn!("no KEYWARD_MASTER_KEYS: keys cannot be issued with signing secrets");
         }
-        self.tasks.start(ctx.pool.clone(), self.usage_flush).await;
+        self.tasks
+            .start(ctx.pool.clone(), self.usage_flush, ctx.clock.clone())
+            .await;
         background::spawn_pruner(ctx.pool.clone(), ctx.clock.clone());
         let app = crate::http::router(ctx.clone());
         axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())

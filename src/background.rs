@@ -2,7 +2,8 @@
 //! - the verify engine's change listener and usage writer (`verify::Tasks`);
 //! - the pruner, here: it forgets what can no longer matter, so that no table grows with time.
 //!   Replay-store entries go once their signature's window has closed (such a signature is
-//!   refused as expired anyway), rate-limit windows once they are over. Login failures are
+//!   refused as expired anyway), rate-limit windows once they are over, verification counts
+//!   after [`USAGE_RETENTION`]. Login failures are
 //!   forgotten by the login throttle itself, as attempts come in.
 
 use chrono::{DateTime, Utc};
@@ -10,6 +11,7 @@ use sqlx::PgPool;
 use std::time::Duration;
 
 use crate::clock::Clock;
+use crate::repo;
 use crate::verify::store;
 
 /// How often the pruner runs.
@@ -18,11 +20,16 @@ pub const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 /// Rate windows are at most a day long: one that started two days ago is over.
 const RATE_WINDOW_RETENTION: chrono::Duration = chrono::Duration::days(2);
 
+/// How long verification counts are kept: long enough to bill a quarter and compare it with the
+/// one before.
+pub const USAGE_RETENTION: chrono::Duration = chrono::Duration::days(400);
+
 /// What one pruning pass removed.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Pruned {
     pub replays: u64,
     pub rate_windows: u64,
+    pub usage_counts: u64,
 }
 
 /// One pruning pass, as of `now`.
@@ -30,6 +37,7 @@ pub async fn prune(pool: &PgPool, now: DateTime<Utc>) -> Result<Pruned, sqlx::Er
     Ok(Pruned {
         replays: store::prune_replays(pool, now).await?,
         rate_windows: store::prune_rate_windows(pool, now - RATE_WINDOW_RETENTION).await?,
+        usage_counts: repo::usage::prune(pool, now - USAGE_RETENTION).await?,
     })
 }
 

@@ -11,5 +11,6 @@ pub mod permissions;
 pub mod scope;
 pub mod tenant;
 pub mod token;
+pub mod usage;
 pub mod user;
 pub mod validation;

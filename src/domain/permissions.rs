@@ -241,6 +241,8 @@ pub enum Action {
     WriteKeys,
     ManageServiceTokens,
     ReadAudit,
+    /// Read verification counts (the usage API): whoever may read the keys.
+    ReadUsage,
     VerifyKeys,
     ReadMembers,
     ManageMembers,
@@ -252,7 +254,7 @@ impl Action {
             Action::CreateTenant | Action::ListTenants | Action::UpdateTenant => Permission::TenantsAdmin,
             Action::ManageServiceTokens | Action::ReadMembers | Action::ManageMembers => Permission::TenantsAdmin,
             Action::ConfigureTenant => Permission::TenantsAdmin,
-            Action::ReadTenant | Action::ReadKeys => Permission::KeysRead,
+            Action::ReadTenant | Action::ReadKeys | Action::ReadUsage => Permission::KeysRead,
             Action::WriteKeys => Permission::KeysWrite,
             Action::ReadAudit => Permission::AuditRead,
             Action::VerifyKeys => Permission::KeysVerify,
@@ -273,6 +275,7 @@ impl Action {
                 ReadTenant
                     | ConfigureTenant
                     | ReadKeys
+                    | ReadUsage
                     | WriteKeys
                     | ManageServiceTokens
                     | ReadAudit
@@ -281,10 +284,17 @@ impl Action {
             ),
             Role::Admin => matches!(
                 self,
-                ReadTenant | ConfigureTenant | ReadKeys | WriteKeys | ManageServiceTokens | ReadAudit | ReadMembers
+                ReadTenant
+                    | ConfigureTenant
+                    | ReadKeys
+                    | ReadUsage
+                    | WriteKeys
+                    | ManageServiceTokens
+                    | ReadAudit
+                    | ReadMembers
             ),
-            Role::Developer => matches!(self, ReadTenant | ReadKeys | WriteKeys),
-            Role::Auditor => matches!(self, ReadTenant | ReadKeys | ReadAudit),
+            Role::Developer => matches!(self, ReadTenant | ReadKeys | ReadUsage | WriteKeys),
+            Role::Auditor => matches!(self, ReadTenant | ReadKeys | ReadUsage | ReadAudit),
         }
     }
 }

@@ -7,6 +7,7 @@ use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use super::csv::csv_field;
 use super::extract::{Authenticated, Json, Query};
 use super::parse_tenant_id;
 use crate::domain::audit::AuditEvent;
@@ -61,21 +62,6 @@ const CSV_COLUMNS: [&str; 13] = [
     "user_agent",
     "details",
 ];
-
-/// One CSV cell. Cells a spreadsheet would run as a formula (leading `=`, `+`, `-`, `@`, tab or
-/// CR) get a leading `'`, so an exported user agent or email cannot execute in the reviewer's sheet.
-fn csv_field(text: &str) -> String {
-    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{text}")
-    } else {
-        text.to_owned()
-    };
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_owned()
-    }
-}
 
 fn csv_line(event: &AuditEvent) -> String {
     let json = |v: &serde_json::Value| match v {
@@ -172,21 +158,6 @@ async fn tenant_audit(
 ) -> Result<Response, ApiError> {
     let tenant = parse_tenant_id(&tenant_id)?;
     respond(&ctx, &caller, Some(tenant), query.into(), &headers).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn csv_cells_are_quoted_and_defused() {
-        assert_eq!(csv_field("plain"), "plain");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
-        assert_eq!(csv_field("@SUM(A1)"), "'@SUM(A1)");
-        assert_eq!(csv_field("-1"), "'-1");
-    }
 }
 
 /// Query of `GET /v1/audit` and `GET /v1/tenants/{tenant_id}/audit`.

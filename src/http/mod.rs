@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod credentials;
+mod csv;
 pub mod extract;
 pub mod forward_auth;
 pub mod health;
@@ -10,6 +11,7 @@ pub mod members;
 pub mod service_tokens;
 pub mod sessions;
 pub mod tenants;
+pub mod usage;
 pub mod verify;
 
 use axum::extract::{DefaultBodyLimit, Request};
@@ -70,6 +72,7 @@ fn api() -> OpenApiRouter<Context> {
         .merge(service_tokens::router())
         .merge(verify::router())
         .merge(audit::router())
+        .merge(usage::router())
         .merge(sessions::router())
         .merge(members::router())
         .merge(forward_auth::router())

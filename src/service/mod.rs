@@ -8,6 +8,7 @@ pub mod keys;
 pub mod members;
 pub mod sessions;
 pub mod tenants;
+pub mod usage;
 
 use sqlx::PgPool;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! the key's state, then its limits. Successes note `last_used_at` and refusals their audit
 //! event through the usage writer, so no verification waits on a database write.
 
-use super::{judge, limits, Verdict, VerifyCode};
+use super::{judge, limits, usage, Verdict, VerifyCode};
 use crate::domain::audit::{AuditAction, NewAuditEvent, Outcome, RequestMeta};
 use crate::domain::ids::KeyKind;
 use crate::domain::key::Key;
@@ -56,45 +56,58 @@ pub async fn verify_key(
         },
         (_, code) => (code, None),
     };
-    let key = match (key, code) {
+    record_outcome(ctx, caller, meta, key.as_ref(), code, || {
+        let mut details = serde_json::json!({
+            "code": code.as_str(),
+            "required_scopes": required.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        });
+        if id_mismatch {
+            details["key_id_mismatch"] = serde_json::Value::Bool(true);
+        }
+        details
+    });
+    match (key, code) {
         (Some(key), VerifyCode::Valid) => {
             ctx.verify.note_use(&key.id, now);
-            return Ok(Verdict::valid(key, None, remaining));
+            Ok(Verdict::valid(key, None, remaining))
         }
-        (key, _) => key,
-    };
-    let mut details = serde_json::json!({
-        "code": code.as_str(),
-        "required_scopes": required.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-    });
-    if id_mismatch {
-        details["key_id_mismatch"] = serde_json::Value::Bool(true);
+        _ => Ok(Verdict::refused(code, None)),
     }
-    record_refusal(ctx, caller, meta, key.as_ref(), details);
-    Ok(Verdict::refused(code, None))
 }
 
-/// Queues the audit event of a refused verification: batched by the usage writer, so a
-/// refusal never waits on a database write (nor for room in the queue). `key` is the key when one was found.
-pub(super) fn record_refusal(
+/// Counts a verification's outcome under the key's tenant (or the caller's, when the token
+/// matched no key it may see). A refusal of a real key also gets its coalesced audit event,
+/// whose details `details` makes when it is the first of its key, code and minute. Nothing
+/// here waits on the database.
+pub(super) fn record_outcome(
     ctx: &Context,
     caller: &Caller,
     meta: &RequestMeta,
     key: Option<&Key>,
-    details: serde_json::Value,
+    code: VerifyCode,
+    details: impl FnOnce() -> serde_json::Value,
 ) {
+    let now = ctx.clock.now();
     let tenant = key.and_then(|k| k.tenant_id).or(caller.bound_tenant());
-    let mut event = NewAuditEvent::new(
-        ctx.clock.now(),
-        &caller.actor(),
-        meta,
+    let outcome = usage::Outcome {
         tenant,
-        AuditAction::KeyVerifyFailed,
-        Outcome::Denied,
-    )
-    .details(details);
-    if let Some(key) = key {
-        event = event.target("key", &key.id);
-    }
-    ctx.verify.note_refusal(event);
+        key: key.map(|k| &k.id),
+        code,
+        at: now,
+    };
+    ctx.verify.count(outcome, || {
+        let event = NewAuditEvent::new(
+            now,
+            &caller.actor(),
+            meta,
+            tenant,
+            AuditAction::KeyVerifyFailed,
+            Outcome::Denied,
+        )
+        .details(details());
+        match key {
+            Some(key) => event.target("key", &key.id),
+            None => event,
+        }
+    });
 }

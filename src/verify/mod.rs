@@ -32,6 +32,7 @@ pub use key::verify_key;
 pub use signed::verify_request;
 pub use verdict::{judge, Verdict, VerifyCode};
 
+use crate::clock::Clock;
 use crate::domain::audit::NewAuditEvent;
 use crate::domain::ids::{KeyId, KeyKind};
 use crate::domain::key::Key;
@@ -120,13 +121,15 @@ impl Engine {
         self.usage.key_used(id, at);
     }
 
-    fn note_refusal(&self, event: NewAuditEvent) {
-        self.usage.verify_failed(event);
+    /// Counts a verification's outcome; `event` makes the audit event of a refusal of a real
+    /// key, asked for once per key, code and minute (see `usage`).
+    fn count(&self, outcome: usage::Outcome<'_>, event: impl FnOnce() -> NewAuditEvent) {
+        self.usage.outcome(outcome, event);
     }
 
-    /// How many refusal events went unrecorded because the usage queue was full.
-    pub fn dropped_refusals(&self) -> u64 {
-        self.usage.dropped_refusals()
+    /// How many outcomes or refusal events went unrecorded because the tallies were full.
+    pub fn dropped_outcomes(&self) -> u64 {
+        self.usage.dropped()
     }
 
     /// The key of `kind` whose token hashes to `hash`, with its tenant's status: refused at once
@@ -197,10 +200,10 @@ impl Tasks {
     /// Starts the change listener and the usage writer on the current Tokio runtime, and
     /// returns once the listener has subscribed (or failed its first attempt, or
     /// `LISTENER_START` passed): a cache filled before then would be cleared when it subscribes.
-    pub async fn start(self, pool: PgPool, usage_flush: Duration) {
+    pub async fn start(self, pool: PgPool, usage_flush: Duration, clock: Clock) {
         let (ready, subscribed) = tokio::sync::oneshot::channel();
         tokio::spawn(changes::listen(self.cache, pool.clone(), ready));
-        tokio::spawn(self.writer.run(pool, usage_flush));
+        tokio::spawn(self.writer.run(pool, usage_flush, clock));
         let _ = tokio::time::timeout(LISTENER_START, subscribed).await;
     }
 }

@@ -6,7 +6,7 @@
 
 use secrecy::ExposeSecret;
 
-use super::key::record_refusal;
+use super::key::record_outcome;
 use super::{judge, limits, store, Verdict, VerifyCode};
 use crate::domain::audit::RequestMeta;
 use crate::domain::ids::{KeyId, KeyKind};
@@ -97,11 +97,14 @@ pub async fn verify_request(
         Ok(remaining) => remaining,
         Err(code) => return Ok(refused(ctx, caller, meta, scheme, Some(&key), code)),
     };
+    record_outcome(ctx, caller, meta, Some(&key), VerifyCode::Valid, || {
+        serde_json::Value::Null
+    });
     ctx.verify.note_use(&key.id, now);
     Ok(Verdict::valid(key, scheme, remaining))
 }
 
-/// Records the refusal and builds the verdict.
+/// Counts the refusal and builds the verdict.
 fn refused(
     ctx: &Context,
     caller: &Caller,
@@ -110,10 +113,11 @@ fn refused(
     key: Option<&Key>,
     code: VerifyCode,
 ) -> Verdict {
-    let details = serde_json::json!({
-        "code": code.as_str(),
-        "scheme": scheme.map(Scheme::as_str),
+    record_outcome(ctx, caller, meta, key, code, || {
+        serde_json::json!({
+            "code": code.as_str(),
+            "scheme": scheme.map(Scheme::as_str),
+        })
     });
-    record_refusal(ctx, caller, meta, key, details);
     Verdict::refused(code, scheme)
 }

@@ -1,53 +1,117 @@
-//! The usage writer: side effects of verification that must not cost a database write per call.
-//! `last_used_at` updates are coalesced per key, and audit events of refused verifications are
-//! batched. Both are written every interval, when a batch fills, on `flush`, and on shutdown.
-//! [`UsageRecorder`] is the sending half every verification holds; [`UsageWriter`] the
-//! background task, started by `App::serve`.
+//! The usage writer: what verification records without a database write per call.
+//! - Outcomes are counted per (tenant, key or none, code, minute) and added to
+//!   `verification_counts` in one statement per batch: a flood of refused calls grows a count,
+//!   never a table.
+//! - A refused verification of a real key gets one coalesced `key.verify_failed` audit event per
+//!   key, code and minute on each replica, with how many there were; a token that matches no
+//!   key gets none (it is counted under the caller's tenant).
+//! - `last_used_at` updates are coalesced per key.
+//!
+//! All of it is written every interval, on `flush` and on shutdown; events wait for their minute
+//! to end (or a flush), so that the count is complete. [`UsageRecorder`] is the half every
+//! verification holds (it never waits: the tallies are behind a lock held for a map update);
+//! [`UsageWriter`] the background task, started by `App::serve`.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use sqlx::PgPool;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
-use super::store;
+use super::{store, VerifyCode};
+use crate::clock::Clock;
 use crate::domain::audit::NewAuditEvent;
-use crate::domain::ids::KeyId;
+use crate::domain::ids::{KeyId, TenantId};
 use crate::repo;
+use crate::repo::usage::Count;
 
 const CHANNEL_CAPACITY: usize = 16_384;
-const AUDIT_BATCH: usize = 500;
-/// Events kept for a retry while the database is unreachable; beyond it the oldest are dropped.
+/// Coalesced events kept while the database is unreachable; beyond it new ones are dropped
+/// (their calls are still counted).
 const MAX_PENDING_EVENTS: usize = 100_000;
+/// Distinct counters kept while the database is unreachable; beyond it new ones are dropped.
+const MAX_PENDING_COUNTS: usize = 1_000_000;
 
 enum Message {
     Used(KeyId, DateTime<Utc>),
-    Failed(Box<NewAuditEvent>),
     Flush(oneshot::Sender<()>),
+}
+
+/// One verification outcome: whose, of which key (if the token matched one), which code, when.
+pub struct Outcome<'a> {
+    pub tenant: Option<TenantId>,
+    pub key: Option<&'a KeyId>,
+    pub code: VerifyCode,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct RefusalKey {
+    key: KeyId,
+    code: VerifyCode,
+    minute: DateTime<Utc>,
+}
+
+/// What one write takes out of the tallies: the counters, and the events due.
+struct Batch {
+    counts: Vec<(Count, i64)>,
+    events: Vec<(RefusalKey, Coalesced)>,
+}
+
+struct Coalesced {
+    /// The event of the first refusal of its minute; the count is added when it is written.
+    event: NewAuditEvent,
+    count: i64,
+}
+
+#[derive(Default)]
+struct Tallies {
+    counts: HashMap<Count, i64>,
+    refusals: HashMap<RefusalKey, Coalesced>,
+    /// Refusals whose event was written before their minute ended (a flush): the rest of that
+    /// minute is counted only, so there is still one event per key, code and minute.
+    written: HashSet<RefusalKey>,
 }
 
 #[derive(Clone, Debug)]
 pub struct UsageRecorder {
     sender: mpsc::Sender<Message>,
-    dropped_refusals: Arc<AtomicU64>,
+    tallies: Arc<Mutex<Tallies>>,
+    dropped: Arc<AtomicU64>,
 }
 
-/// The background half: writes what the recorders send.
+impl std::fmt::Debug for Tallies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Tallies({} counts, {} refusals)",
+            self.counts.len(),
+            self.refusals.len()
+        )
+    }
+}
+
+/// The background half: writes what the recorders tally and send.
 pub struct UsageWriter {
     receiver: mpsc::Receiver<Message>,
+    tallies: Arc<Mutex<Tallies>>,
 }
 
-/// A recorder and the writer it sends to. Nothing a recorder does waits for room in the queue:
-/// what does not fit is dropped (and refusal events counted as dropped).
 pub fn channel() -> (UsageRecorder, UsageWriter) {
     let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
+    let tallies = Arc::new(Mutex::new(Tallies::default()));
     let recorder = UsageRecorder {
         sender,
-        dropped_refusals: Arc::default(),
+        tallies: tallies.clone(),
+        dropped: Arc::default(),
     };
-    (recorder, UsageWriter { receiver })
+    (recorder, UsageWriter { receiver, tallies })
+}
+
+fn minute_of(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.duration_trunc(TimeDelta::minutes(1)).unwrap_or(at)
 }
 
 impl UsageRecorder {
@@ -56,24 +120,68 @@ impl UsageRecorder {
         let _ = self.sender.try_send(Message::Used(id.clone(), at));
     }
 
-    /// Queues the audit event of a refused verification. A refusal never waits: when the queue
-    /// is full (the database is slow or gone, or a flood outruns the writer) the event is
-    /// dropped and counted, and the count is logged as it doubles.
-    pub fn verify_failed(&self, event: NewAuditEvent) {
-        if self.sender.try_send(Message::Failed(Box::new(event))).is_err() {
-            let dropped = self.dropped_refusals.fetch_add(1, Ordering::Relaxed) + 1;
-            if dropped.is_power_of_two() {
-                tracing::warn!(dropped, "the usage queue is full: refused verifications go unrecorded");
+    /// Counts an outcome; for a refusal of a real key, `event` makes the audit event of the first
+    /// refusal of its key, code and minute (called at most once per minute).
+    pub fn outcome(&self, outcome: Outcome<'_>, event: impl FnOnce() -> NewAuditEvent) {
+        let minute = minute_of(outcome.at);
+        let Ok(mut tallies) = self.tallies.lock() else { return };
+        let counter = Count {
+            tenant: outcome.tenant,
+            key: outcome.key.cloned(),
+            code: outcome.code.as_str(),
+            minute,
+        };
+        let full = tallies.counts.len() >= MAX_PENDING_COUNTS;
+        match tallies.counts.get_mut(&counter) {
+            Some(count) => *count += 1,
+            None if full => return self.dropped_one(),
+            None => {
+                tallies.counts.insert(counter, 1);
+            }
+        }
+        let (Some(key), false) = (outcome.key, outcome.code == VerifyCode::Valid) else {
+            return;
+        };
+        let refusal = RefusalKey {
+            key: key.clone(),
+            code: outcome.code,
+            minute,
+        };
+        if tallies.written.contains(&refusal) {
+            return;
+        }
+        let full = tallies.refusals.len() >= MAX_PENDING_EVENTS;
+        match tallies.refusals.get_mut(&refusal) {
+            Some(coalesced) => coalesced.count += 1,
+            None if full => self.dropped_one(),
+            None => {
+                tallies.refusals.insert(
+                    refusal,
+                    Coalesced {
+                        event: event(),
+                        count: 1,
+                    },
+                );
             }
         }
     }
 
-    /// How many refusal events were dropped for a full queue since start.
-    pub fn dropped_refusals(&self) -> u64 {
-        self.dropped_refusals.load(Ordering::Relaxed)
+    fn dropped_one(&self) {
+        let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        if dropped.is_power_of_two() {
+            tracing::warn!(
+                dropped,
+                "verification tallies are full (is the database away?): outcomes go uncounted"
+            );
+        }
     }
 
-    /// Writes everything queued so far and waits until it is written.
+    /// How many outcomes or refusal events went unrecorded because the tallies were full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Writes everything tallied and queued so far and waits until it is written.
     pub async fn flush(&self) {
         let (ack, done) = oneshot::channel();
         if self.sender.send(Message::Flush(ack)).await.is_ok() {
@@ -82,77 +190,125 @@ impl UsageRecorder {
     }
 }
 
-#[derive(Default)]
-struct Pending {
-    last_used: HashMap<KeyId, DateTime<Utc>>,
-    events: Vec<NewAuditEvent>,
-}
-
 impl UsageWriter {
     /// Writes until every recorder is gone, then writes what is left.
-    pub async fn run(self, pool: PgPool, interval: Duration) {
-        run(pool, self.receiver, interval).await
-    }
-}
-
-async fn run(pool: PgPool, mut receiver: mpsc::Receiver<Message>, interval: Duration) {
-    let mut pending = Pending::default();
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            message = receiver.recv() => match message {
-                None => {
-                    pending.write(&pool).await;
-                    return;
-                }
-                Some(Message::Used(id, at)) => {
-                    let entry = pending.last_used.entry(id).or_insert(at);
-                    *entry = (*entry).max(at);
-                }
-                Some(Message::Failed(event)) => {
-                    pending.events.push(*event);
-                    if pending.events.len() >= AUDIT_BATCH {
-                        pending.write(&pool).await;
+    pub async fn run(mut self, pool: PgPool, interval: Duration, clock: Clock) {
+        let mut last_used: HashMap<KeyId, DateTime<Utc>> = HashMap::new();
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                message = self.receiver.recv() => match message {
+                    None => {
+                        self.write(&pool, &mut last_used, minute_of(clock.now()), true).await;
+                        return;
                     }
-                }
-                Some(Message::Flush(ack)) => {
-                    pending.write(&pool).await;
-                    let _ = ack.send(());
-                }
-            },
-            _ = ticker.tick() => pending.write(&pool).await,
+                    Some(Message::Used(id, at)) => {
+                        let entry = last_used.entry(id).or_insert(at);
+                        *entry = (*entry).max(at);
+                    }
+                    Some(Message::Flush(ack)) => {
+                        self.write(&pool, &mut last_used, minute_of(clock.now()), true).await;
+                        let _ = ack.send(());
+                    }
+                },
+                _ = ticker.tick() => self.write(&pool, &mut last_used, minute_of(clock.now()), false).await,
+            }
         }
     }
-}
 
-impl Pending {
-    async fn write(&mut self, pool: &PgPool) {
-        if !self.last_used.is_empty() {
-            let uses: Vec<(KeyId, DateTime<Utc>)> = self.last_used.drain().collect();
+    /// Writes the counts, the last uses, and the events of minutes before `now_minute` (or
+    /// every event, with `all`); what cannot be written is kept for the next turn.
+    async fn write(
+        &self,
+        pool: &PgPool,
+        last_used: &mut HashMap<KeyId, DateTime<Utc>>,
+        now_minute: DateTime<Utc>,
+        all: bool,
+    ) {
+        let Batch { counts, events } = self.take(now_minute, all);
+        if !counts.is_empty() {
+            if let Err(error) = repo::usage::add(pool, &counts).await {
+                tracing::warn!(%error, counters = counts.len(), "could not write verification counts; will retry");
+                self.put_back_counts(counts);
+            }
+        }
+        if !last_used.is_empty() {
+            let uses: Vec<(KeyId, DateTime<Utc>)> = last_used.drain().collect();
             if let Err(error) = store::record_last_used(pool, &uses).await {
                 tracing::warn!(%error, keys = uses.len(), "could not record last use; will retry");
                 for (id, at) in uses {
-                    self.last_used.entry(id).or_insert(at);
+                    last_used.entry(id).or_insert(at);
                 }
             }
         }
-        if !self.events.is_empty() {
-            if let Err(error) = append_all(pool, &self.events).await {
-                tracing::warn!(%error, events = self.events.len(), "could not write audit events; will retry");
-                if self.events.len() > MAX_PENDING_EVENTS {
-                    let excess = self.events.len() - MAX_PENDING_EVENTS;
-                    tracing::error!(
-                        dropped = excess,
-                        "audit backlog full; dropping the oldest verify failures"
-                    );
-                    self.events.drain(..excess);
-                }
-            } else {
-                self.events.clear();
+        if !events.is_empty() {
+            let written: Vec<NewAuditEvent> = events.iter().map(|(_, coalesced)| with_count(coalesced)).collect();
+            if let Err(error) = append_all(pool, &written).await {
+                tracing::warn!(%error, events = written.len(), "could not write audit events; will retry");
+                self.put_back_events(events);
             }
         }
     }
+
+    fn take(&self, now_minute: DateTime<Utc>, all: bool) -> Batch {
+        let Ok(mut tallies) = self.tallies.lock() else {
+            return Batch {
+                counts: Vec::new(),
+                events: Vec::new(),
+            };
+        };
+        let counts: Vec<(Count, i64)> = tallies.counts.drain().collect();
+        let due: Vec<RefusalKey> = tallies
+            .refusals
+            .keys()
+            .filter(|refusal| all || refusal.minute < now_minute)
+            .cloned()
+            .collect();
+        let mut events = Vec::with_capacity(due.len());
+        for refusal in due {
+            if let Some(coalesced) = tallies.refusals.remove(&refusal) {
+                if refusal.minute >= now_minute {
+                    tallies.written.insert(refusal.clone());
+                }
+                events.push((refusal, coalesced));
+            }
+        }
+        // Minutes that have ended take no more refusals (late ones a minute back are kept).
+        tallies
+            .written
+            .retain(|refusal| refusal.minute >= now_minute - TimeDelta::minutes(1));
+        Batch { counts, events }
+    }
+
+    fn put_back_counts(&self, counts: Vec<(Count, i64)>) {
+        let Ok(mut tallies) = self.tallies.lock() else { return };
+        for (counter, count) in counts {
+            *tallies.counts.entry(counter).or_insert(0) += count;
+        }
+    }
+
+    fn put_back_events(&self, events: Vec<(RefusalKey, Coalesced)>) {
+        let Ok(mut tallies) = self.tallies.lock() else { return };
+        for (refusal, coalesced) in events {
+            tallies.written.remove(&refusal);
+            match tallies.refusals.get_mut(&refusal) {
+                Some(newer) => newer.count += coalesced.count,
+                None => {
+                    tallies.refusals.insert(refusal, coalesced);
+                }
+            }
+        }
+    }
+}
+
+/// The coalesced event as written: the first refusal's, with the minute's count.
+fn with_count(coalesced: &Coalesced) -> NewAuditEvent {
+    let mut event = coalesced.event.clone();
+    if let serde_json::Value::Object(details) = &mut event.details {
+        details.insert("count".into(), coalesced.count.into());
+    }
+    event
 }
 
 async fn append_all(pool: &PgPool, events: &[NewAuditEvent]) -> Result<(), sqlx::Error> {

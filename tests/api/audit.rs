@@ -985,14 +985,21 @@ async fn batched_verify_failures_of_several_tenants_extend_each_tenants_chain(po
 
     app.flush().await;
 
-    for (tenant, expected) in [(&acme, 6), (&globex, 5)] {
-        let chain: Vec<(Option<Vec<u8>>, Vec<u8>)> =
-            sqlx::query_as("SELECT prev_hash, hash FROM audit_events WHERE tenant_id = $1 ORDER BY id")
-                .bind(uuid::Uuid::parse_str(tenant).unwrap())
-                .fetch_all(&app.pool)
-                .await
-                .unwrap();
-        assert_eq!(chain.len(), expected);
+    for tenant in [&acme, &globex] {
+        type Link = (Option<Vec<u8>>, Vec<u8>, String, serde_json::Value);
+        let chain: Vec<Link> = sqlx::query_as(
+            "SELECT prev_hash, hash, action, details FROM audit_events WHERE tenant_id = $1 ORDER BY id",
+        )
+        .bind(uuid::Uuid::parse_str(tenant).unwrap())
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+        let refused: i64 = chain
+            .iter()
+            .filter(|(_, _, action, _)| action == "key.verify_failed")
+            .map(|(_, _, _, details)| details["count"].as_i64().unwrap())
+            .sum();
+        assert_eq!(refused, 3, "three refusals, coalesced per minute");
         assert_eq!(chain[0].0, None);
         for pair in chain.windows(2) {
             assert_eq!(pair[1].0.as_deref(), Some(pair[0].1.as_slice()));

@@ -23,4 +23,5 @@ mod sessions;
 mod signed;
 mod storage;
 mod tenants;
+mod usage;
 mod verify;
