@@ -87,6 +87,7 @@ impl App {
         axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await?;
+        ctx.verify.release_limits(&ctx.pool, ctx.clock.now()).await;
         ctx.verify.flush().await;
         Ok(())
     }

@@ -9,7 +9,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::credentials;
 use super::extract::Meta;
-use super::verify::VerifyResponse;
+use super::verify::{RateLimitState, VerifyResponse};
 use crate::domain::ids::{KeyId, KeyKind};
 use crate::domain::key::Key;
 use crate::domain::permissions::Caller;
@@ -45,12 +45,17 @@ const MAX_BODY: usize = 64 * 1024;
     responses(
         (status = 200, description = "authorized", body = VerifyResponse, headers(
             ("X-Keyward-Tenant-Id" = String), ("X-Keyward-Key-Id" = String), ("X-Keyward-Scopes" = String),
+            ("RateLimit-Limit" = Option<i32>, description = "keys with a rate limit: the limit"),
+            ("RateLimit-Remaining" = Option<i32>, description = "calls still free in the window"),
+            ("RateLimit-Reset" = Option<i64>, description = "seconds until the window next slides"),
         )),
         (status = 401, description = "no or bad credentials", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "a required scope is missing", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "the forwarded body is larger than 64 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "the key's rate limit is used up", body = Problem, content_type = "application/problem+json", headers(
             ("X-Keyward-Code" = String),
+            ("Retry-After" = i64, description = "seconds until the window next slides"),
+            ("RateLimit-Limit" = i32), ("RateLimit-Remaining" = i32), ("RateLimit-Reset" = i64),
         )),
     )
 )]
@@ -82,7 +87,11 @@ async fn authorize(State(ctx): State<Context>, Meta(meta): Meta, request: Reques
         }
         Checked::NoCredentials => return Ok(denied(StatusCode::UNAUTHORIZED, None, "no credentials were presented")),
     };
+    let rate = verdict.rate.map(|rate| RateLimitState::new(rate, ctx.clock.now()));
     let mut response = answer(verdict.code, verdict.key);
+    if let Some(rate) = rate {
+        set_rate_headers(&mut response, &rate);
+    }
     if let (StatusCode::OK, Some(hash)) = (response.status(), declared_body_hash) {
         if let Ok(value) = HeaderValue::from_str(&hex::encode(hash)) {
             response
@@ -157,6 +166,28 @@ fn answer(code: VerifyCode, key: Option<Key>) -> Response {
             denied(StatusCode::FORBIDDEN, Some(code), "the key lacks a required scope")
         }
         (code, _) => denied(StatusCode::UNAUTHORIZED, Some(code), "the credentials were refused"),
+    }
+}
+
+/// `RateLimit-Limit`, `-Remaining` and `-Reset` (seconds) for a rate-limited key, and
+/// `Retry-After` when the limit refused the call.
+fn set_rate_headers(response: &mut Response, rate: &RateLimitState) {
+    let limited = response.status() == StatusCode::TOO_MANY_REQUESTS;
+    let headers = response.headers_mut();
+    let reset = rate.reset.max(1).to_string();
+    for (name, value) in [
+        ("ratelimit-limit", rate.limit.to_string()),
+        ("ratelimit-remaining", rate.remaining.to_string()),
+        ("ratelimit-reset", reset.clone()),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    }
+    if limited {
+        if let Ok(value) = HeaderValue::from_str(&reset) {
+            headers.insert(header::RETRY_AFTER, value);
+        }
     }
 }
 

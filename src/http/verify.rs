@@ -13,7 +13,7 @@ use crate::domain::validation::ValidationErrors;
 use crate::error::{ApiError, ProblemResponse};
 use crate::service::Context;
 use crate::signing::{self, Scheme};
-use crate::verify::{self, Verdict, VerifyCode};
+use crate::verify::{self, RateStatus, Verdict, VerifyCode};
 
 pub fn router() -> OpenApiRouter<Context> {
     OpenApiRouter::new()
@@ -59,6 +59,34 @@ pub struct VerifyResponse {
     /// For keys with a usage limit: verifications left after this one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remaining: Option<i64>,
+    /// For keys with a rate limit (also when it refused the call).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratelimit: Option<RateLimitState>,
+}
+
+/// A key's rate limit after this call.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RateLimitState {
+    #[schema(example = 100)]
+    pub limit: i32,
+    /// Calls still free in the window, as far as this replica knows.
+    #[schema(example = 42)]
+    pub remaining: i32,
+    /// Seconds until the window next slides (a tenth of the window), freeing what the oldest
+    /// counted bucket holds.
+    #[schema(example = 6)]
+    pub reset: i64,
+}
+
+impl RateLimitState {
+    pub fn new(rate: RateStatus, now: DateTime<Utc>) -> Self {
+        let millis = (rate.reset - now).num_milliseconds().max(0);
+        RateLimitState {
+            limit: rate.limit,
+            remaining: rate.remaining,
+            reset: (millis + 999) / 1000,
+        }
+    }
 }
 
 /// Verifies a customer key. Every well-formed call gets 200 with `valid` and a `code`; the key's
@@ -83,21 +111,23 @@ async fn verify_key(
     Json(request): Json<VerifyRequest>,
 ) -> Result<Json<VerifyResponse>, ApiError> {
     let verdict = verify::verify_key(&ctx, &caller, &meta, &request.key, None, &request.scopes).await?;
-    Ok(Json(VerifyResponse::from(verdict)))
+    Ok(Json(VerifyResponse::new(verdict, ctx.clock.now())))
 }
 
-impl From<Verdict> for VerifyResponse {
-    fn from(verdict: Verdict) -> Self {
+impl VerifyResponse {
+    pub fn new(verdict: Verdict, now: DateTime<Utc>) -> Self {
         let Verdict {
             code,
             scheme,
             key,
             remaining,
+            rate,
         } = verdict;
         VerifyResponse {
             valid: code == VerifyCode::Valid,
             code,
             remaining,
+            ratelimit: rate.map(|rate| RateLimitState::new(rate, now)),
             scheme,
             tenant_id: key.as_ref().and_then(|k| k.tenant_id),
             environment: key.as_ref().map(|k| k.environment),
@@ -229,5 +259,5 @@ async fn verify_request(
     let scopes = body.scopes.clone();
     let request = body.into_request().map_err(crate::service::Error::from)?;
     let verdict = verify::verify_request(&ctx, &caller, &meta, &request, &scopes).await?;
-    Ok(Json(VerifyResponse::from(verdict)))
+    Ok(Json(VerifyResponse::new(verdict, ctx.clock.now())))
 }

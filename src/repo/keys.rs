@@ -210,6 +210,7 @@ pub async fn update(conn: &mut PgConnection, id: &KeyId, patch: &KeyPatch) -> Re
              expires_at = CASE WHEN $7 THEN $8 ELSE k.expires_at END,
              enabled = COALESCE($9, k.enabled),
              remaining = CASE WHEN $10 THEN $11 ELSE k.remaining END,
+             limit_epoch = CASE WHEN $10 THEN k.limit_epoch + 1 ELSE k.limit_epoch END,
              rate_limit = CASE WHEN $12 THEN $13 ELSE k.rate_limit END,
              rate_limit_window_seconds = CASE WHEN $12 THEN $14 ELSE k.rate_limit_window_seconds END
          WHERE k.id = $1 RETURNING {COLUMNS}"
@@ -356,6 +357,13 @@ pub async fn successor_of(db: impl PgExecutor<'_>, id: &KeyId) -> Result<Option<
 /// draws from the successor's counter from now on, and a use racing the rotation on the old row
 /// finds nothing left instead of spending twice).
 pub async fn hand_over_remaining(conn: &mut PgConnection, old: &KeyId) -> Result<(), sqlx::Error> {
+    // Slices replicas took from the old key's counter are given back to the successor's.
+    sqlx::query(
+        "UPDATE api_keys n SET limit_epoch = o.limit_epoch FROM api_keys o WHERE o.id = $1 AND n.rotated_from = $1",
+    )
+    .bind(old.as_str())
+    .execute(&mut *conn)
+    .await?;
     sqlx::query("UPDATE api_keys SET remaining = 0 WHERE id = $1 AND remaining IS NOT NULL")
         .bind(old.as_str())
         .execute(conn)

@@ -15,8 +15,8 @@ use sqlx::{PgConnection, PgPool};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-use super::cache::KeyCache;
 use super::store;
+use super::Memory;
 use crate::domain::ids::{KeyId, TenantId};
 use crate::domain::token::TokenHash;
 
@@ -78,17 +78,17 @@ pub(super) async fn notify(conn: &mut PgConnection, change: &Change) -> Result<(
 
 /// Evicts what every replica publishes until `pool` is closed; reconnects after a lost connection.
 /// `ready` is told once the first attempt to listen has subscribed (or failed).
-pub(super) async fn listen(cache: KeyCache, pool: PgPool, ready: oneshot::Sender<()>) {
+pub(super) async fn listen(memory: Memory, pool: PgPool, ready: oneshot::Sender<()>) {
     let mut ready = Some(ready);
     while !pool.is_closed() {
-        match listen_once(&cache, &pool, &mut ready).await {
+        match listen_once(&memory, &pool, &mut ready).await {
             Ok(()) | Err(sqlx::Error::PoolClosed) => return,
             Err(_) if pool.is_closed() => return,
             Err(error) => {
                 if let Some(ready) = ready.take() {
                     let _ = ready.send(());
                 }
-                cache.clear();
+                memory.clear();
                 tracing::warn!(%error, "key cache lost its change notifications; cleared, reconnecting");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
@@ -103,7 +103,7 @@ const HEARTBEAT_EVERY: Duration = Duration::from_millis(400);
 const SILENT_AFTER: Duration = Duration::from_millis(1000);
 
 async fn listen_once(
-    cache: &KeyCache,
+    memory: &Memory,
     pool: &PgPool,
     ready: &mut Option<oneshot::Sender<()>>,
 ) -> Result<(), sqlx::Error> {
@@ -113,8 +113,8 @@ async fn listen_once(
     listener.listen_all([CHANNEL, heartbeat_channel.as_str()]).await?;
     // Anything may have changed while nobody was listening. Keys created from here on arrive
     // as notifications, so the keys read now and those make the complete set.
-    cache.clear();
-    cache.know_all(store::known_keys(pool).await?);
+    memory.clear();
+    memory.cache.know_all(store::known_keys(pool).await?);
     if let Some(ready) = ready.take() {
         let _ = ready.send(());
     }
@@ -134,11 +134,11 @@ async fn listen_once(
         match received? {
             Some(notification) if notification.channel() == heartbeat_channel => heartbeats.heard(),
             Some(notification) => match Change::from_payload(notification.payload()) {
-                Some(change) => cache.evict(&change),
-                None => cache.clear(),
+                Some(change) => memory.evict(&change),
+                None => memory.clear(),
             },
             // The connection dropped (and is re-established): notifications may be lost.
-            None => cache.clear(),
+            None => memory.clear(),
         }
     }
 }

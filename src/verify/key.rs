@@ -2,7 +2,7 @@
 //! the key's state, then its limits. Successes note `last_used_at` and refusals their audit
 //! event through the usage writer, so no verification waits on a database write.
 
-use super::{judge, limits, usage, Verdict, VerifyCode};
+use super::{judge, usage, Spent, Verdict, VerifyCode};
 use crate::domain::audit::{AuditAction, NewAuditEvent, Outcome, RequestMeta};
 use crate::domain::ids::KeyKind;
 use crate::domain::key::Key;
@@ -49,12 +49,13 @@ pub async fn verify_key(
         Err(code) => (None, code),
     };
 
-    let (code, remaining) = match (&key, code) {
-        (Some(found), VerifyCode::Valid) => match limits::consume(ctx, found, now).await? {
-            Ok(remaining) => (VerifyCode::Valid, remaining),
-            Err(code) => (code, None),
-        },
-        (_, code) => (code, None),
+    let limited = match (&key, code) {
+        (Some(found), VerifyCode::Valid) => ctx.verify.consume_limits(&ctx.pool, found, now).await?,
+        _ => Ok(Spent::default()),
+    };
+    let code = match &limited {
+        Ok(_) => code,
+        Err(refused) => refused.code,
     };
     record_outcome(ctx, caller, meta, key.as_ref(), code, || {
         let mut details = serde_json::json!({
@@ -66,11 +67,12 @@ pub async fn verify_key(
         }
         details
     });
-    match (key, code) {
-        (Some(key), VerifyCode::Valid) => {
+    match (key, limited) {
+        (Some(key), Ok(spent)) if code == VerifyCode::Valid => {
             ctx.verify.note_use(&key.id, now);
-            Ok(Verdict::valid(key, None, remaining))
+            Ok(Verdict::valid(key, None, spent))
         }
+        (_, Err(refused)) => Ok(Verdict::limited(refused, None)),
         _ => Ok(Verdict::refused(code, None)),
     }
 }

@@ -29,6 +29,7 @@ use std::time::Duration;
 
 pub use changes::Change;
 pub use key::verify_key;
+pub use limits::{RateStatus, Spent};
 pub use signed::verify_request;
 pub use verdict::{judge, Verdict, VerifyCode};
 
@@ -44,6 +45,7 @@ use crate::domain::validation::ValidationErrors;
 use crate::service::Context;
 use crate::signing::sigv4;
 use cache::{KeyCache, Lookup};
+use limits::Limits;
 use usage::{UsageRecorder, UsageWriter};
 
 /// How a deployment verifies: the SigV4 credential scopes it accepts and whether gateways may
@@ -71,6 +73,7 @@ impl Default for Settings {
 #[derive(Clone, Debug)]
 pub struct Engine {
     cache: KeyCache,
+    limits: Limits,
     usage: UsageRecorder,
     settings: Arc<Settings>,
 }
@@ -78,20 +81,44 @@ pub struct Engine {
 /// The engine's background work, started by `App::serve` only: the change listener and the
 /// usage writer.
 pub struct Tasks {
-    cache: KeyCache,
+    memory: Memory,
     writer: UsageWriter,
+}
+
+/// What a replica keeps in memory that a change may make untrue: the key cache and the limit
+/// slices. The change listener and `Engine::commit` tell both.
+#[derive(Clone)]
+pub(crate) struct Memory {
+    pub cache: KeyCache,
+    pub limits: Limits,
+}
+
+impl Memory {
+    pub fn evict(&self, change: &Change) {
+        self.cache.evict(change);
+        self.limits.forget(change);
+    }
+
+    pub fn clear(&self) {
+        self.cache.clear();
+        self.limits.forget_all();
+    }
 }
 
 impl Engine {
     pub fn new(settings: Settings) -> (Engine, Tasks) {
-        let cache = KeyCache::with_capacity(settings.cache_keys);
+        let memory = Memory {
+            cache: KeyCache::with_capacity(settings.cache_keys),
+            limits: Limits::default(),
+        };
         let (usage, writer) = usage::channel();
         let engine = Engine {
-            cache: cache.clone(),
+            cache: memory.cache.clone(),
+            limits: memory.limits.clone(),
             usage,
             settings: Arc::new(settings),
         };
-        (engine, Tasks { cache, writer })
+        (engine, Tasks { memory, writer })
     }
 
     pub fn settings(&self) -> &Settings {
@@ -107,8 +134,24 @@ impl Engine {
         tx.commit().await?;
         for change in changes {
             self.cache.evict(change);
+            self.limits.forget(change);
         }
         Ok(())
+    }
+
+    /// Spends one verification of `key`'s limits (see `limits`).
+    async fn consume_limits(
+        &self,
+        pool: &PgPool,
+        key: &Key,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Result<Spent, limits::Refused>, sqlx::Error> {
+        self.limits.consume(pool, key, now).await
+    }
+
+    /// Gives back every unused slice of every limit (on shutdown).
+    pub async fn release_limits(&self, pool: &PgPool, now: chrono::DateTime<chrono::Utc>) {
+        self.limits.give_back(pool, now, true).await;
     }
 
     /// Writes every queued side effect (last use, refusal events) now and waits until written.
@@ -202,7 +245,12 @@ impl Tasks {
     /// `LISTENER_START` passed): a cache filled before then would be cleared when it subscribes.
     pub async fn start(self, pool: PgPool, usage_flush: Duration, clock: Clock) {
         let (ready, subscribed) = tokio::sync::oneshot::channel();
-        tokio::spawn(changes::listen(self.cache, pool.clone(), ready));
+        tokio::spawn(limits::give_back_expired(
+            self.memory.limits.clone(),
+            pool.clone(),
+            clock.clone(),
+        ));
+        tokio::spawn(changes::listen(self.memory, pool.clone(), ready));
         tokio::spawn(self.writer.run(pool, usage_flush, clock));
         let _ = tokio::time::timeout(LISTENER_START, subscribed).await;
     }

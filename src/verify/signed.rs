@@ -7,7 +7,7 @@
 use secrecy::ExposeSecret;
 
 use super::key::record_outcome;
-use super::{judge, limits, store, Verdict, VerifyCode};
+use super::{judge, store, Verdict, VerifyCode};
 use crate::domain::audit::RequestMeta;
 use crate::domain::ids::{KeyId, KeyKind};
 use crate::domain::key::Key;
@@ -93,15 +93,21 @@ pub async fn verify_request(
             return Ok(refused(ctx, caller, meta, scheme, Some(&key), VerifyCode::Replayed));
         }
     }
-    let remaining = match limits::consume(ctx, &key, now).await? {
-        Ok(remaining) => remaining,
-        Err(code) => return Ok(refused(ctx, caller, meta, scheme, Some(&key), code)),
+    let spent = match ctx.verify.consume_limits(&ctx.pool, &key, now).await? {
+        Ok(spent) => spent,
+        Err(limited) => {
+            let verdict = refused(ctx, caller, meta, scheme, Some(&key), limited.code);
+            return Ok(Verdict {
+                rate: limited.rate,
+                ..verdict
+            });
+        }
     };
     record_outcome(ctx, caller, meta, Some(&key), VerifyCode::Valid, || {
         serde_json::Value::Null
     });
     ctx.verify.note_use(&key.id, now);
-    Ok(Verdict::valid(key, scheme, remaining))
+    Ok(Verdict::valid(key, scheme, spent))
 }
 
 /// Counts the refusal and builds the verdict.

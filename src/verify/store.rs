@@ -88,24 +88,27 @@ pub async fn known_keys(db: &PgPool) -> Result<KnownKeys, sqlx::Error> {
     Ok(known)
 }
 
-/// What using one verification of a limit family did.
+/// What asking a limit family's `remaining` counter for a slice gave.
 #[derive(Debug, PartialEq, Eq)]
-pub enum FamilyUse {
-    /// One was used; this many are left.
-    Used(i64),
+pub enum BudgetSlice {
+    /// `took` verifications were taken; `left` remain in the counter, under `epoch`.
+    Taken { took: i64, left: i64, epoch: i64 },
     /// None was left.
     Exhausted,
     /// The family's newest key has no usage limit.
     Unlimited,
 }
 
-/// Uses up one of a limit family's remaining verifications: the counter lives on the family's
-/// newest key (the one without a successor), which its predecessors draw from during their
-/// grace period.
-pub async fn use_one(db: impl PgExecutor<'_>, family: &KeyId) -> Result<FamilyUse, sqlx::Error> {
+/// Takes up to `want` of a limit family's remaining verifications in one statement. The counter
+/// lives on the family's newest key (the one without a successor), which its predecessors draw
+/// from during their grace period; `epoch` moves on whenever someone sets the counter, so that
+/// a slice taken before is not given back into the new value.
+pub async fn take_budget(db: impl PgExecutor<'_>, family: &KeyId, want: i64) -> Result<BudgetSlice, sqlx::Error> {
     #[derive(sqlx::FromRow)]
     struct Row {
-        left: Option<i64>,
+        took: Option<i64>,
+        rest: Option<i64>,
+        epoch: Option<i64>,
         unlimited: Option<bool>,
     }
     let row = sqlx::query_as::<_, Row>(
@@ -113,37 +116,103 @@ pub async fn use_one(db: impl PgExecutor<'_>, family: &KeyId) -> Result<FamilyUs
              SELECT k.id, k.remaining FROM api_keys k
              WHERE k.limit_family = $1 AND NOT EXISTS (SELECT 1 FROM api_keys s WHERE s.rotated_from = k.id)
              ORDER BY k.created_at DESC LIMIT 1
-         ), used AS (
-             UPDATE api_keys SET remaining = api_keys.remaining - 1 FROM head
+             FOR UPDATE
+         ), taken AS (
+             UPDATE api_keys SET remaining = api_keys.remaining - LEAST($2, api_keys.remaining) FROM head
              WHERE api_keys.id = head.id AND api_keys.remaining > 0
-             RETURNING api_keys.remaining
+             RETURNING head.remaining - api_keys.remaining AS took, api_keys.remaining AS rest,
+                       api_keys.limit_epoch AS epoch
          )
-         SELECT (SELECT remaining FROM used) AS left, (SELECT remaining IS NULL FROM head) AS unlimited",
+         SELECT (SELECT took FROM taken) AS took, (SELECT rest FROM taken) AS rest,
+                (SELECT epoch FROM taken) AS epoch, (SELECT remaining IS NULL FROM head) AS unlimited",
     )
     .bind(family.as_str())
+    .bind(want.max(1))
     .fetch_one(db)
     .await?;
-    Ok(match (row.left, row.unlimited) {
-        (Some(left), _) => FamilyUse::Used(left),
-        (None, Some(true)) => FamilyUse::Unlimited,
-        _ => FamilyUse::Exhausted,
+    Ok(match (row.took, row.rest, row.epoch, row.unlimited) {
+        (Some(took), Some(left), Some(epoch), _) => BudgetSlice::Taken { took, left, epoch },
+        (_, _, _, Some(true)) => BudgetSlice::Unlimited,
+        _ => BudgetSlice::Exhausted,
     })
 }
 
-pub async fn hit_rate_window(
+/// Gives back `unused` verifications of a slice taken under `epoch`; nothing when the counter
+/// was set (or removed) since.
+pub async fn return_budget(
     db: impl PgExecutor<'_>,
-    id: &KeyId,
-    window_start: DateTime<Utc>,
-) -> Result<i32, sqlx::Error> {
-    sqlx::query_scalar(
-        "INSERT INTO key_rate_windows (key_id, window_start, hits) VALUES ($1, $2, 1)
-         ON CONFLICT (key_id, window_start) DO UPDATE SET hits = key_rate_windows.hits + 1
-         RETURNING hits",
+    family: &KeyId,
+    epoch: i64,
+    unused: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE api_keys k SET remaining = k.remaining + $3
+         WHERE k.limit_family = $1 AND k.limit_epoch = $2 AND k.remaining IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM api_keys s WHERE s.rotated_from = k.id)",
     )
-    .bind(id.as_str())
-    .bind(window_start)
-    .fetch_one(db)
-    .await
+    .bind(family.as_str())
+    .bind(epoch)
+    .bind(unused)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Takes up to `want` slots of a limit family's rate limit in the bucket starting at `bucket`:
+/// as many as keep the slots counted in the buckets from `since` to `bucket` (inclusive) within
+/// `limit`. Families are taken one at a time (a transaction-scoped advisory lock), so two
+/// replicas never both take the last slot. Returns the slots taken (0: rate limited) and the
+/// slots counted in those buckets after taking them.
+pub async fn take_rate_slots(
+    db: &PgPool,
+    family: &KeyId,
+    since: DateTime<Utc>,
+    bucket: DateTime<Utc>,
+    limit: i32,
+    want: i32,
+) -> Result<(i32, i32), sqlx::Error> {
+    let mut tx = db.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('keyward.rate:' || $1, 0))")
+        .bind(family.as_str())
+        .execute(&mut *tx)
+        .await?;
+    let taken: Option<(i32, i32)> = sqlx::query_as(
+        "WITH used AS (
+             SELECT COALESCE(sum(hits), 0)::integer AS hits FROM key_rate_windows
+             WHERE key_id = $1 AND window_start >= $2 AND window_start <= $3
+         ), slots AS (
+             SELECT LEAST($5, $4 - hits) AS n FROM used WHERE hits < $4
+         )
+         INSERT INTO key_rate_windows (key_id, window_start, hits)
+         SELECT $1, $3, n FROM slots
+         ON CONFLICT (key_id, window_start) DO UPDATE SET hits = key_rate_windows.hits + EXCLUDED.hits
+         RETURNING (SELECT n FROM slots), (SELECT hits FROM used) + (SELECT n FROM slots)",
+    )
+    .bind(family.as_str())
+    .bind(since)
+    .bind(bucket)
+    .bind(limit)
+    .bind(want.max(1))
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(taken.unwrap_or((0, limit)))
+}
+
+/// Gives back slots taken in the bucket starting at `bucket` and not used.
+pub async fn return_rate_slots(
+    db: impl PgExecutor<'_>,
+    family: &KeyId,
+    bucket: DateTime<Utc>,
+    unused: i32,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE key_rate_windows SET hits = GREATEST(hits - $3, 0) WHERE key_id = $1 AND window_start = $2")
+        .bind(family.as_str())
+        .bind(bucket)
+        .bind(unused)
+        .execute(db)
+        .await?;
+    Ok(())
 }
 
 /// Forgets rate windows that started before `before`.

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::limits::{RateStatus, Refused, Spent};
 use crate::domain::key::{Key, KeyStatus};
 use crate::domain::scope::{covers_all, Scope};
 use crate::domain::tenant::TenantStatus;
@@ -20,15 +21,18 @@ pub struct Verdict {
     pub key: Option<Key>,
     /// Verifications left after this one, for keys with a usage limit.
     pub remaining: Option<i64>,
+    /// For keys with a rate limit: its state after this call (also when it refused the call).
+    pub rate: Option<RateStatus>,
 }
 
 impl Verdict {
-    pub fn valid(key: Key, scheme: Option<Scheme>, remaining: Option<i64>) -> Self {
+    pub fn valid(key: Key, scheme: Option<Scheme>, spent: Spent) -> Self {
         Verdict {
             code: VerifyCode::Valid,
             scheme,
             key: Some(key),
-            remaining,
+            remaining: spent.remaining,
+            rate: spent.rate,
         }
     }
 
@@ -38,6 +42,15 @@ impl Verdict {
             scheme,
             key: None,
             remaining: None,
+            rate: None,
+        }
+    }
+
+    /// A refusal by a limit, with the rate limit's state.
+    pub fn limited(refused: Refused, scheme: Option<Scheme>) -> Self {
+        Verdict {
+            rate: refused.rate,
+            ..Verdict::refused(refused.code, scheme)
         }
     }
 }
