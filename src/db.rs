@@ -38,6 +38,20 @@ pub fn is_timeout(error: &sqlx::Error) -> bool {
     }
 }
 
+/// Whether `error` says the database cannot be reached or used right now (connection refused,
+/// reset or terminated, the pool timed out or closed, the server shutting down or full): the
+/// request may succeed later, so the client is told to retry (503) rather than of a failure (500).
+pub fn is_unreachable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
+    }
+}
+
 /// Applies the migrations on one connection without the pool's statement and lock timeouts:
 /// a migration may rightly take longer than any request should.
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {

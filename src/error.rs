@@ -164,7 +164,12 @@ impl ApiError {
                 "unavailable",
                 "the database is too slow to answer right now; try again shortly",
             ),
-            ApiError::Service(S::Database(sqlx::Error::PoolTimedOut)) | ApiError::Unavailable => Problem::new(
+            ApiError::Service(S::Database(error)) if crate::db::is_unreachable(error) => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the database is not reachable; try again shortly",
+            ),
+            ApiError::Unavailable => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "the database is not reachable; try again shortly",
@@ -191,9 +196,12 @@ impl IntoResponse for ApiError {
                     tracing::error!(%error, "password hashing failed")
                 }
                 // Expected under overload or an outage: the client is told to retry.
-                error @ (ApiError::Service(service::Error::Busy)
-                | ApiError::Service(service::Error::Database(sqlx::Error::PoolTimedOut))
-                | ApiError::Unavailable) => tracing::warn!(%error, kind = %problem.kind, "request refused"),
+                error @ (ApiError::Service(service::Error::Busy) | ApiError::Unavailable) => {
+                    tracing::warn!(%error, kind = %problem.kind, "request refused")
+                }
+                ApiError::Service(service::Error::Database(error)) if crate::db::is_unreachable(error) => {
+                    tracing::warn!(%error, "the database is not reachable")
+                }
                 ApiError::Service(service::Error::Database(error)) if crate::db::is_timeout(error) => {
                     tracing::warn!(%error, "database statement timed out")
                 }

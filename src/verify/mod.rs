@@ -18,6 +18,7 @@ pub mod changes;
 pub mod forward_auth;
 mod key;
 mod limits;
+mod replays;
 mod signed;
 pub mod store;
 mod usage;
@@ -46,6 +47,7 @@ use crate::service::Context;
 use crate::signing::sigv4;
 use cache::{KeyCache, Lookup};
 use limits::Limits;
+use replays::{ReplayStore, ReplayWriter};
 use usage::{UsageRecorder, UsageWriter};
 
 /// How a deployment verifies: the SigV4 credential scopes it accepts and whether gateways may
@@ -74,6 +76,7 @@ impl Default for Settings {
 pub struct Engine {
     cache: KeyCache,
     limits: Limits,
+    replays: ReplayStore,
     usage: UsageRecorder,
     settings: Arc<Settings>,
 }
@@ -83,6 +86,7 @@ pub struct Engine {
 pub struct Tasks {
     memory: Memory,
     writer: UsageWriter,
+    replays: ReplayWriter,
 }
 
 /// What a replica keeps in memory that a change may make untrue: the key cache and the limit
@@ -112,13 +116,20 @@ impl Engine {
             limits: Limits::default(),
         };
         let (usage, writer) = usage::channel();
+        let (replays, replay_writer) = replays::channel();
         let engine = Engine {
             cache: memory.cache.clone(),
             limits: memory.limits.clone(),
+            replays,
             usage,
             settings: Arc::new(settings),
         };
-        (engine, Tasks { memory, writer })
+        let tasks = Tasks {
+            memory,
+            writer,
+            replays: replay_writer,
+        };
+        (engine, tasks)
     }
 
     pub fn settings(&self) -> &Settings {
@@ -149,6 +160,11 @@ impl Engine {
         self.limits.consume(pool, key, now).await
     }
 
+    /// Remembers an accepted signature (group-committed); `false` for a replay.
+    async fn remember_signature(&self, pool: &PgPool, signature: replays::Signature) -> Result<bool, sqlx::Error> {
+        self.replays.remember(pool, signature).await
+    }
+
     /// Gives back every unused slice of every limit (on shutdown).
     pub async fn release_limits(&self, pool: &PgPool, now: chrono::DateTime<chrono::Utc>) {
         self.limits.give_back(pool, now, true).await;
@@ -175,16 +191,18 @@ impl Engine {
         self.usage.dropped()
     }
 
-    /// The key of `kind` whose token hashes to `hash`, with its tenant's status: refused at once
-    /// when no key of the deployment has that hash, else from the cache, else from the database
-    /// (and then kept, found or not).
+    /// The key of `kind` whose token hashes to `hash`, with its tenant's status: from the cache,
+    /// else from the database (and then kept, found or not). A customer key that no key of the
+    /// deployment has is refused at once, without a query. A service token is always confirmed:
+    /// scripts use one the moment another replica created it (before the notification may have
+    /// arrived here), and an unknown one costs one indexed read whose answer is kept.
     pub async fn find_by_hash(
         &self,
         pool: &PgPool,
         kind: KeyKind,
         hash: &TokenHash,
     ) -> Result<Option<(Key, Option<TenantStatus>)>, sqlx::Error> {
-        if self.cache.token_unknown(hash) {
+        if kind == KeyKind::Customer && self.cache.token_unknown(hash) {
             return Ok(None);
         }
         match self.cache.get(kind, hash) {
@@ -251,6 +269,7 @@ impl Tasks {
             clock.clone(),
         ));
         tokio::spawn(changes::listen(self.memory, pool.clone(), ready));
+        tokio::spawn(self.replays.run(pool.clone()));
         tokio::spawn(self.writer.run(pool, usage_flush, clock));
         let _ = tokio::time::timeout(LISTENER_START, subscribed).await;
     }

@@ -7,7 +7,8 @@
 use secrecy::ExposeSecret;
 
 use super::key::record_outcome;
-use super::{judge, store, Verdict, VerifyCode};
+use super::replays::Signature;
+use super::{judge, Verdict, VerifyCode};
 use crate::domain::audit::RequestMeta;
 use crate::domain::ids::{KeyId, KeyKind};
 use crate::domain::key::Key;
@@ -88,7 +89,12 @@ pub async fn verify_request(
         // Kept for the widest window the setting allows: the tenant may widen it tomorrow.
         let retention = TenantSettings::replay_retention();
         let window_end = parsed.replay_window_end(retention).unwrap_or(now + retention).max(now);
-        let first = store::remember_signature(&ctx.pool, &key.id, parsed.replay_id().as_bytes(), window_end).await?;
+        let signature = Signature {
+            key: key.id.clone(),
+            digest: *parsed.replay_id().as_bytes(),
+            expires_at: window_end,
+        };
+        let first = ctx.verify.remember_signature(&ctx.pool, signature).await?;
         if !first {
             return Ok(refused(ctx, caller, meta, scheme, Some(&key), VerifyCode::Replayed));
         }

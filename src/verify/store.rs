@@ -6,6 +6,8 @@ use futures_util::TryStreamExt;
 use sqlx::{PgExecutor, PgPool};
 
 use super::cache::{id_fingerprint, KnownKeys};
+use super::replays::Signature;
+use std::collections::HashSet;
 
 use crate::domain::ids::{KeyId, KeyKind};
 use crate::domain::key::Key;
@@ -259,6 +261,32 @@ pub async fn remember_signature(
     .execute(db)
     .await?;
     Ok(result.rows_affected() == 1)
+}
+
+/// Remembers many signatures in one statement; returns those stored now (the rest were
+/// remembered before: replays).
+pub async fn remember_signatures(
+    db: impl PgExecutor<'_>,
+    signatures: &[&Signature],
+) -> Result<HashSet<(KeyId, [u8; 32])>, sqlx::Error> {
+    let keys: Vec<&str> = signatures.iter().map(|s| s.key.as_str()).collect();
+    let digests: Vec<&[u8]> = signatures.iter().map(|s| s.digest.as_slice()).collect();
+    let expiries: Vec<DateTime<Utc>> = signatures.iter().map(|s| s.expires_at).collect();
+    let stored: Vec<(String, Vec<u8>)> = sqlx::query_as(
+        "INSERT INTO signature_replays (key_id, signature_digest, expires_at)
+         SELECT * FROM unnest($1::text[], $2::bytea[], $3::timestamptz[])
+         ON CONFLICT (key_id, signature_digest) DO NOTHING
+         RETURNING key_id, signature_digest",
+    )
+    .bind(keys)
+    .bind(digests)
+    .bind(expiries)
+    .fetch_all(db)
+    .await?;
+    Ok(stored
+        .into_iter()
+        .filter_map(|(key, digest)| Some((KeyId::from_trusted(key), <[u8; 32]>::try_from(digest).ok()?)))
+        .collect())
 }
 
 /// Forgets signatures whose window has closed; they would be refused as expired anyway.

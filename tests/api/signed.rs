@@ -602,3 +602,61 @@ async fn a_key_id_that_names_no_key_is_refused_without_the_database(pool: PgPool
 
     assert_eq!(answer["code"], "NOT_FOUND");
 }
+
+/// The `/v1/verify/request` body for `req`.
+fn request_body(req: &Request) -> Value {
+    let body = match &req.body {
+        Body::Bytes(bytes) => json!(base64::engine::general_purpose::STANDARD.encode(bytes)),
+        _ => Value::Null,
+    };
+    json!({"method": req.method, "path": req.path, "query": req.query, "headers": req.headers, "body_base64": body})
+}
+
+#[sqlx::test]
+async fn one_signature_sent_at_once_to_two_replicas_is_accepted_once(pool: PgPool) {
+    let first = TestApp::spawn(pool.clone()).await;
+    let second = TestApp::spawn(pool).await;
+    let tenant = first.tenant("acme").await;
+    let (key_id, secret) = signing_key(&first, &tenant, &[]).await;
+    let now = first.clock().now();
+    // Ten distinct signatures, each sent ten times at once, half to each replica.
+    let signed: Vec<Value> = (0..10)
+        .map(|n| request_body(&hmac_signed_with_nonce(&key_id, &secret, now, &format!("nonce-{n}"))))
+        .collect();
+
+    let calls: Vec<_> = (0..100)
+        .map(|n| {
+            let app = if n % 2 == 0 { &first } else { &second };
+            let (client, url, admin) = (
+                app.client.clone(),
+                format!("{}/v1/verify/request", app.base),
+                app.admin.clone(),
+            );
+            let body = signed[n % 10].clone();
+            tokio::spawn(async move {
+                let reply: Value = client
+                    .post(url)
+                    .bearer_auth(admin)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                (n % 10, reply["code"].as_str().unwrap().to_owned())
+            })
+        })
+        .collect();
+    let mut valid = [0; 10];
+    for call in calls {
+        let (signature, code) = call.await.unwrap();
+        match code.as_str() {
+            "VALID" => valid[signature] += 1,
+            "REPLAYED" => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+
+    assert_eq!(valid, [1; 10]);
+}
