@@ -12,6 +12,8 @@
 
 use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -101,6 +103,65 @@ const HEARTBEAT_EVERY: Duration = Duration::from_millis(400);
 /// A listener that has not heard a heartbeat this long after one was sent (and committed) has
 /// stalled (its backend may be hung while the socket stays open): it is treated as lost.
 const SILENT_AFTER: Duration = Duration::from_millis(1000);
+/// Heartbeats asked for by lookups (see [`CatchUp`]) go at most this often.
+const ASKED_HEARTBEAT_GAP: Duration = Duration::from_millis(20);
+/// How long a lookup waits to catch up before it asks the database instead.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(1);
+
+/// Lets a lookup wait until this replica has heard every change committed before it began.
+///
+/// PostgreSQL delivers notifications to a listener in commit order, whatever their channel. So
+/// once a listener hears a heartbeat it sent after a moment, it has heard every creation
+/// committed before that moment: a key created on another replica and then presented here is
+/// known. A lookup that finds a token unknown waits for that (asking for a heartbeat at once,
+/// at most one per [`ASKED_HEARTBEAT_GAP`]) before it answers `NOT_FOUND` without a query.
+#[derive(Clone)]
+pub struct CatchUp {
+    inner: Arc<CatchUpInner>,
+}
+
+struct CatchUpInner {
+    /// When the newest heartbeat heard was sent.
+    heard: tokio::sync::watch::Sender<Option<Instant>>,
+    asked: tokio::sync::Notify,
+}
+
+impl Default for CatchUp {
+    fn default() -> Self {
+        CatchUp {
+            inner: Arc::new(CatchUpInner {
+                heard: tokio::sync::watch::Sender::new(None),
+                asked: tokio::sync::Notify::new(),
+            }),
+        }
+    }
+}
+
+impl std::fmt::Debug for CatchUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CatchUp")
+    }
+}
+
+impl CatchUp {
+    /// Waits until a heartbeat sent after `since` has come back; `false` when none did within
+    /// [`CATCH_UP_WAIT`] (no listener, or a stalled one).
+    pub async fn after(&self, since: Instant) -> bool {
+        let mut heard = self.inner.heard.subscribe();
+        if heard.borrow().is_some_and(|at| at > since) {
+            return true;
+        }
+        self.inner.asked.notify_one();
+        let caught_up = tokio::time::timeout(CATCH_UP_WAIT, heard.wait_for(|at| at.is_some_and(|at| at > since))).await;
+        matches!(caught_up, Ok(Ok(_)))
+    }
+
+    fn heard(&self, sent: Instant) {
+        self.inner
+            .heard
+            .send_modify(|at| *at = Some(at.map_or(sent, |at| at.max(sent))));
+    }
+}
 
 async fn listen_once(
     memory: &Memory,
@@ -118,7 +179,7 @@ async fn listen_once(
     if let Some(ready) = ready.take() {
         let _ = ready.send(());
     }
-    let heartbeats = Heartbeats::start(pool.clone(), heartbeat_channel.clone());
+    let heartbeats = Heartbeats::start(pool.clone(), heartbeat_channel.clone(), memory.catch_up.clone());
     // `try_recv` fails with `PoolClosed` as soon as the pool is closed, which ends this.
     loop {
         // Checked on every turn, so that a stream of other notifications cannot hide it.
@@ -132,7 +193,9 @@ async fn listen_once(
             continue;
         };
         match received? {
-            Some(notification) if notification.channel() == heartbeat_channel => heartbeats.heard(),
+            Some(notification) if notification.channel() == heartbeat_channel => {
+                heartbeats.heard(notification.payload(), &memory.catch_up)
+            }
             Some(notification) => match Change::from_payload(notification.payload()) {
                 Some(change) => memory.evict(&change),
                 None => memory.clear(),
@@ -143,49 +206,74 @@ async fn listen_once(
     }
 }
 
-/// Sends heartbeats to a listener's own channel until dropped, and keeps when the oldest one
-/// sent but not yet heard was sent. Only heartbeats the database took count: while it cannot be
-/// reached, the listener's own connection fails instead.
+/// Sends heartbeats to a listener's own channel until dropped (every [`HEARTBEAT_EVERY`], and
+/// when a lookup asks), each numbered, and keeps when each was sent. Only heartbeats the
+/// database took count: while it cannot be reached, the listener's own connection fails instead.
 struct Heartbeats {
     task: tokio::task::JoinHandle<()>,
-    unheard_since: std::sync::Arc<std::sync::Mutex<Option<Instant>>>,
+    state: Arc<Mutex<HeartbeatState>>,
+}
+
+#[derive(Default)]
+struct HeartbeatState {
+    /// Sent, not yet heard: number and when it was sent.
+    unheard: VecDeque<(u64, Instant)>,
 }
 
 impl Heartbeats {
-    fn heard(&self) {
-        if let Ok(mut since) = self.unheard_since.lock() {
-            *since = None;
+    /// The heartbeat numbered `payload` came back: it, and every one before it, was heard.
+    fn heard(&self, payload: &str, catch_up: &CatchUp) {
+        let Ok(number) = payload.parse::<u64>() else { return };
+        let Ok(mut state) = self.state.lock() else { return };
+        let mut sent = None;
+        while state.unheard.front().is_some_and(|(n, _)| *n <= number) {
+            sent = state.unheard.pop_front().map(|(_, at)| at);
+        }
+        if let Some(sent) = sent {
+            catch_up.heard(sent);
         }
     }
 
+    /// How long the oldest heartbeat the database took has gone unheard.
     fn unheard_for(&self) -> Option<Duration> {
-        self.unheard_since.lock().ok()?.map(|since| since.elapsed())
+        let state = self.state.lock().ok()?;
+        state.unheard.front().map(|(_, at)| at.elapsed())
     }
 
-    fn start(pool: PgPool, channel: String) -> Self {
-        let unheard_since = std::sync::Arc::new(std::sync::Mutex::new(None));
-        let sent = unheard_since.clone();
+    fn start(pool: PgPool, channel: String, catch_up: CatchUp) -> Self {
+        let state = Arc::new(Mutex::new(HeartbeatState::default()));
+        let sent = state.clone();
         let task = tokio::spawn(async move {
             let mut ticker = tokio::time::interval(HEARTBEAT_EVERY);
+            let mut number = 0u64;
+            let mut last = Instant::now();
             while !pool.is_closed() {
-                ticker.tick().await;
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    _ = catch_up.inner.asked.notified() => {
+                        tokio::time::sleep(ASKED_HEARTBEAT_GAP.saturating_sub(last.elapsed())).await;
+                    }
+                }
+                number += 1;
+                last = Instant::now();
                 // A heartbeat that cannot be sent (the database is away) is simply missed: the
                 // listener then finds itself silent, as it should.
-                let result = sqlx::query("SELECT pg_notify($1, '')")
+                let result = sqlx::query("SELECT pg_notify($1, $2)")
                     .bind(&channel)
+                    .bind(number.to_string())
                     .execute(&pool)
                     .await;
                 match result {
                     Ok(_) => {
-                        if let Ok(mut since) = sent.lock() {
-                            since.get_or_insert_with(Instant::now);
+                        if let Ok(mut state) = sent.lock() {
+                            state.unheard.push_back((number, last));
                         }
                     }
                     Err(error) => tracing::debug!(%error, "could not send the change listener its heartbeat"),
                 }
             }
         });
-        Heartbeats { task, unheard_since }
+        Heartbeats { task, state }
     }
 }
 

@@ -26,9 +26,9 @@ mod verdict;
 
 use sqlx::{PgPool, Postgres, Transaction};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-pub use changes::Change;
+pub use changes::{CatchUp, Change};
 pub use key::verify_key;
 pub use limits::{RateStatus, Spent};
 pub use signed::verify_request;
@@ -76,6 +76,7 @@ impl Default for Settings {
 pub struct Engine {
     cache: KeyCache,
     limits: Limits,
+    catch_up: CatchUp,
     replays: ReplayStore,
     usage: UsageRecorder,
     settings: Arc<Settings>,
@@ -95,6 +96,7 @@ pub struct Tasks {
 pub(crate) struct Memory {
     pub cache: KeyCache,
     pub limits: Limits,
+    pub catch_up: CatchUp,
 }
 
 impl Memory {
@@ -114,12 +116,14 @@ impl Engine {
         let memory = Memory {
             cache: KeyCache::with_capacity(settings.cache_keys),
             limits: Limits::default(),
+            catch_up: CatchUp::default(),
         };
         let (usage, writer) = usage::channel();
         let (replays, replay_writer) = replays::channel();
         let engine = Engine {
             cache: memory.cache.clone(),
             limits: memory.limits.clone(),
+            catch_up: memory.catch_up.clone(),
             replays,
             usage,
             settings: Arc::new(settings),
@@ -191,18 +195,18 @@ impl Engine {
         self.usage.dropped()
     }
 
-    /// The key of `kind` whose token hashes to `hash`, with its tenant's status: from the cache,
-    /// else from the database (and then kept, found or not). A customer key that no key of the
-    /// deployment has is refused at once, without a query. A service token is always confirmed:
-    /// scripts use one the moment another replica created it (before the notification may have
-    /// arrived here), and an unknown one costs one indexed read whose answer is kept.
+    /// The key of `kind` whose token hashes to `hash`, with its tenant's status: `None` without
+    /// a query when no key of the deployment has that hash (once this replica has heard every
+    /// key created before the call, see [`CatchUp`]), else from the cache, else from the
+    /// database (and then kept, found or not).
     pub async fn find_by_hash(
         &self,
         pool: &PgPool,
         kind: KeyKind,
         hash: &TokenHash,
     ) -> Result<Option<(Key, Option<TenantStatus>)>, sqlx::Error> {
-        if kind == KeyKind::Customer && self.cache.token_unknown(hash) {
+        if self.cache.token_unknown(hash) && self.catch_up.after(Instant::now()).await && self.cache.token_unknown(hash)
+        {
             return Ok(None);
         }
         match self.cache.get(kind, hash) {
@@ -222,7 +226,7 @@ impl Engine {
         pool: &PgPool,
         id: &KeyId,
     ) -> Result<Option<(Key, TenantStatus, TenantSettings)>, sqlx::Error> {
-        if self.cache.id_unknown(id) {
+        if self.cache.id_unknown(id) && self.catch_up.after(Instant::now()).await && self.cache.id_unknown(id) {
             return Ok(None);
         }
         match self.cache.get_signer(id) {

@@ -47,11 +47,12 @@ async fn a_flood_of_unknown_and_malformed_tokens_grows_no_table_but_is_counted(p
     let before = row_counts(&app.pool).await;
 
     let calls = 10_000;
-    let tasks: Vec<_> = (0..8)
+    let workers = 64;
+    let tasks: Vec<_> = (0..workers)
         .map(|worker| {
             let (client, base, verifier) = (app.client.clone(), app.base.clone(), verifier.clone());
             tokio::spawn(async move {
-                for n in (worker..calls).step_by(8) {
+                for n in (worker..calls).step_by(workers) {
                     let key = if n % 2 == 0 {
                         NewToken::generate(TokenPrefix::Live).expose().to_owned()
                     } else {
