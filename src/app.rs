@@ -40,6 +40,7 @@ impl App {
             sigv4: config.sigv4_accept(),
             open_gateway: config.authorize_open,
             cache_keys: config.cache_keys,
+            stale_max: Duration::from_secs(config.stale_max),
         });
         let jwt = config.sessions.jwt().map_err(ConfigError::Sessions)?;
         let master_keys = config.secrets.master_keys().map_err(ConfigError::MasterKeys)?;

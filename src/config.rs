@@ -76,6 +76,10 @@ pub struct AppConfig {
     /// id); the least used go first when full.
     #[arg(long, env = "KEYWARD_CACHE_KEYS", default_value_t = 100_000)]
     pub cache_keys: usize,
+    /// While the database cannot be reached, keys and callers confirmed within this many
+    /// seconds keep answering from memory (nobody can revoke then); 0: never.
+    #[arg(long, env = "KEYWARD_STALE_MAX", default_value_t = 60)]
+    pub stale_max: u64,
 }
 
 impl AppConfig {
@@ -97,6 +101,7 @@ impl AppConfig {
             authorize_open: false,
             usage_flush_ms: 1000,
             cache_keys: 100_000,
+            stale_max: 60,
         }
     }
 

@@ -25,7 +25,8 @@ async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// The process is up and its database answers.
+/// The process is up, its database answers, and its change listener is subscribed (without it,
+/// revocations made elsewhere would not reach this replica's memory).
 #[utoipa::path(
     get, path = "/readyz", tag = "health",
     responses(
@@ -34,6 +35,9 @@ async fn healthz() -> Json<Health> {
     )
 )]
 async fn readyz(State(ctx): State<Context>) -> Result<Json<Health>, ApiError> {
+    if !ctx.verify.listening() {
+        return Err(ApiError::Unavailable);
+    }
     sqlx::query("SELECT 1")
         .execute(&ctx.pool)
         .await

@@ -49,8 +49,10 @@ pub struct Ticket {
 pub enum Lookup<T> {
     /// Known: the key (`Some`), or known not to exist (`None`).
     Hit(Option<T>),
-    /// Not known: look it up, then `put` the answer with this ticket.
-    Miss(Ticket),
+    /// Not known: look it up, then `put` the answer with this ticket. `stale` is what a lookup
+    /// confirmed within the stale limit and no change since has touched: the answer to give
+    /// when the database cannot be reached (nobody can change the key then either).
+    Miss { ticket: Ticket, stale: Option<Option<T>> },
 }
 
 #[derive(Clone)]
@@ -74,7 +76,8 @@ struct Invalidations {
     tenants: HashMap<TenantId, (u64, Instant)>,
     /// A token hash changes when a key is created with it: its "no such key" answer ends.
     tokens: HashMap<TokenHash, (u64, Instant)>,
-    /// Entries from lookups that began before this generation are not trusted.
+    /// Entries from lookups that began before this generation are not trusted without a check
+    /// (notifications may have been missed), though they may still be served stale.
     cleared: u64,
     last_prune: Option<Instant>,
 }
@@ -85,16 +88,21 @@ impl Invalidations {
     }
 
     fn changed_after(&self, generation: u64, subjects: Subjects<'_>) -> bool {
+        self.cleared > generation || self.touched_after(generation, subjects)
+    }
+
+    /// Whether a change recorded after `generation` touches the subjects.
+    fn touched_after(&self, generation: u64, subjects: Subjects<'_>) -> bool {
         let after = |record: Option<&(u64, Instant)>| record.is_some_and(|(changed, _)| *changed > generation);
-        self.cleared > generation
-            || subjects.key.is_some_and(|key| after(self.keys.get(key)))
+        subjects.key.is_some_and(|key| after(self.keys.get(key)))
             || subjects.tenant.is_some_and(|tenant| after(self.tenants.get(&tenant)))
             || subjects.token.is_some_and(|token| after(self.tokens.get(token)))
     }
 
-    /// Forgets records older than any entry they could concern.
-    fn prune(&mut self, now: Instant) {
-        let keep = |(_, at): &mut (u64, Instant)| at.elapsed() < TIME_TO_LIVE + PRUNE_EVERY;
+    /// Forgets records older than any entry they could concern (`keep_for`: the longest an
+    /// entry is used, fresh or stale).
+    fn prune(&mut self, now: Instant, keep_for: Duration) {
+        let keep = |(_, at): &mut (u64, Instant)| at.elapsed() < keep_for + PRUNE_EVERY;
         self.keys.retain(|_, record| keep(record));
         self.tenants.retain(|_, record| keep(record));
         self.tokens.retain(|_, record| keep(record));
@@ -134,6 +142,8 @@ pub struct KnownKeys {
 }
 
 struct Inner {
+    /// How long an entry may be served while the database cannot be reached.
+    stale_max: Duration,
     by_hash: Cache<(KeyKind, TokenHash), Entry<ByHash>>,
     by_id: Cache<KeyId, Entry<ById>>,
     generation: AtomicU64,
@@ -159,16 +169,18 @@ impl std::fmt::Debug for KeyCache {
 
 impl Default for KeyCache {
     fn default() -> Self {
-        KeyCache::with_capacity(DEFAULT_CAPACITY)
+        KeyCache::new(DEFAULT_CAPACITY, Duration::ZERO)
     }
 }
 
 impl KeyCache {
-    /// A cache keeping up to `capacity` keys by hash and as many by id.
-    pub fn with_capacity(capacity: usize) -> Self {
+    /// A cache keeping up to `capacity` keys by hash and as many by id, serving what it
+    /// confirmed within `stale_max` while the database cannot be reached.
+    pub fn new(capacity: usize, stale_max: Duration) -> Self {
         let capacity = capacity.max(1);
         KeyCache {
             inner: Arc::new(Inner {
+                stale_max,
                 by_hash: Cache::new(capacity),
                 by_id: Cache::new(capacity),
                 generation: AtomicU64::new(1),
@@ -201,6 +213,17 @@ impl KeyCache {
             .is_ok_and(|invalidations| !invalidations.changed_after(ticket.generation, subjects))
     }
 
+    /// Whether an entry may be served while the database cannot be reached: confirmed within
+    /// the stale limit, and no change recorded since touches it.
+    fn servable_stale(&self, ticket: Ticket, subjects: Subjects<'_>) -> bool {
+        ticket.started.elapsed() < self.inner.stale_max
+            && self
+                .inner
+                .invalidations
+                .read()
+                .is_ok_and(|invalidations| !invalidations.touched_after(ticket.generation, subjects))
+    }
+
     /// A token that no key has: refused without asking the database.
     pub fn token_unknown(&self, hash: &TokenHash) -> bool {
         self.inner
@@ -219,12 +242,17 @@ impl KeyCache {
 
     pub fn get(&self, kind: KeyKind, hash: &TokenHash) -> Lookup<ByHash> {
         let ticket = self.ticket();
-        match self.inner.by_hash.get(&(kind, *hash)) {
-            Some(entry) if self.trusted(entry.ticket, by_hash_subjects(hash, entry.value.as_deref())) => {
-                Lookup::Hit(entry.value.map(|found| (*found).clone()))
-            }
-            _ => Lookup::Miss(ticket),
+        let Some(entry) = self.inner.by_hash.get(&(kind, *hash)) else {
+            return Lookup::Miss { ticket, stale: None };
+        };
+        let subjects = by_hash_subjects(hash, entry.value.as_deref());
+        if self.trusted(entry.ticket, subjects) {
+            return Lookup::Hit(entry.value.map(|found| (*found).clone()));
         }
+        let stale = self
+            .servable_stale(entry.ticket, subjects)
+            .then(|| entry.value.map(|found| (*found).clone()));
+        Lookup::Miss { ticket, stale }
     }
 
     /// Keeps what a lookup that began with `ticket` found (`None`: no such key).
@@ -238,12 +266,17 @@ impl KeyCache {
 
     pub fn get_signer(&self, id: &KeyId) -> Lookup<ById> {
         let ticket = self.ticket();
-        match self.inner.by_id.get(id) {
-            Some(entry) if self.trusted(entry.ticket, by_id_subjects(id, entry.value.as_deref())) => {
-                Lookup::Hit(entry.value.map(|found| (*found).clone()))
-            }
-            _ => Lookup::Miss(ticket),
+        let Some(entry) = self.inner.by_id.get(id) else {
+            return Lookup::Miss { ticket, stale: None };
+        };
+        let subjects = by_id_subjects(id, entry.value.as_deref());
+        if self.trusted(entry.ticket, subjects) {
+            return Lookup::Hit(entry.value.map(|found| (*found).clone()));
         }
+        let stale = self
+            .servable_stale(entry.ticket, subjects)
+            .then(|| entry.value.map(|found| (*found).clone()));
+        Lookup::Miss { ticket, stale }
     }
 
     pub fn put_signer(&self, ticket: Ticket, id: &KeyId, found: Option<&ById>) {
@@ -293,25 +326,26 @@ impl KeyCache {
         record(&mut invalidations, (generation, now));
         let due = invalidations.last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY);
         if invalidations.len() > PRUNE_ABOVE && due {
-            invalidations.prune(now);
+            invalidations.prune(now, TIME_TO_LIVE.max(self.inner.stale_max));
         }
     }
 
-    /// Trusts nothing cached so far, and no longer treats the fingerprints as complete (a
-    /// notification may have been missed) until [`know_all`](Self::know_all) is given them again.
+    /// Trusts nothing cached so far without a check, and no longer treats the fingerprints as
+    /// complete (a notification may have been missed) until [`know_all`](Self::know_all) is given
+    /// them again. Entries stay, to be served stale while the database cannot be reached; the
+    /// records of changes stay too, so that nothing changed before is served.
     pub fn clear(&self) {
         if let Ok(mut invalidations) = self.inner.invalidations.write() {
             let generation = self.inner.generation.fetch_add(1, Ordering::AcqRel) + 1;
-            *invalidations = Invalidations {
-                cleared: generation,
-                ..Invalidations::default()
-            };
+            invalidations.cleared = generation;
         }
         if let Ok(mut known) = self.inner.known.write() {
             *known = Known::default();
         }
-        self.inner.by_hash.clear();
-        self.inner.by_id.clear();
+        if self.inner.stale_max.is_zero() {
+            self.inner.by_hash.clear();
+            self.inner.by_id.clear();
+        }
     }
 
     /// Takes every key of the deployment, read after the listener subscribed: from now on a
@@ -375,13 +409,20 @@ mod tests {
     fn hit<T>(lookup: Lookup<T>) -> Option<Option<T>> {
         match lookup {
             Lookup::Hit(found) => Some(found),
-            Lookup::Miss(_) => None,
+            Lookup::Miss { .. } => None,
         }
     }
 
     fn ticket<T>(lookup: Lookup<T>) -> Ticket {
         match lookup {
-            Lookup::Miss(ticket) => ticket,
+            Lookup::Miss { ticket, .. } => ticket,
+            Lookup::Hit(_) => panic!("expected a miss"),
+        }
+    }
+
+    fn stale<T>(lookup: Lookup<T>) -> Option<Option<T>> {
+        match lookup {
+            Lookup::Miss { stale, .. } => stale,
             Lookup::Hit(_) => panic!("expected a miss"),
         }
     }
@@ -534,8 +575,60 @@ mod tests {
     }
 
     #[test]
+    fn after_a_clear_an_entry_is_rechecked_but_may_be_served_stale() {
+        let cache = KeyCache::new(100, Duration::from_secs(60));
+        let hash = TokenHash::of("sk_live_a");
+        let key = found(TenantId::generate());
+        cache.put(
+            ticket(cache.get(KeyKind::Customer, &hash)),
+            KeyKind::Customer,
+            hash,
+            Some(&key),
+        );
+
+        cache.clear();
+
+        let (served, _) = stale(cache.get(KeyKind::Customer, &hash)).unwrap().unwrap();
+        assert_eq!(served.id, key.0.id);
+    }
+
+    #[test]
+    fn a_changed_key_is_never_served_stale() {
+        let cache = KeyCache::new(100, Duration::from_secs(60));
+        let hash = TokenHash::of("sk_live_a");
+        let key = found(TenantId::generate());
+        cache.put(
+            ticket(cache.get(KeyKind::Customer, &hash)),
+            KeyKind::Customer,
+            hash,
+            Some(&key),
+        );
+
+        cache.evict(&Change::Key(key.0.id.clone()));
+        cache.clear();
+
+        assert!(stale(cache.get(KeyKind::Customer, &hash)).is_none());
+    }
+
+    #[test]
+    fn without_a_stale_limit_nothing_is_served_stale() {
+        let cache = KeyCache::new(100, Duration::ZERO);
+        let hash = TokenHash::of("sk_live_a");
+        cache.put(
+            ticket(cache.get(KeyKind::Customer, &hash)),
+            KeyKind::Customer,
+            hash,
+            None,
+        );
+
+        cache.clear();
+
+        assert!(stale(cache.get(KeyKind::Customer, &hash)).is_none());
+    }
+
+    #[test]
     fn a_full_cache_keeps_its_hot_key() {
-        let cache = KeyCache::with_capacity(100);
+        let cache = KeyCache::new(100, Duration::ZERO);
         let tenant = TenantId::generate();
         let hot = TokenHash::of("sk_live_hot");
         cache.put(

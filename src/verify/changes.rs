@@ -176,6 +176,7 @@ async fn listen_once(
     // as notifications, so the keys read now and those make the complete set.
     memory.clear();
     memory.cache.know_all(store::known_keys(pool).await?);
+    memory.listening.store(true, std::sync::atomic::Ordering::Release);
     if let Some(ready) = ready.take() {
         let _ = ready.send(());
     }
@@ -216,8 +217,8 @@ struct Heartbeats {
 
 #[derive(Default)]
 struct HeartbeatState {
-    /// Sent, not yet heard: number and when it was sent.
-    unheard: VecDeque<(u64, Instant)>,
+    /// Sent, not yet heard: number, when it was sent, and when the database took it.
+    unheard: VecDeque<(u64, Instant, Instant)>,
 }
 
 impl Heartbeats {
@@ -226,18 +227,18 @@ impl Heartbeats {
         let Ok(number) = payload.parse::<u64>() else { return };
         let Ok(mut state) = self.state.lock() else { return };
         let mut sent = None;
-        while state.unheard.front().is_some_and(|(n, _)| *n <= number) {
-            sent = state.unheard.pop_front().map(|(_, at)| at);
+        while state.unheard.front().is_some_and(|(n, _, _)| *n <= number) {
+            sent = state.unheard.pop_front().map(|(_, at, _)| at);
         }
         if let Some(sent) = sent {
             catch_up.heard(sent);
         }
     }
 
-    /// How long the oldest heartbeat the database took has gone unheard.
+    /// How long the oldest heartbeat the database took has gone unheard since it took it.
     fn unheard_for(&self) -> Option<Duration> {
         let state = self.state.lock().ok()?;
-        state.unheard.front().map(|(_, at)| at.elapsed())
+        state.unheard.front().map(|(_, _, taken)| taken.elapsed())
     }
 
     fn start(pool: PgPool, channel: String, catch_up: CatchUp) -> Self {
@@ -266,7 +267,7 @@ impl Heartbeats {
                 match result {
                     Ok(_) => {
                         if let Ok(mut state) = sent.lock() {
-                            state.unheard.push_back((number, last));
+                            state.unheard.push_back((number, last, Instant::now()));
                         }
                     }
                     Err(error) => tracing::debug!(%error, "could not send the change listener its heartbeat"),

@@ -25,6 +25,7 @@ mod usage;
 mod verdict;
 
 use sqlx::{PgPool, Postgres, Transaction};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -58,6 +59,9 @@ pub struct Settings {
     pub open_gateway: bool,
     /// Keys kept in memory (see `cache`).
     pub cache_keys: usize,
+    /// How long a key (or caller) confirmed by the database may still be served from memory
+    /// while the database cannot be reached; zero: never.
+    pub stale_max: Duration,
 }
 
 impl Default for Settings {
@@ -66,6 +70,7 @@ impl Default for Settings {
             sigv4: sigv4::Accept::default(),
             open_gateway: false,
             cache_keys: cache::DEFAULT_CAPACITY,
+            stale_max: Duration::from_secs(60),
         }
     }
 }
@@ -77,6 +82,8 @@ pub struct Engine {
     cache: KeyCache,
     limits: Limits,
     catch_up: CatchUp,
+    listening: Arc<AtomicBool>,
+    reachability: Arc<Reachability>,
     replays: ReplayStore,
     usage: UsageRecorder,
     settings: Arc<Settings>,
@@ -97,6 +104,8 @@ pub(crate) struct Memory {
     pub cache: KeyCache,
     pub limits: Limits,
     pub catch_up: CatchUp,
+    /// The change listener is subscribed and has read every key.
+    pub listening: Arc<AtomicBool>,
 }
 
 impl Memory {
@@ -106,6 +115,7 @@ impl Memory {
     }
 
     pub fn clear(&self) {
+        self.listening.store(false, Ordering::Release);
         self.cache.clear();
         self.limits.forget_all();
     }
@@ -114,9 +124,10 @@ impl Memory {
 impl Engine {
     pub fn new(settings: Settings) -> (Engine, Tasks) {
         let memory = Memory {
-            cache: KeyCache::with_capacity(settings.cache_keys),
+            cache: KeyCache::new(settings.cache_keys, settings.stale_max),
             limits: Limits::default(),
             catch_up: CatchUp::default(),
+            listening: Arc::default(),
         };
         let (usage, writer) = usage::channel();
         let (replays, replay_writer) = replays::channel();
@@ -124,6 +135,8 @@ impl Engine {
             cache: memory.cache.clone(),
             limits: memory.limits.clone(),
             catch_up: memory.catch_up.clone(),
+            listening: memory.listening.clone(),
+            reachability: Arc::default(),
             replays,
             usage,
             settings: Arc::new(settings),
@@ -211,10 +224,12 @@ impl Engine {
         }
         match self.cache.get(kind, hash) {
             Lookup::Hit(found) => Ok(found),
-            Lookup::Miss(ticket) => {
-                let found = store::find_by_hash(pool, kind, hash).await?;
-                self.cache.put(ticket, kind, *hash, found.as_ref());
-                Ok(found)
+            Lookup::Miss { ticket, stale } => {
+                let found = self.lookup(stale, store::find_by_hash(pool, kind, hash)).await?;
+                if let Looked::Confirmed(found) = &found {
+                    self.cache.put(ticket, kind, *hash, found.as_ref());
+                }
+                Ok(found.into_inner())
             }
         }
     }
@@ -231,12 +246,59 @@ impl Engine {
         }
         match self.cache.get_signer(id) {
             Lookup::Hit(found) => Ok(found),
-            Lookup::Miss(ticket) => {
-                let found = store::find_customer_by_id(pool, id).await?;
-                self.cache.put_signer(ticket, id, found.as_ref());
-                Ok(found)
+            Lookup::Miss { ticket, stale } => {
+                let found = self.lookup(stale, store::find_customer_by_id(pool, id)).await?;
+                if let Looked::Confirmed(found) = &found {
+                    self.cache.put_signer(ticket, id, found.as_ref());
+                }
+                Ok(found.into_inner())
             }
         }
+    }
+
+    /// Runs a lookup, bounded by [`LOOKUP_TIMEOUT`] even when the database hangs. When the
+    /// database cannot be reached (or could not a moment ago, [`DOWN_FOR`]), what was confirmed
+    /// within the stale limit is served instead: nobody can change a key while the database is
+    /// away. Everything else is an error the caller answers 503.
+    async fn lookup<T>(
+        &self,
+        stale: Option<Option<T>>,
+        query: impl std::future::Future<Output = Result<Option<T>, sqlx::Error>>,
+    ) -> Result<Looked<T>, sqlx::Error> {
+        if self.reachability.down() {
+            // Asked again a moment later; until then, an answer from memory or a prompt 503.
+            return match stale {
+                Some(stale) => Ok(Looked::Stale(stale)),
+                None => Err(sqlx::Error::PoolTimedOut),
+            };
+        }
+        let result = match tokio::time::timeout(LOOKUP_TIMEOUT, query).await {
+            Ok(result) => result,
+            Err(_) => Err(sqlx::Error::PoolTimedOut),
+        };
+        match result {
+            Ok(found) => {
+                self.reachability.up();
+                Ok(Looked::Confirmed(found))
+            }
+            Err(error) if crate::db::is_unreachable(&error) || crate::db::is_timeout(&error) => {
+                // One broken connection is replaced by the pool; a pool that cannot connect
+                // (or a statement that never comes back) means the database is away.
+                if matches!(error, sqlx::Error::PoolTimedOut) {
+                    self.reachability.went_down(&error);
+                }
+                match stale {
+                    Some(stale) => Ok(Looked::Stale(stale)),
+                    None => Err(error),
+                }
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Whether the change listener is subscribed and knows every key (`/readyz`).
+    pub fn listening(&self) -> bool {
+        self.listening.load(Ordering::Acquire)
     }
 
     /// How many keys this replica knows exist, and whether that is every key of the deployment
@@ -256,6 +318,56 @@ fn admit(ctx: &Context, caller: &Caller, required_scopes: &[String]) -> crate::s
     let mut errors = ValidationErrors::default();
     let required = parse_scopes(&mut errors, "scopes", required_scopes, MAX_SCOPES_PER_KEY);
     errors.finish(required).map_err(Into::into)
+}
+
+/// The longest a verify lookup waits for the database, even one that hangs without answering
+/// (a statement timeout cannot fire on a stopped server).
+pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(6);
+/// After a lookup found the database unreachable, lookups do not ask it again for this long:
+/// what may be served stale is, the rest gets a prompt 503.
+const DOWN_FOR: Duration = Duration::from_secs(2);
+
+/// An answer of `Engine::lookup`: confirmed by the database now, or served from memory.
+enum Looked<T> {
+    Confirmed(Option<T>),
+    Stale(Option<T>),
+}
+
+impl<T> Looked<T> {
+    fn into_inner(self) -> Option<T> {
+        match self {
+            Looked::Confirmed(found) | Looked::Stale(found) => found,
+        }
+    }
+}
+
+/// When verify lookups last found the database unreachable.
+#[derive(Debug, Default)]
+struct Reachability {
+    down_since: std::sync::Mutex<Option<Instant>>,
+}
+
+impl Reachability {
+    fn down(&self) -> bool {
+        self.down_since
+            .lock()
+            .is_ok_and(|since| since.is_some_and(|at| at.elapsed() < DOWN_FOR))
+    }
+
+    fn went_down(&self, error: &sqlx::Error) {
+        if let Ok(mut since) = self.down_since.lock() {
+            if since.is_none_or(|at| at.elapsed() >= DOWN_FOR) {
+                tracing::warn!(%error, "the database cannot be reached: keys confirmed lately are served from memory");
+            }
+            *since = Some(Instant::now());
+        }
+    }
+
+    fn up(&self) {
+        if let Ok(mut since) = self.down_since.lock() {
+            *since = None;
+        }
+    }
 }
 
 /// How long `Tasks::start` waits for the change listener to subscribe before serving anyway.

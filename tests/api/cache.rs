@@ -308,7 +308,11 @@ async fn a_signing_key_created_on_one_replica_signs_on_another_at_once(pool: PgP
     let tenant = first.tenant("acme").await;
 
     let created = first
-        .post(&format!("/v1/tenants/{tenant}/keys"), &first.admin, json!({"name": "s", "signing": true}))
+        .post(
+            &format!("/v1/tenants/{tenant}/keys"),
+            &first.admin,
+            json!({"name": "s", "signing": true}),
+        )
         .await;
     let (id, secret) = (
         created.body["key"]["id"].as_str().unwrap(),

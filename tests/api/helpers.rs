@@ -78,6 +78,7 @@ impl TestApp {
             authorize_open: false,
             usage_flush_ms: 3_600_000,
             cache_keys: 100_000,
+            stale_max: 60,
         }
     }
 

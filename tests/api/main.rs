@@ -16,6 +16,7 @@ mod limits;
 mod logs;
 mod nginx;
 mod openapi;
+mod outage;
 mod permissions;
 mod rotation;
 mod service_tokens;
