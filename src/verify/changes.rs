@@ -68,11 +68,29 @@ impl Change {
     }
 }
 
-/// Queues the notification of `change` in the transaction `conn` is in.
-pub(super) async fn notify(conn: &mut PgConnection, change: &Change) -> Result<(), sqlx::Error> {
+/// Which replica published a notification: `<16 hex digits>;` before the change. A replica
+/// skips its own (it applied them as it committed), so that hearing one later does not make it
+/// distrust what it has looked up since.
+fn with_origin(origin: u64, change: &Change) -> String {
+    format!("{origin:016x};{}", change.payload())
+}
+
+/// The origin and the change of a payload (`None` origin: a payload without one).
+fn read_payload(payload: &str) -> (Option<u64>, Option<Change>) {
+    match payload.split_once(';') {
+        Some((origin, rest)) if origin.len() == 16 => {
+            (u64::from_str_radix(origin, 16).ok(), Change::from_payload(rest))
+        }
+        _ => (None, Change::from_payload(payload)),
+    }
+}
+
+/// Queues the notification of `change`, published by replica `origin`, in the transaction
+/// `conn` is in.
+pub(super) async fn notify(conn: &mut PgConnection, change: &Change, origin: u64) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(CHANNEL)
-        .bind(change.payload())
+        .bind(with_origin(origin, change))
         .execute(conn)
         .await?;
     Ok(())
@@ -197,9 +215,10 @@ async fn listen_once(
             Some(notification) if notification.channel() == heartbeat_channel => {
                 heartbeats.heard(notification.payload(), &memory.catch_up)
             }
-            Some(notification) => match Change::from_payload(notification.payload()) {
-                Some(change) => memory.evict(&change),
-                None => memory.clear(),
+            Some(notification) => match read_payload(notification.payload()) {
+                (Some(origin), _) if origin == memory.origin => {}
+                (_, Some(change)) => memory.evict(&change),
+                (_, None) => memory.clear(),
             },
             // The connection dropped (and is re-established): notifications may be lost.
             None => memory.clear(),
@@ -312,6 +331,16 @@ mod tests {
 
         assert!(change.payload().starts_with("created:key_01J00000000000000000000000:"));
         assert_eq!(Change::from_payload(&change.payload()), Some(change));
+    }
+
+    #[test]
+    fn a_payload_names_the_replica_that_published_it() {
+        let change = Change::Tenant(TenantId::generate());
+
+        let payload = with_origin(0xfeed, &change);
+
+        assert!(payload.starts_with("000000000000feed;tenant:"));
+        assert_eq!(read_payload(&payload), (Some(0xfeed), Some(change)));
     }
 
     #[test]

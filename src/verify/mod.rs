@@ -83,6 +83,7 @@ pub struct Engine {
     limits: Limits,
     catch_up: CatchUp,
     listening: Arc<AtomicBool>,
+    origin: u64,
     reachability: Arc<Reachability>,
     replays: ReplayStore,
     usage: UsageRecorder,
@@ -106,6 +107,8 @@ pub(crate) struct Memory {
     pub catch_up: CatchUp,
     /// The change listener is subscribed and has read every key.
     pub listening: Arc<AtomicBool>,
+    /// This replica, in the notifications it publishes (see `changes`).
+    pub origin: u64,
 }
 
 impl Memory {
@@ -128,6 +131,7 @@ impl Engine {
             limits: Limits::default(),
             catch_up: CatchUp::default(),
             listening: Arc::default(),
+            origin: rand::random(),
         };
         let (usage, writer) = usage::channel();
         let (replays, replay_writer) = replays::channel();
@@ -136,6 +140,7 @@ impl Engine {
             limits: memory.limits.clone(),
             catch_up: memory.catch_up.clone(),
             listening: memory.listening.clone(),
+            origin: memory.origin,
             reachability: Arc::default(),
             replays,
             usage,
@@ -157,7 +162,7 @@ impl Engine {
     /// commit through NOTIFY) stops trusting what it cached about them.
     pub async fn commit(&self, mut tx: Transaction<'_, Postgres>, changes: &[Change]) -> Result<(), sqlx::Error> {
         for change in changes {
-            changes::notify(&mut tx, change).await?;
+            changes::notify(&mut tx, change, self.origin).await?;
         }
         tx.commit().await?;
         for change in changes {
