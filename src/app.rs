@@ -3,7 +3,6 @@
 //! what is still queued.
 
 use sqlx::PgPool;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -30,6 +29,7 @@ pub struct App {
     pub ctx: Context,
     tasks: verify::Tasks,
     usage_flush: Duration,
+    limits: crate::http::server::Limits,
 }
 
 impl App {
@@ -57,6 +57,7 @@ impl App {
             ctx,
             tasks,
             usage_flush: config.usage_flush_interval(),
+            limits: config.server_limits(),
         })
     }
 
@@ -84,10 +85,8 @@ impl App {
             .start(ctx.pool.clone(), self.usage_flush, ctx.clock.clone())
             .await;
         background::spawn_pruner(ctx.pool.clone(), ctx.clock.clone());
-        let app = crate::http::router(ctx.clone());
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        let router = crate::http::router(ctx.clone(), self.limits.max_in_flight);
+        crate::http::server::serve(listener, router, self.limits, shutdown).await?;
         ctx.verify.release_limits(&ctx.pool, ctx.clock.now()).await;
         ctx.verify.flush().await;
         Ok(())

@@ -80,6 +80,22 @@ pub struct AppConfig {
     /// seconds keep answering from memory (nobody can revoke then); 0: never.
     #[arg(long, env = "KEYWARD_STALE_MAX", default_value_t = 60)]
     pub stale_max: u64,
+    /// A client that has not sent its request headers within this many milliseconds is cut off.
+    #[arg(long, env = "KEYWARD_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_timeout_ms: u64,
+    /// Connections open at once; beyond it new ones are closed at once.
+    #[arg(long, env = "KEYWARD_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Connections open at once from one address.
+    #[arg(long, env = "KEYWARD_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 1_000)]
+    pub max_connections_per_address: usize,
+    /// Requests handled at once; beyond it requests get 503 with Retry-After at once.
+    #[arg(long, env = "KEYWARD_MAX_IN_FLIGHT", default_value_t = 1_024)]
+    pub max_in_flight: usize,
+    /// On shutdown, how many milliseconds in-flight requests get to finish before what is left
+    /// is cut off.
+    #[arg(long, env = "KEYWARD_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
+    pub shutdown_grace_ms: u64,
 }
 
 impl AppConfig {
@@ -102,6 +118,22 @@ impl AppConfig {
             usage_flush_ms: 1000,
             cache_keys: 100_000,
             stale_max: 60,
+            header_timeout_ms: 10_000,
+            max_connections: 10_000,
+            max_connections_per_address: 1_000,
+            max_in_flight: 1_024,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+
+    /// How the server treats connections and requests in flight.
+    pub fn server_limits(&self) -> crate::http::server::Limits {
+        crate::http::server::Limits {
+            header_timeout: Duration::from_millis(self.header_timeout_ms.max(1)),
+            max_connections: self.max_connections.max(1),
+            max_connections_per_address: self.max_connections_per_address.max(1),
+            max_in_flight: self.max_in_flight.max(1),
+            shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
         }
     }
 

@@ -43,6 +43,8 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("the database is not reachable")]
     Unavailable,
+    #[error("too many requests in flight")]
+    Overloaded,
 }
 
 impl Problem {
@@ -169,6 +171,11 @@ impl ApiError {
                 "unavailable",
                 "the database is not reachable; try again shortly",
             ),
+            ApiError::Overloaded => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "too many requests are being handled right now; try again shortly",
+            ),
             ApiError::Unavailable => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -199,6 +206,8 @@ impl IntoResponse for ApiError {
                 error @ (ApiError::Service(service::Error::Busy) | ApiError::Unavailable) => {
                     tracing::warn!(%error, kind = %problem.kind, "request refused")
                 }
+                // Shed under load: logging each would add to the load.
+                ApiError::Overloaded => tracing::debug!("request shed"),
                 ApiError::Service(service::Error::Database(error)) if crate::db::is_unreachable(error) => {
                     tracing::warn!(%error, "the database is not reachable")
                 }
@@ -212,7 +221,12 @@ impl IntoResponse for ApiError {
         let mut response = problem.into_response();
         let retry_after = match &self {
             ApiError::Service(service::Error::Throttled(seconds)) => Some(*seconds),
-            ApiError::Service(service::Error::Busy) => Some(1),
+            ApiError::Service(service::Error::Busy) | ApiError::Overloaded | ApiError::Unavailable => Some(1),
+            ApiError::Service(service::Error::Database(error))
+                if crate::db::is_unreachable(error) || crate::db::is_timeout(error) =>
+            {
+                Some(1)
+            }
             _ => None,
         };
         if let Some(value) = retry_after.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {

@@ -8,6 +8,7 @@ pub mod forward_auth;
 pub mod health;
 pub mod keys;
 pub mod members;
+pub mod server;
 pub mod service_tokens;
 pub mod sessions;
 pub mod tenants;
@@ -120,8 +121,10 @@ fn with_common_responses(mut spec: utoipa::openapi::OpenApi) -> utoipa::openapi:
     spec
 }
 
-/// The whole application: routes, the spec at `/openapi.json`, and the middleware stack.
-pub fn router(ctx: Context) -> Router {
+/// The whole application: routes, the spec at `/openapi.json`, and the middleware stack. At
+/// most `max_in_flight` requests are handled at once; beyond that a request is shed at once with
+/// 503 and `Retry-After` instead of waiting in a queue.
+pub fn router(ctx: Context, max_in_flight: usize) -> Router {
     let (routes, spec) = api().split_for_parts();
     let spec = with_common_responses(spec);
     let spec_json = spec.to_pretty_json().unwrap_or_default();
@@ -157,6 +160,15 @@ pub fn router(ctx: Context) -> Router {
         }))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(axum::error_handling::HandleErrorLayer::new(
+                    |_: tower::BoxError| async { ApiError::Overloaded },
+                ))
+                .load_shed()
+                // One limit for every route (a plain concurrency limit would be one per route).
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(max_in_flight)),
+        )
         .with_state(ctx)
 }
 

@@ -79,6 +79,11 @@ impl TestApp {
             usage_flush_ms: 3_600_000,
             cache_keys: 100_000,
             stale_max: 60,
+            header_timeout_ms: 10_000,
+            max_connections: 10_000,
+            max_connections_per_address: 1_000,
+            max_in_flight: 1_024,
+            shutdown_grace_ms: 10_000,
         }
     }
 

@@ -19,6 +19,7 @@ mod openapi;
 mod outage;
 mod permissions;
 mod rotation;
+mod server;
 mod service_tokens;
 mod sessions;
 mod signed;

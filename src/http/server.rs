@@ -1,0 +1,143 @@
+//! The accept loop: what stands between slow or hostile clients and the router.
+//! - A client that does not send its request headers within the header timeout is cut off, so
+//!   half-open requests cannot pile up.
+//! - At most `max_connections` connections are open at once, and `max_connections_per_address`
+//!   from one address; beyond that, a new connection is closed at once (it costs nothing).
+//! - Shutdown stops accepting, lets in-flight requests finish within `shutdown_grace`, then
+//!   cuts off whatever is left: a slow client cannot hold the process up.
+//!
+//! Requests in flight are bounded by the router (`Limits::max_in_flight`, shed with 503).
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower::Service;
+
+/// How the server treats connections (see the module documentation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub header_timeout: Duration,
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
+    pub max_in_flight: usize,
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+            max_connections_per_address: 1_000,
+            max_in_flight: 1_024,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Open connections per address.
+#[derive(Default)]
+struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
+
+impl PerAddress {
+    fn admit(&self, ip: IpAddr, max: usize) -> bool {
+        let Ok(mut open) = self.0.lock() else { return false };
+        let count = open.entry(ip).or_insert(0);
+        if *count >= max {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    fn leave(&self, ip: IpAddr) {
+        if let Ok(mut open) = self.0.lock() {
+            if let Some(count) = open.get_mut(&ip) {
+                *count -= 1;
+                if *count == 0 {
+                    open.remove(&ip);
+                }
+            }
+        }
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then drains as described above.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let per_address = Arc::new(PerAddress::default());
+    let graceful = GracefulShutdown::new();
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    let builder = Arc::new(builder);
+    let mut tasks = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors, say: wait a moment instead of spinning.
+                    tracing::warn!(%error, "could not accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        while tasks.try_join_next().is_some() {}
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            continue; // dropping the stream closes it
+        };
+        let ip = peer.ip().to_canonical();
+        if !per_address.admit(ip, limits.max_connections_per_address) {
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            let mut router = router.clone();
+            async move { router.call(request.map(axum::body::Body::new)).await }
+        });
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection.into_owned());
+        let per_address = per_address.clone();
+        tasks.spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+            per_address.leave(ip);
+            drop(permit);
+        });
+    }
+    drop(listener);
+    // In-flight requests finish; idle connections close; the rest is cut off after the grace.
+    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            connections = tasks.len(),
+            "connections still open after the shutdown grace period: cut off"
+        );
+    }
+    tasks.abort_all();
+    Ok(())
+}

@@ -1,0 +1,157 @@
+//! Slow and hostile clients: half-sent headers are cut off, connections and requests in flight
+//! are capped (shed with 503 instead of queued), and shutdown does not wait for slow clients.
+
+use reqwest::StatusCode;
+use sqlx::PgPool;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::helpers::TestApp;
+
+fn address(app: &TestApp) -> String {
+    app.base.trim_start_matches("http://").to_owned()
+}
+
+/// Opens a connection and sends the start of a request, never its end.
+async fn half_sent(address: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    stream
+}
+
+/// Whether the server closes `stream` (within a guard against a hang, not a speed check).
+async fn closed_by_server(stream: &mut TcpStream) -> bool {
+    let mut buffer = [0u8; 512];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(15), stream.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue, // e.g. a 408 before closing
+            Err(_) => return false,
+        }
+    }
+}
+
+async fn healthz(app: &TestApp) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[sqlx::test]
+async fn a_client_that_never_finishes_its_headers_is_cut_off(pool: PgPool) {
+    let config = keyward::config::AppConfig {
+        header_timeout_ms: 300,
+        ..TestApp::config()
+    };
+    let app = TestApp::spawn_configured(pool, config, |ctx| ctx).await;
+
+    let mut stream = half_sent(&address(&app)).await;
+
+    assert!(
+        closed_by_server(&mut stream).await,
+        "the half-sent request was kept open"
+    );
+}
+
+#[sqlx::test]
+async fn many_half_sent_requests_do_not_stop_others_being_answered(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let mut slow = Vec::new();
+    for _ in 0..500 {
+        slow.push(half_sent(&address(&app)).await);
+    }
+
+    let health = healthz(&app).await;
+    let tenant = app.tenant("acme").await;
+    let (_, token) = app.key(&tenant, serde_json::json!({"name": "k"})).await;
+
+    assert_eq!(health.status(), StatusCode::OK);
+    assert_eq!(app.verify(&token, &[]).await["code"], "VALID");
+    drop(slow);
+}
+
+#[sqlx::test]
+async fn beyond_the_connection_cap_a_new_connection_is_closed_at_once(pool: PgPool) {
+    let config = keyward::config::AppConfig {
+        max_connections: 3,
+        ..TestApp::config()
+    };
+    let app = TestApp::spawn_configured(pool, config, |ctx| ctx).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(half_sent(&address(&app)).await);
+    }
+
+    let mut fourth = half_sent(&address(&app)).await;
+    assert!(closed_by_server(&mut fourth).await);
+
+    drop(held);
+    let mut answered = false;
+    for _ in 0..50 {
+        if let Ok(reply) = reqwest::Client::new().get(format!("{}/healthz", app.base)).send().await {
+            answered = reply.status() == StatusCode::OK;
+            if answered {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        answered,
+        "the server did not take connections again once the others left"
+    );
+}
+
+#[sqlx::test]
+async fn requests_beyond_the_in_flight_limit_are_shed_with_503_and_retry_after(pool: PgPool) {
+    let config = keyward::config::AppConfig {
+        max_in_flight: 1,
+        ..TestApp::config()
+    };
+    let app = TestApp::spawn_configured(pool, config, |ctx| ctx).await;
+    // One request in flight: its handler waits for a body that never fully arrives.
+    let mut in_flight = TcpStream::connect(address(&app)).await.unwrap();
+    let head = format!(
+        "POST /v1/verify HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"key\":",
+        app.admin
+    );
+    in_flight.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let shed = healthz(&app).await;
+
+    assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(shed.headers()["retry-after"], "1");
+    let body: serde_json::Value = shed.json().await.unwrap();
+    assert_eq!(body["type"], "urn:keyward:problem:overloaded");
+    drop(in_flight);
+}
+
+#[sqlx::test]
+async fn shutdown_does_not_wait_for_a_slow_client_beyond_the_grace(pool: PgPool) {
+    let config = keyward::config::AppConfig {
+        shutdown_grace_ms: 300,
+        ..TestApp::config()
+    };
+    let app = keyward::app::App::build(&config, pool, keyward::clock::Clock::system()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(app.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    let mut slow = TcpStream::connect(&address).await.unwrap();
+    slow.write_all(b"POST /v1/verify HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    stop.send(()).unwrap();
+
+    let finished = tokio::time::timeout(Duration::from_secs(15), serving).await;
+    assert!(finished.is_ok(), "serve waited for the slow client");
+    assert!(closed_by_server(&mut slow).await);
+}
