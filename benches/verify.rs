@@ -45,6 +45,35 @@ async fn main() {
     result.print();
 }
 
+/// Index and sequential scans of `api_keys` so far (as the statistics collector last saw them).
+async fn key_table_reads(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT (COALESCE(idx_scan, 0) + COALESCE(seq_scan, 0))::bigint FROM pg_stat_user_tables WHERE relname = 'api_keys'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap_or(-1)
+}
+
+/// Rows per table, except the verification counts (which a verification is meant to add to).
+async fn row_counts(pool: &sqlx::PgPool) -> Vec<(String, i64)> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'verification_counts' ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap_or_default();
+    let mut counts = Vec::new();
+    for table in tables {
+        let count: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM \"{table}\""))
+            .fetch_one(pool)
+            .await
+            .unwrap_or(-1);
+        counts.push((table, count));
+    }
+    counts
+}
+
 fn with_database(url: &str, database: &str) -> String {
     let (before, query) = url
         .split_once('?')
@@ -199,6 +228,22 @@ async fn run(url: &str) -> Results {
         json!({"name": "s", "signing": true}),
     )
     .await;
+    let rate_limited = post(
+        &format!("/v1/tenants/{tenant}/keys"),
+        json!({"name": "r", "scopes": ["bench:*"], "rate_limit": {"limit": 1_000_000_000, "window_seconds": 3600}}),
+    )
+    .await["token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let counted = post(
+        &format!("/v1/tenants/{tenant}/keys"),
+        json!({"name": "c", "scopes": ["bench:*"], "remaining": 1_000_000_000_000i64}),
+    )
+    .await["token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let signer_id = signer["key"]["id"].as_str().unwrap_or_default().to_owned();
     let secret = signer["signing_secret"].as_str().unwrap_or_default().to_owned();
 
@@ -225,6 +270,8 @@ async fn run(url: &str) -> Results {
     }
     for (name, key, expected) in [
         ("POST /v1/verify (valid)", token.clone(), "VALID"),
+        ("POST /v1/verify (rate limit)", rate_limited.clone(), "VALID"),
+        ("POST /v1/verify (remaining)", counted.clone(), "VALID"),
         ("POST /v1/verify (malformed)", "sk_live_nope".to_owned(), "MALFORMED"),
     ] {
         let (http, base, admin) = (http.clone(), base.clone(), admin.clone());
@@ -243,6 +290,38 @@ async fn run(url: &str) -> Results {
             })
             .await,
         );
+    }
+    {
+        // Random well-formed tokens: no key has them. Reads of the key table are counted.
+        let reads_before = key_table_reads(&pool).await;
+        let rows_before = row_counts(&pool).await;
+        let (http, base, admin) = (http.clone(), base.clone(), admin.clone());
+        results.push(
+            measure("POST /v1/verify (unknown token)", move |_| {
+                let token = keyward::domain::token::NewToken::generate(keyward::domain::token::TokenPrefix::Live);
+                let request = http
+                    .post(format!("{base}/v1/verify"))
+                    .bearer_auth(&admin)
+                    .json(&json!({"key": token.expose()}));
+                async move {
+                    match request.send().await {
+                        Ok(r) => r.json::<Value>().await.is_ok_and(|v| v["code"] == "NOT_FOUND"),
+                        Err(_) => false,
+                    }
+                }
+            })
+            .await,
+        );
+        tokio::time::sleep(Duration::from_millis(1500)).await; // statistics are flushed lazily
+        let reads = key_table_reads(&pool).await - reads_before;
+        let grown: Vec<String> = row_counts(&pool)
+            .await
+            .into_iter()
+            .zip(rows_before)
+            .filter(|(after, before)| after != before)
+            .map(|((table, after), (_, before))| format!("{table} {before}→{after}"))
+            .collect();
+        println!("unknown tokens: {reads} reads of api_keys; tables grown: {grown:?}");
     }
     {
         let (http, base, admin) = (http.clone(), base.clone(), admin.clone());
