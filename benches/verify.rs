@@ -230,7 +230,7 @@ async fn run(url: &str) -> Results {
     .await;
     let rate_limited = post(
         &format!("/v1/tenants/{tenant}/keys"),
-        json!({"name": "r", "scopes": ["bench:*"], "rate_limit": {"limit": 1_000_000_000, "window_seconds": 3600}}),
+        json!({"name": "r", "scopes": ["bench:*"], "rate_limit": {"limit": 1_000_000, "window_seconds": 3600}}),
     )
     .await["token"]
         .as_str()

@@ -88,7 +88,18 @@ impl App {
         let router = crate::http::router(ctx.clone(), self.limits.max_in_flight);
         crate::http::server::serve(listener, router, self.limits, shutdown).await?;
         ctx.verify.release_limits(&ctx.pool, ctx.clock.now()).await;
-        ctx.verify.flush().await;
+        let unwritten = ctx.verify.flush().await;
+        if !unwritten.is_empty() {
+            // Never a clean exit having dropped them.
+            tracing::error!(
+                ?unwritten,
+                "the database could not be reached at shutdown: these are lost"
+            );
+            return Err(std::io::Error::other(format!(
+                "lost at shutdown, the database being unreachable: {} verification counters, {} refusal events, {} last-use times",
+                unwritten.counts, unwritten.events, unwritten.last_uses
+            )));
+        }
         Ok(())
     }
 }

@@ -102,9 +102,11 @@ fn with_common_responses(mut spec: utoipa::openapi::OpenApi) -> utoipa::openapi:
             &mut item.trace,
         ];
         for operation in operations.into_iter().flatten() {
-            let mut statuses = vec!["408"];
+            // 408: the request timeout; 503: shed beyond KEYWARD_MAX_IN_FLIGHT, or (with 500)
+            // the database.
+            let mut statuses = vec!["408", "503"];
             if path != "/healthz" {
-                statuses.extend(["500", "503"]);
+                statuses.push("500");
             }
             if operation.request_body.is_some() {
                 statuses.extend(["400", "413", "415"]);

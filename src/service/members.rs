@@ -297,7 +297,7 @@ pub async fn remove(
         repo::audit::append(&mut tx, &event).await?;
     }
     let changes: Vec<Change> = revoked_tokens.iter().cloned().map(Change::Key).collect();
-    ctx.verify.commit(tx, &changes).await?;
+    ctx.verify.commit(&ctx.pool, tx, &changes).await?;
     Ok(Removed { revoked_tokens })
 }
 

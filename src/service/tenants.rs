@@ -89,6 +89,6 @@ pub async fn update(
         "settings": patch.settings,
     }));
     repo::audit::append(&mut tx, &event).await?;
-    ctx.verify.commit(tx, &[Change::Tenant(id)]).await?;
+    ctx.verify.commit(&ctx.pool, tx, &[Change::Tenant(id)]).await?;
     Ok(tenant)
 }

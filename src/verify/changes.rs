@@ -10,12 +10,12 @@
 //! open): every listener sends itself a heartbeat through the database every 400 ms and counts
 //! itself lost when one the database took has not come back within a second. Cache entries also age out.
 
-use sqlx::postgres::PgListener;
+use sqlx::postgres::{PgListener, PgNotification};
 use sqlx::{PgConnection, PgPool};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use super::store;
 use super::Memory;
@@ -98,10 +98,10 @@ pub(super) async fn notify(conn: &mut PgConnection, change: &Change, origin: u64
 
 /// Evicts what every replica publishes until `pool` is closed; reconnects after a lost connection.
 /// `ready` is told once the first attempt to listen has subscribed (or failed).
-pub(super) async fn listen(memory: Memory, pool: PgPool, ready: oneshot::Sender<()>) {
+pub(super) async fn listen(memory: Memory, pool: PgPool, ready: oneshot::Sender<()>, mut drains: DrainRequests) {
     let mut ready = Some(ready);
     while !pool.is_closed() {
-        match listen_once(&memory, &pool, &mut ready).await {
+        match listen_once(&memory, &pool, &mut ready, &mut drains.0).await {
             Ok(()) | Err(sqlx::Error::PoolClosed) => return,
             Err(_) if pool.is_closed() => return,
             Err(error) => {
@@ -121,70 +121,12 @@ const HEARTBEAT_EVERY: Duration = Duration::from_millis(400);
 /// A listener that has not heard a heartbeat this long after one was sent (and committed) has
 /// stalled (its backend may be hung while the socket stays open): it is treated as lost.
 const SILENT_AFTER: Duration = Duration::from_millis(1000);
-/// Heartbeats asked for by lookups (see [`CatchUp`]) go at most this often.
-const ASKED_HEARTBEAT_GAP: Duration = Duration::from_millis(20);
-/// How long a lookup waits to catch up before it asks the database instead.
-const CATCH_UP_WAIT: Duration = Duration::from_secs(1);
-
-/// Lets a lookup wait until this replica has heard every change committed before it began.
-///
-/// PostgreSQL delivers notifications to a listener in commit order, whatever their channel. So
-/// once a listener hears a heartbeat it sent after a moment, it has heard every creation
-/// committed before that moment: a key created on another replica and then presented here is
-/// known. A lookup that finds a token unknown waits for that (asking for a heartbeat at once,
-/// at most one per [`ASKED_HEARTBEAT_GAP`]) before it answers `NOT_FOUND` without a query.
-#[derive(Clone)]
-pub struct CatchUp {
-    inner: Arc<CatchUpInner>,
-}
-
-struct CatchUpInner {
-    /// When the newest heartbeat heard was sent.
-    heard: tokio::sync::watch::Sender<Option<Instant>>,
-    asked: tokio::sync::Notify,
-}
-
-impl Default for CatchUp {
-    fn default() -> Self {
-        CatchUp {
-            inner: Arc::new(CatchUpInner {
-                heard: tokio::sync::watch::Sender::new(None),
-                asked: tokio::sync::Notify::new(),
-            }),
-        }
-    }
-}
-
-impl std::fmt::Debug for CatchUp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("CatchUp")
-    }
-}
-
-impl CatchUp {
-    /// Waits until a heartbeat sent after `since` has come back; `false` when none did within
-    /// [`CATCH_UP_WAIT`] (no listener, or a stalled one).
-    pub async fn after(&self, since: Instant) -> bool {
-        let mut heard = self.inner.heard.subscribe();
-        if heard.borrow().is_some_and(|at| at > since) {
-            return true;
-        }
-        self.inner.asked.notify_one();
-        let caught_up = tokio::time::timeout(CATCH_UP_WAIT, heard.wait_for(|at| at.is_some_and(|at| at > since))).await;
-        matches!(caught_up, Ok(Ok(_)))
-    }
-
-    fn heard(&self, sent: Instant) {
-        self.inner
-            .heard
-            .send_modify(|at| *at = Some(at.map_or(sent, |at| at.max(sent))));
-    }
-}
 
 async fn listen_once(
     memory: &Memory,
     pool: &PgPool,
     ready: &mut Option<oneshot::Sender<()>>,
+    drains: &mut mpsc::Receiver<oneshot::Sender<()>>,
 ) -> Result<(), sqlx::Error> {
     // A channel of this listener's own: the heartbeats concern no other replica.
     let heartbeat_channel = format!("keyward_heartbeat_{:016x}", rand::random::<u64>());
@@ -198,7 +140,7 @@ async fn listen_once(
     if let Some(ready) = ready.take() {
         let _ = ready.send(());
     }
-    let heartbeats = Heartbeats::start(pool.clone(), heartbeat_channel.clone(), memory.catch_up.clone());
+    let heartbeats = Heartbeats::start(pool.clone(), heartbeat_channel.clone());
     // `try_recv` fails with `PoolClosed` as soon as the pool is closed, which ends this.
     loop {
         // Checked on every turn, so that a stream of other notifications cannot hide it.
@@ -208,26 +150,73 @@ async fn listen_once(
                 "the listening connection stopped delivering notifications",
             )));
         }
-        let Ok(received) = tokio::time::timeout(HEARTBEAT_EVERY, listener.try_recv()).await else {
-            continue;
-        };
-        match received? {
-            Some(notification) if notification.channel() == heartbeat_channel => {
-                heartbeats.heard(notification.payload(), &memory.catch_up)
+        let received = tokio::select! {
+            received = listener.try_recv() => received?,
+            Some(first) = drains.recv() => {
+                // Lookups wait until what the socket already holds is applied (see `Drain`).
+                let mut waiting = vec![first];
+                while let Ok(more) = drains.try_recv() {
+                    waiting.push(more);
+                }
+                while let Ok(received) = tokio::time::timeout(Duration::ZERO, listener.try_recv()).await {
+                    apply(memory, &heartbeats, &heartbeat_channel, received?);
+                }
+                for done in waiting {
+                    let _ = done.send(());
+                }
+                continue;
             }
-            Some(notification) => match read_payload(notification.payload()) {
-                (Some(origin), _) if origin == memory.origin => {}
-                (_, Some(change)) => memory.evict(&change),
-                (_, None) => memory.clear(),
-            },
-            // The connection dropped (and is re-established): notifications may be lost.
-            None => memory.clear(),
+            _ = tokio::time::sleep(HEARTBEAT_EVERY) => continue,
+        };
+        apply(memory, &heartbeats, &heartbeat_channel, received);
+    }
+}
+
+/// What one notification (or a dropped connection, `None`) changes.
+fn apply(memory: &Memory, heartbeats: &Heartbeats, heartbeat_channel: &str, received: Option<PgNotification>) {
+    match received {
+        Some(notification) if notification.channel() == heartbeat_channel => heartbeats.heard(notification.payload()),
+        Some(notification) => match read_payload(notification.payload()) {
+            (Some(origin), _) if origin == memory.origin => {}
+            (_, Some(change)) => memory.evict(&change),
+            (_, None) => memory.clear(),
+        },
+        // The connection dropped (and is re-established): notifications may be lost.
+        None => memory.clear(),
+    }
+}
+
+/// A lookup about to answer "no such key" asks the listener to apply every notification its
+/// connection has already received (no query, no waiting for more): a creation announced by
+/// another replica before its commit is then known. Bounded: a full queue or a slow listener
+/// only means the lookup answers from what is known.
+#[derive(Clone, Debug)]
+pub struct Drain {
+    requests: mpsc::Sender<oneshot::Sender<()>>,
+}
+
+/// The listener's half of [`Drain`].
+pub struct DrainRequests(mpsc::Receiver<oneshot::Sender<()>>);
+
+const DRAIN_QUEUE: usize = 1024;
+const DRAIN_WAIT: Duration = Duration::from_millis(50);
+
+pub fn drain_channel() -> (Drain, DrainRequests) {
+    let (requests, receiver) = mpsc::channel(DRAIN_QUEUE);
+    (Drain { requests }, DrainRequests(receiver))
+}
+
+impl Drain {
+    pub async fn caught_up(&self) {
+        let (done, applied) = oneshot::channel();
+        if self.requests.try_send(done).is_ok() {
+            let _ = tokio::time::timeout(DRAIN_WAIT, applied).await;
         }
     }
 }
 
-/// Sends heartbeats to a listener's own channel until dropped (every [`HEARTBEAT_EVERY`], and
-/// when a lookup asks), each numbered, and keeps when each was sent. Only heartbeats the
+/// Sends heartbeats to a listener's own channel every [`HEARTBEAT_EVERY`] until dropped, each
+/// numbered, and keeps when the database took each. Only heartbeats the
 /// database took count: while it cannot be reached, the listener's own connection fails instead.
 struct Heartbeats {
     task: tokio::task::JoinHandle<()>,
@@ -236,46 +225,35 @@ struct Heartbeats {
 
 #[derive(Default)]
 struct HeartbeatState {
-    /// Sent, not yet heard: number, when it was sent, and when the database took it.
-    unheard: VecDeque<(u64, Instant, Instant)>,
+    /// Taken by the database, not yet heard: number, and when the database took it.
+    unheard: VecDeque<(u64, Instant)>,
 }
 
 impl Heartbeats {
     /// The heartbeat numbered `payload` came back: it, and every one before it, was heard.
-    fn heard(&self, payload: &str, catch_up: &CatchUp) {
+    fn heard(&self, payload: &str) {
         let Ok(number) = payload.parse::<u64>() else { return };
         let Ok(mut state) = self.state.lock() else { return };
-        let mut sent = None;
-        while state.unheard.front().is_some_and(|(n, _, _)| *n <= number) {
-            sent = state.unheard.pop_front().map(|(_, at, _)| at);
-        }
-        if let Some(sent) = sent {
-            catch_up.heard(sent);
+        while state.unheard.front().is_some_and(|(n, _)| *n <= number) {
+            state.unheard.pop_front();
         }
     }
 
     /// How long the oldest heartbeat the database took has gone unheard since it took it.
     fn unheard_for(&self) -> Option<Duration> {
         let state = self.state.lock().ok()?;
-        state.unheard.front().map(|(_, _, taken)| taken.elapsed())
+        state.unheard.front().map(|(_, taken)| taken.elapsed())
     }
 
-    fn start(pool: PgPool, channel: String, catch_up: CatchUp) -> Self {
+    fn start(pool: PgPool, channel: String) -> Self {
         let state = Arc::new(Mutex::new(HeartbeatState::default()));
         let sent = state.clone();
         let task = tokio::spawn(async move {
             let mut ticker = tokio::time::interval(HEARTBEAT_EVERY);
             let mut number = 0u64;
-            let mut last = Instant::now();
             while !pool.is_closed() {
-                tokio::select! {
-                    _ = ticker.tick() => {}
-                    _ = catch_up.inner.asked.notified() => {
-                        tokio::time::sleep(ASKED_HEARTBEAT_GAP.saturating_sub(last.elapsed())).await;
-                    }
-                }
+                ticker.tick().await;
                 number += 1;
-                last = Instant::now();
                 // A heartbeat that cannot be sent (the database is away) is simply missed: the
                 // listener then finds itself silent, as it should.
                 let result = sqlx::query("SELECT pg_notify($1, $2)")
@@ -286,7 +264,7 @@ impl Heartbeats {
                 match result {
                     Ok(_) => {
                         if let Ok(mut state) = sent.lock() {
-                            state.unheard.push_back((number, last, Instant::now()));
+                            state.unheard.push_back((number, Instant::now()));
                         }
                     }
                     Err(error) => tracing::debug!(%error, "could not send the change listener its heartbeat"),

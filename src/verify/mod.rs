@@ -29,10 +29,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use changes::{CatchUp, Change};
+pub use changes::Change;
 pub use key::verify_key;
 pub use limits::{RateStatus, Spent};
 pub use signed::verify_request;
+pub use usage::Unwritten;
 pub use verdict::{judge, Verdict, VerifyCode};
 
 use crate::clock::Clock;
@@ -81,8 +82,8 @@ impl Default for Settings {
 pub struct Engine {
     cache: KeyCache,
     limits: Limits,
-    catch_up: CatchUp,
     listening: Arc<AtomicBool>,
+    drain: changes::Drain,
     origin: u64,
     reachability: Arc<Reachability>,
     replays: ReplayStore,
@@ -94,6 +95,7 @@ pub struct Engine {
 /// usage writer.
 pub struct Tasks {
     memory: Memory,
+    drains: changes::DrainRequests,
     writer: UsageWriter,
     replays: ReplayWriter,
 }
@@ -104,7 +106,6 @@ pub struct Tasks {
 pub(crate) struct Memory {
     pub cache: KeyCache,
     pub limits: Limits,
-    pub catch_up: CatchUp,
     /// The change listener is subscribed and has read every key.
     pub listening: Arc<AtomicBool>,
     /// This replica, in the notifications it publishes (see `changes`).
@@ -129,17 +130,17 @@ impl Engine {
         let memory = Memory {
             cache: KeyCache::new(settings.cache_keys, settings.stale_max),
             limits: Limits::default(),
-            catch_up: CatchUp::default(),
             listening: Arc::default(),
             origin: rand::random(),
         };
         let (usage, writer) = usage::channel();
         let (replays, replay_writer) = replays::channel();
+        let (drain, drains) = changes::drain_channel();
         let engine = Engine {
             cache: memory.cache.clone(),
             limits: memory.limits.clone(),
-            catch_up: memory.catch_up.clone(),
             listening: memory.listening.clone(),
+            drain,
             origin: memory.origin,
             reachability: Arc::default(),
             replays,
@@ -148,6 +149,7 @@ impl Engine {
         };
         let tasks = Tasks {
             memory,
+            drains,
             writer,
             replays: replay_writer,
         };
@@ -160,7 +162,26 @@ impl Engine {
 
     /// Commits `tx` with `changes` published: every replica (this one at once, the others on
     /// commit through NOTIFY) stops trusting what it cached about them.
-    pub async fn commit(&self, mut tx: Transaction<'_, Postgres>, changes: &[Change]) -> Result<(), sqlx::Error> {
+    ///
+    /// A creation is also announced *before* the commit, outside the transaction: by the time
+    /// the caller holds the new token, every replica has been told of it for at least the
+    /// commit's round trip, so that one verifying it an instant later already knows it. (An
+    /// announcement whose transaction then fails names a key that does not exist: one wasted
+    /// lookup, never a wrong answer.) It goes out only when a pool connection is free at once.
+    pub async fn commit(
+        &self,
+        pool: &PgPool,
+        mut tx: Transaction<'_, Postgres>,
+        changes: &[Change],
+    ) -> Result<(), sqlx::Error> {
+        for created in changes.iter().filter(|change| matches!(change, Change::Created { .. })) {
+            // Only on a connection that is free now: waiting for one while holding the
+            // transaction's could deadlock a busy pool. Without it, the commit's own
+            // notification still tells every replica.
+            if let Some(mut conn) = pool.try_acquire() {
+                changes::notify(&mut conn, created, self.origin).await?;
+            }
+        }
         for change in changes {
             changes::notify(&mut tx, change, self.origin).await?;
         }
@@ -187,14 +208,28 @@ impl Engine {
         self.replays.remember(pool, signature).await
     }
 
+    /// Announces a creation before its transaction begins (see [`commit`](Self::commit)): on a
+    /// connection of its own, so that no transaction is held while waiting for it. A failure only
+    /// means the commit's own notification is the first the other replicas hear.
+    pub async fn announce(&self, pool: &PgPool, created: &Change) {
+        let announced = async {
+            let mut conn = pool.acquire().await?;
+            changes::notify(&mut conn, created, self.origin).await
+        };
+        if let Err(error) = announced.await {
+            tracing::debug!(%error, "could not announce a new key ahead of its commit");
+        }
+    }
+
     /// Gives back every unused slice of every limit (on shutdown).
     pub async fn release_limits(&self, pool: &PgPool, now: chrono::DateTime<chrono::Utc>) {
         self.limits.give_back(pool, now, true).await;
     }
 
-    /// Writes every queued side effect (last use, refusal events) now and waits until written.
-    pub async fn flush(&self) {
-        self.usage.flush().await;
+    /// Writes every tallied side effect (counts, last uses, refusal events) now and waits until
+    /// written; returns what could not be.
+    pub async fn flush(&self) -> Unwritten {
+        self.usage.flush().await
     }
 
     /// Notes that a key was used (coalesced, written in the background).
@@ -214,8 +249,7 @@ impl Engine {
     }
 
     /// The key of `kind` whose token hashes to `hash`, with its tenant's status: `None` without
-    /// a query when no key of the deployment has that hash (once this replica has heard every
-    /// key created before the call, see [`CatchUp`]), else from the cache, else from the
+    /// a query when no key of the deployment has that hash, else from the cache, else from the
     /// database (and then kept, found or not).
     pub async fn find_by_hash(
         &self,
@@ -223,9 +257,11 @@ impl Engine {
         kind: KeyKind,
         hash: &TokenHash,
     ) -> Result<Option<(Key, Option<TenantStatus>)>, sqlx::Error> {
-        if self.cache.token_unknown(hash) && self.catch_up.after(Instant::now()).await && self.cache.token_unknown(hash)
-        {
-            return Ok(None);
+        if self.cache.token_unknown(hash) {
+            self.drain.caught_up().await;
+            if self.cache.token_unknown(hash) {
+                return Ok(None);
+            }
         }
         match self.cache.get(kind, hash) {
             Lookup::Hit(found) => Ok(found),
@@ -246,8 +282,11 @@ impl Engine {
         pool: &PgPool,
         id: &KeyId,
     ) -> Result<Option<(Key, TenantStatus, TenantSettings)>, sqlx::Error> {
-        if self.cache.id_unknown(id) && self.catch_up.after(Instant::now()).await && self.cache.id_unknown(id) {
-            return Ok(None);
+        if self.cache.id_unknown(id) {
+            self.drain.caught_up().await;
+            if self.cache.id_unknown(id) {
+                return Ok(None);
+            }
         }
         match self.cache.get_signer(id) {
             Lookup::Hit(found) => Ok(found),
@@ -389,7 +428,7 @@ impl Tasks {
             pool.clone(),
             clock.clone(),
         ));
-        tokio::spawn(changes::listen(self.memory, pool.clone(), ready));
+        tokio::spawn(changes::listen(self.memory, pool.clone(), ready, self.drains));
         tokio::spawn(self.replays.run(pool.clone()));
         tokio::spawn(self.writer.run(pool, usage_flush, clock));
         let _ = tokio::time::timeout(LISTENER_START, subscribed).await;

@@ -36,7 +36,7 @@ const MAX_PENDING_COUNTS: usize = 1_000_000;
 
 enum Message {
     Used(KeyId, DateTime<Utc>),
-    Flush(oneshot::Sender<()>),
+    Flush(oneshot::Sender<Unwritten>),
 }
 
 /// One verification outcome: whose, of which key (if the token matched one), which code, when.
@@ -73,6 +73,33 @@ struct Tallies {
     /// Refusals whose event was written before their minute ended (a flush): the rest of that
     /// minute is counted only, so there is still one event per key, code and minute.
     written: HashSet<RefusalKey>,
+}
+
+/// What a flush could not write.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Unwritten {
+    /// Verification counters (each a tenant, key, code and minute).
+    pub counts: usize,
+    /// Coalesced `key.verify_failed` events.
+    pub events: usize,
+    /// `last_used_at` updates.
+    pub last_uses: usize,
+}
+
+impl Unwritten {
+    pub fn is_empty(&self) -> bool {
+        *self == Unwritten::default()
+    }
+}
+
+impl Tallies {
+    fn unwritten(&self, last_uses: usize) -> Unwritten {
+        Unwritten {
+            counts: self.counts.len(),
+            events: self.refusals.len(),
+            last_uses,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -181,12 +208,19 @@ impl UsageRecorder {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    /// Writes everything tallied and queued so far and waits until it is written.
-    pub async fn flush(&self) {
+    /// Writes everything tallied and queued so far and waits until it is written; returns what
+    /// could not be (the database is away): it stays queued for the next write.
+    pub async fn flush(&self) -> Unwritten {
         let (ack, done) = oneshot::channel();
         if self.sender.send(Message::Flush(ack)).await.is_ok() {
-            let _ = done.await;
+            if let Ok(unwritten) = done.await {
+                return unwritten;
+            }
         }
+        // No writer (a context that does not serve): everything tallied is unwritten.
+        self.tallies
+            .lock()
+            .map_or_else(|_| Unwritten::default(), |t| t.unwritten(0))
     }
 }
 
@@ -209,7 +243,8 @@ impl UsageWriter {
                     }
                     Some(Message::Flush(ack)) => {
                         self.write(&pool, &mut last_used, minute_of(clock.now()), true).await;
-                        let _ = ack.send(());
+                        let unwritten = self.tallies.lock().map_or_else(|_| Unwritten::default(), |t| t.unwritten(last_used.len()));
+                        let _ = ack.send(unwritten);
                     }
                 },
                 _ = ticker.tick() => self.write(&pool, &mut last_used, minute_of(clock.now()), false).await,

@@ -196,7 +196,8 @@ async fn through_a_database_outage_keys_confirmed_lately_answer_on_every_replica
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(
-        last["code"], "REVOKED",
+        last["code"],
+        "REVOKED",
         "the second replica still trusts a revoked key (listening: {})",
         second.ctx.verify.listening()
     );

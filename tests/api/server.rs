@@ -155,3 +155,38 @@ async fn shutdown_does_not_wait_for_a_slow_client_beyond_the_grace(pool: PgPool)
     assert!(finished.is_ok(), "serve waited for the slow client");
     assert!(closed_by_server(&mut slow).await);
 }
+
+#[sqlx::test]
+async fn a_shutdown_that_cannot_write_what_it_tallied_fails_naming_what_was_lost(pool: PgPool) {
+    let app = keyward::app::App::build(&TestApp::config(), pool.clone(), keyward::clock::Clock::system()).unwrap();
+    let ctx = app.ctx.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(app.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    let caller = keyward::domain::permissions::Caller::service(
+        keyward::domain::ids::KeyId::generate(keyward::domain::ids::KeyKind::Service),
+        keyward::domain::permissions::TenantScope::Platform,
+        vec![keyward::domain::permissions::Permission::KeysVerify],
+    );
+    let meta = keyward::domain::audit::RequestMeta::default();
+    keyward::verify::verify_key(&ctx, &caller, &meta, "sk_live_garbage", None, &[])
+        .await
+        .unwrap();
+    // The counts table is out of reach, as when the database is.
+    sqlx::query("ALTER TABLE verification_counts RENAME TO verification_counts_away")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    stop.send(()).unwrap();
+    let ended = serving.await.unwrap();
+    sqlx::query("ALTER TABLE verification_counts_away RENAME TO verification_counts")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let error = ended.expect_err("serve ended as if nothing was lost");
+    assert!(error.to_string().contains("1 verification counters"), "{error}");
+}

@@ -42,6 +42,11 @@ pub async fn create_key(
     } else {
         None
     };
+    let created = Change::Created {
+        id: key.id.clone(),
+        hash: token.hash(),
+    };
+    ctx.verify.announce(&ctx.pool, &created).await;
     let mut tx = ctx.pool.begin().await?;
     check_owner(&mut tx, owner, true).await?;
     repo::keys::insert(&mut tx, &key, &token.hash()).await?;
@@ -62,11 +67,7 @@ pub async fn create_key(
         "signing": signing_secret.is_some(),
     }));
     repo::audit::append(&mut tx, &event).await?;
-    let created = Change::Created {
-        id: key.id.clone(),
-        hash: token.hash(),
-    };
-    ctx.verify.commit(tx, &[created]).await?;
+    ctx.verify.commit(&ctx.pool, tx, &[created]).await?;
     Ok(IssuedKey {
         key,
         token,
@@ -129,7 +130,7 @@ pub async fn update_key(
     .details(serde_json::json!({ "changed": changed, "enabled": updated.enabled, "scopes": updated.grants.names() }));
     repo::audit::append(&mut tx, &event).await?;
     let changes: Vec<Change> = std::iter::once(id.clone()).chain(followers).map(Change::Key).collect();
-    ctx.verify.commit(tx, &changes).await?;
+    ctx.verify.commit(&ctx.pool, tx, &changes).await?;
     Ok(updated)
 }
 

@@ -251,7 +251,9 @@ pub async fn rotate(
         id: key.id.clone(),
         hash: token.hash(),
     };
-    ctx.verify.commit(tx, &[Change::Key(old.id.clone()), created]).await?;
+    ctx.verify
+        .commit(&ctx.pool, tx, &[Change::Key(old.id.clone()), created])
+        .await?;
     Ok(Rotated {
         issued: IssuedKey {
             key,
@@ -292,6 +294,6 @@ pub async fn revoke(
     .target(target_kind(kind), &id)
     .details(serde_json::json!({ "reason": reason }));
     repo::audit::append(&mut tx, &event).await?;
-    ctx.verify.commit(tx, &[Change::Key(id)]).await?;
+    ctx.verify.commit(&ctx.pool, tx, &[Change::Key(id)]).await?;
     Ok(revoked)
 }

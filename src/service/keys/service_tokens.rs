@@ -54,6 +54,11 @@ pub async fn issue_service_token(
         rate_limit: None,
     };
     let key = template.issue(owner, &token, actor, now);
+    let created = Change::Created {
+        id: key.id.clone(),
+        hash: token.hash(),
+    };
+    ctx.verify.announce(&ctx.pool, &created).await;
     let mut tx = ctx.pool.begin().await?;
     check_owner(&mut tx, owner, true).await?;
     repo::keys::insert(&mut tx, &key, &token.hash()).await?;
@@ -68,11 +73,7 @@ pub async fn issue_service_token(
     .target("service_token", &key.id)
     .details(serde_json::json!({ "name": key.name, "permissions": key.grants.names(), "expires_at": key.expires_at }));
     repo::audit::append(&mut tx, &event).await?;
-    let created = Change::Created {
-        id: key.id.clone(),
-        hash: token.hash(),
-    };
-    ctx.verify.commit(tx, &[created]).await?;
+    ctx.verify.commit(&ctx.pool, tx, &[created]).await?;
     Ok(IssuedKey {
         key,
         token,
