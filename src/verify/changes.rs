@@ -158,7 +158,9 @@ async fn listen_once(
                 while let Ok(more) = drains.try_recv() {
                     waiting.push(more);
                 }
-                while let Ok(received) = tokio::time::timeout(Duration::ZERO, listener.try_recv()).await {
+                // Polled once each: ready only with what the connection already holds. (Not a
+                // zero timeout: timers have millisecond ticks.)
+                while let Some(received) = futures_util::FutureExt::now_or_never(listener.try_recv()) {
                     apply(memory, &heartbeats, &heartbeat_channel, received?);
                 }
                 for done in waiting {
