@@ -254,12 +254,16 @@ impl Limits {
             }
         }
         let mut book = self.book.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut forgotten = std::collections::HashSet::new();
         for id in idle {
             // Only if nobody picked the family up since.
             if book.families.get(&id).is_some_and(|cell| Arc::strong_count(cell) == 1) {
                 book.families.remove(&id);
-                book.family_of.retain(|_, family| family != &id);
+                forgotten.insert(id);
             }
+        }
+        if !forgotten.is_empty() {
+            book.family_of.retain(|_, family| !forgotten.contains(family));
         }
     }
 }

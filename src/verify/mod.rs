@@ -200,12 +200,17 @@ impl Engine {
         key: &Key,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Result<Spent, limits::Refused>, sqlx::Error> {
-        self.limits.consume(pool, key, now).await
+        // Bounded like a lookup: a slice cut short is at worst lost to the key, never doubled.
+        tokio::time::timeout(LOOKUP_TIMEOUT, self.limits.consume(pool, key, now))
+            .await
+            .unwrap_or(Err(sqlx::Error::PoolTimedOut))
     }
 
     /// Remembers an accepted signature (group-committed); `false` for a replay.
     async fn remember_signature(&self, pool: &PgPool, signature: replays::Signature) -> Result<bool, sqlx::Error> {
-        self.replays.remember(pool, signature).await
+        tokio::time::timeout(LOOKUP_TIMEOUT, self.replays.remember(pool, signature))
+            .await
+            .unwrap_or(Err(sqlx::Error::PoolTimedOut))
     }
 
     /// Announces a creation before its transaction begins (see [`commit`](Self::commit)): on a
@@ -364,8 +369,8 @@ fn admit(ctx: &Context, caller: &Caller, required_scopes: &[String]) -> crate::s
     errors.finish(required).map_err(Into::into)
 }
 
-/// The longest a verify lookup waits for the database, even one that hangs without answering
-/// (a statement timeout cannot fire on a stopped server).
+/// The longest a verify lookup (or a limit slice, or the replay store) waits for the database,
+/// even one that hangs without answering (a statement timeout cannot fire on a stopped server).
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(6);
 /// After a lookup found the database unreachable, lookups do not ask it again for this long:
 /// what may be served stale is, the rest gets a prompt 503.
