@@ -29,6 +29,7 @@ pub struct App {
     pub ctx: Context,
     tasks: verify::Tasks,
     usage_flush: Duration,
+    spool_dir: Option<std::path::PathBuf>,
     limits: crate::http::server::Limits,
 }
 
@@ -57,6 +58,7 @@ impl App {
             ctx,
             tasks,
             usage_flush: config.usage_flush_interval(),
+            spool_dir: config.spool_dir(),
             limits: config.server_limits(),
         })
     }
@@ -82,18 +84,18 @@ impl App {
             tracing::warn!("no KEYWARD_MASTER_KEYS: keys cannot be issued with signing secrets");
         }
         self.tasks
-            .start(ctx.pool.clone(), self.usage_flush, ctx.clock.clone())
+            .start(ctx.pool.clone(), self.usage_flush, ctx.clock.clone(), self.spool_dir)
             .await;
         background::spawn_pruner(ctx.pool.clone(), ctx.clock.clone());
         let router = crate::http::router(ctx.clone(), self.limits.max_in_flight);
         crate::http::server::serve(listener, router, self.limits, shutdown).await?;
         ctx.verify.release_limits(&ctx.pool, ctx.clock.now()).await;
-        let unwritten = ctx.verify.flush().await;
+        let unwritten = ctx.verify.flush_or_spool().await;
         if !unwritten.is_empty() {
             // Never a clean exit having dropped them.
             tracing::error!(
                 ?unwritten,
-                "the database could not be reached at shutdown: these are lost"
+                "the database could not be reached at shutdown and nothing could be spooled: these are lost"
             );
             return Err(std::io::Error::other(format!(
                 "lost at shutdown, the database being unreachable: {} verification counters, {} refusal events, {} last-use times",

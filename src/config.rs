@@ -96,6 +96,11 @@ pub struct AppConfig {
     /// is cut off.
     #[arg(long, env = "KEYWARD_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     pub shutdown_grace_ms: u64,
+    /// Where verification counts and refusal events that could not be written at shutdown (the
+    /// database unreachable) are kept for the next start; empty: nowhere (serve then exits
+    /// non-zero naming what it lost).
+    #[arg(long, env = "KEYWARD_SPOOL_DIR", default_value = ".data/spool")]
+    pub spool_dir: String,
 }
 
 impl AppConfig {
@@ -123,7 +128,13 @@ impl AppConfig {
             max_connections_per_address: 1_000,
             max_in_flight: 1_024,
             shutdown_grace_ms: 10_000,
+            spool_dir: String::new(),
         }
+    }
+
+    pub fn spool_dir(&self) -> Option<std::path::PathBuf> {
+        let dir = self.spool_dir.trim();
+        (!dir.is_empty()).then(|| std::path::PathBuf::from(dir))
     }
 
     /// How the server treats connections and requests in flight.

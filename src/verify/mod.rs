@@ -20,6 +20,7 @@ mod key;
 mod limits;
 mod replays;
 mod signed;
+mod spool;
 pub mod store;
 mod usage;
 mod verdict;
@@ -231,6 +232,12 @@ impl Engine {
         self.limits.give_back(pool, now, true).await;
     }
 
+    /// The flush at shutdown: what cannot be written goes to the spool (when one is set);
+    /// returns what is lost.
+    pub async fn flush_or_spool(&self) -> Unwritten {
+        self.usage.flush_or_spool().await
+    }
+
     /// Writes every tallied side effect (counts, last uses, refusal events) now and waits until
     /// written; returns what could not be.
     pub async fn flush(&self) -> Unwritten {
@@ -426,7 +433,7 @@ impl Tasks {
     /// Starts the change listener and the usage writer on the current Tokio runtime, and
     /// returns once the listener has subscribed (or failed its first attempt, or
     /// `LISTENER_START` passed): a cache filled before then would be cleared when it subscribes.
-    pub async fn start(self, pool: PgPool, usage_flush: Duration, clock: Clock) {
+    pub async fn start(self, pool: PgPool, usage_flush: Duration, clock: Clock, spool_dir: Option<std::path::PathBuf>) {
         let (ready, subscribed) = tokio::sync::oneshot::channel();
         tokio::spawn(limits::give_back_expired(
             self.memory.limits.clone(),
@@ -435,7 +442,7 @@ impl Tasks {
         ));
         tokio::spawn(changes::listen(self.memory, pool.clone(), ready, self.drains));
         tokio::spawn(self.replays.run(pool.clone()));
-        tokio::spawn(self.writer.run(pool, usage_flush, clock));
+        tokio::spawn(self.writer.run(pool, usage_flush, clock, spool_dir));
         let _ = tokio::time::timeout(LISTENER_START, subscribed).await;
     }
 }

@@ -20,12 +20,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
+use super::spool::{self, Spooled, SpooledCount, SpooledRefusal};
 use super::{store, VerifyCode};
 use crate::clock::Clock;
 use crate::domain::audit::NewAuditEvent;
 use crate::domain::ids::{KeyId, TenantId};
 use crate::repo;
 use crate::repo::usage::Count;
+use std::path::{Path, PathBuf};
 
 const CHANNEL_CAPACITY: usize = 16_384;
 /// Coalesced events kept while the database is unreachable; beyond it new ones are dropped
@@ -37,6 +39,8 @@ const MAX_PENDING_COUNTS: usize = 1_000_000;
 enum Message {
     Used(KeyId, DateTime<Utc>),
     Flush(oneshot::Sender<Unwritten>),
+    /// A flush at shutdown: what cannot be written goes to the spool; answers what was lost.
+    Spool(oneshot::Sender<Unwritten>),
 }
 
 /// One verification outcome: whose, of which key (if the token matched one), which code, when.
@@ -224,10 +228,31 @@ impl UsageRecorder {
     }
 }
 
+impl UsageRecorder {
+    /// The flush at shutdown: writes what it can, spools the rest (when a spool directory is
+    /// set), and returns what is lost.
+    pub async fn flush_or_spool(&self) -> Unwritten {
+        let (ack, done) = oneshot::channel();
+        if self.sender.send(Message::Spool(ack)).await.is_ok() {
+            if let Ok(lost) = done.await {
+                return lost;
+            }
+        }
+        self.tallies
+            .lock()
+            .map_or_else(|_| Unwritten::default(), |t| t.unwritten(0))
+    }
+}
+
 impl UsageWriter {
-    /// Writes until every recorder is gone, then writes what is left.
-    pub async fn run(mut self, pool: PgPool, interval: Duration, clock: Clock) {
+    /// Writes until every recorder is gone, then writes what is left. First takes in what
+    /// earlier runs spooled in `spool_dir`, and deletes those files once all is written.
+    pub async fn run(mut self, pool: PgPool, interval: Duration, clock: Clock, spool_dir: Option<PathBuf>) {
         let mut last_used: HashMap<KeyId, DateTime<Utc>> = HashMap::new();
+        let mut spooled_files = match &spool_dir {
+            Some(dir) => self.take_in_spool(dir, &mut last_used),
+            None => Vec::new(),
+        };
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -237,35 +262,51 @@ impl UsageWriter {
                         self.write(&pool, &mut last_used, minute_of(clock.now()), true).await;
                         return;
                     }
+                    Some(Message::Spool(ack)) => {
+                        let written = self.write(&pool, &mut last_used, minute_of(clock.now()), true).await;
+                        if written {
+                            remove_spooled(&mut spooled_files);
+                        }
+                        let _ = ack.send(self.spool(spool_dir.as_deref(), &mut last_used));
+                    }
                     Some(Message::Used(id, at)) => {
                         let entry = last_used.entry(id).or_insert(at);
                         *entry = (*entry).max(at);
                     }
                     Some(Message::Flush(ack)) => {
-                        self.write(&pool, &mut last_used, minute_of(clock.now()), true).await;
+                        if self.write(&pool, &mut last_used, minute_of(clock.now()), true).await {
+                            remove_spooled(&mut spooled_files);
+                        }
                         let unwritten = self.tallies.lock().map_or_else(|_| Unwritten::default(), |t| t.unwritten(last_used.len()));
                         let _ = ack.send(unwritten);
                     }
                 },
-                _ = ticker.tick() => self.write(&pool, &mut last_used, minute_of(clock.now()), false).await,
+                _ = ticker.tick() => {
+                    if self.write(&pool, &mut last_used, minute_of(clock.now()), false).await {
+                        remove_spooled(&mut spooled_files);
+                    }
+                }
             }
         }
     }
 
     /// Writes the counts, the last uses, and the events of minutes before `now_minute` (or
-    /// every event, with `all`); what cannot be written is kept for the next turn.
+    /// every event, with `all`); what cannot be written is kept for the next turn. `true` when
+    /// every write that was due succeeded.
     async fn write(
         &self,
         pool: &PgPool,
         last_used: &mut HashMap<KeyId, DateTime<Utc>>,
         now_minute: DateTime<Utc>,
         all: bool,
-    ) {
+    ) -> bool {
+        let mut written = true;
         let Batch { counts, events } = self.take(now_minute, all);
         if !counts.is_empty() {
             if let Err(error) = repo::usage::add(pool, &counts).await {
                 tracing::warn!(%error, counters = counts.len(), "could not write verification counts; will retry");
                 self.put_back_counts(counts);
+                written = false;
             }
         }
         if !last_used.is_empty() {
@@ -275,6 +316,7 @@ impl UsageWriter {
                 for (id, at) in uses {
                     last_used.entry(id).or_insert(at);
                 }
+                written = false;
             }
         }
         if !events.is_empty() {
@@ -282,8 +324,74 @@ impl UsageWriter {
             if let Err(error) = append_all(pool, &written).await {
                 tracing::warn!(%error, events = written.len(), "could not write audit events; will retry");
                 self.put_back_events(events);
+                return false;
             }
         }
+        written
+    }
+
+    /// Moves what is still unwritten into a spool file; returns what is lost (all of it when
+    /// there is no spool directory or the file cannot be written).
+    fn spool(&self, dir: Option<&Path>, last_used: &mut HashMap<KeyId, DateTime<Utc>>) -> Unwritten {
+        let Ok(mut tallies) = self.tallies.lock() else {
+            return Unwritten::default();
+        };
+        let unwritten = tallies.unwritten(last_used.len());
+        let Some(dir) = dir.filter(|_| !unwritten.is_empty()) else {
+            return unwritten;
+        };
+        let spooled = Spooled {
+            counts: tallies.counts.iter().map(|(c, n)| SpooledCount::of(c, *n)).collect(),
+            last_uses: last_used.iter().map(|(id, at)| (id.as_str().to_owned(), *at)).collect(),
+            refusals: tallies
+                .refusals
+                .iter()
+                .map(|(r, c)| SpooledRefusal::of(&r.key, r.code, r.minute, c.count, &c.event))
+                .collect(),
+        };
+        match spool::write(dir, &spooled) {
+            Ok(path) => {
+                tracing::warn!(?unwritten, path = %path.display(), "the database could not be reached at shutdown: spooled for the next start");
+                tallies.counts.clear();
+                tallies.refusals.clear();
+                last_used.clear();
+                Unwritten::default()
+            }
+            Err(error) => {
+                tracing::error!(%error, dir = %dir.display(), "could not write the spool");
+                unwritten
+            }
+        }
+    }
+
+    /// Takes in every spool file of `dir`; returns their paths, to delete once written.
+    fn take_in_spool(&self, dir: &Path, last_used: &mut HashMap<KeyId, DateTime<Utc>>) -> Vec<PathBuf> {
+        let found = spool::read_all(dir);
+        let Ok(mut tallies) = self.tallies.lock() else {
+            return Vec::new();
+        };
+        let mut paths = Vec::new();
+        for (path, spooled) in found {
+            for (counter, count) in spooled.counts.iter().filter_map(SpooledCount::counter) {
+                *tallies.counts.entry(counter).or_insert(0) += count;
+            }
+            for (id, at) in spooled.last_uses {
+                let entry = last_used.entry(KeyId::from_trusted(id)).or_insert(at);
+                *entry = (*entry).max(at);
+            }
+            for (key, code, minute, count, event) in spooled.refusals.iter().filter_map(SpooledRefusal::refusal) {
+                let refusal = RefusalKey { key, code, minute };
+                match tallies.refusals.get_mut(&refusal) {
+                    Some(coalesced) => coalesced.count += count,
+                    None => {
+                        tallies.refusals.insert(refusal, Coalesced { event, count });
+                    }
+                }
+            }
+            tracing::info!(path = %path.display(), "took in a spool file");
+            paths.push(path);
+        }
+        paths
     }
 
     fn take(&self, now_minute: DateTime<Utc>, all: bool) -> Batch {
@@ -350,4 +458,13 @@ async fn append_all(pool: &PgPool, events: &[NewAuditEvent]) -> Result<(), sqlx:
     let mut tx = pool.begin().await?;
     repo::audit::append_all(&mut tx, events).await?;
     tx.commit().await
+}
+
+/// Deletes spool files whose content has been written.
+fn remove_spooled(files: &mut Vec<PathBuf>) {
+    for path in files.drain(..) {
+        if let Err(error) = std::fs::remove_file(&path) {
+            tracing::warn!(%error, path = %path.display(), "could not delete a written spool file");
+        }
+    }
 }

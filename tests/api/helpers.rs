@@ -84,6 +84,7 @@ impl TestApp {
             max_connections_per_address: 1_000,
             max_in_flight: 1_024,
             shutdown_grace_ms: 10_000,
+            spool_dir: String::new(),
         }
     }
 

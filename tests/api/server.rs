@@ -190,3 +190,80 @@ async fn a_shutdown_that_cannot_write_what_it_tallied_fails_naming_what_was_lost
     let error = ended.expect_err("serve ended as if nothing was lost");
     assert!(error.to_string().contains("1 verification counters"), "{error}");
 }
+
+fn platform_verifier() -> keyward::domain::permissions::Caller {
+    keyward::domain::permissions::Caller::service(
+        keyward::domain::ids::KeyId::generate(keyward::domain::ids::KeyKind::Service),
+        keyward::domain::permissions::TenantScope::Platform,
+        vec![keyward::domain::permissions::Permission::KeysVerify],
+    )
+}
+
+async fn malformed_counted(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT COALESCE(sum(count), 0)::bigint FROM verification_counts WHERE code = 'MALFORMED'")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+fn spool_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| entries.flatten().count())
+}
+
+#[sqlx::test]
+async fn what_a_shutdown_cannot_write_is_spooled_and_written_by_the_next_start(pool: PgPool) {
+    let dir = std::env::temp_dir().join(format!("keyward-spool-{}", uuid::Uuid::now_v7()));
+    let config = keyward::config::AppConfig {
+        spool_dir: dir.to_string_lossy().into_owned(),
+        ..TestApp::config()
+    };
+    let first = keyward::app::App::build(&config, pool.clone(), keyward::clock::Clock::system()).unwrap();
+    let ctx = first.ctx.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(first.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    for _ in 0..3 {
+        let meta = keyward::domain::audit::RequestMeta::default();
+        keyward::verify::verify_key(&ctx, &platform_verifier(), &meta, "sk_live_garbage", None, &[])
+            .await
+            .unwrap();
+    }
+    sqlx::query("ALTER TABLE verification_counts RENAME TO verification_counts_away")
+        .execute(&pool)
+        .await
+        .unwrap();
+    stop.send(()).unwrap();
+    let ended = serving.await.unwrap();
+    sqlx::query("ALTER TABLE verification_counts_away RENAME TO verification_counts")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert!(ended.is_ok(), "nothing was lost: {ended:?}");
+    assert_eq!(spool_files(&dir), 1);
+    assert_eq!(malformed_counted(&pool).await, 0);
+
+    let second = keyward::app::App::build(&config, pool.clone(), keyward::clock::Clock::system()).unwrap();
+    let ctx = second.ctx.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(second.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    let mut counted = 0;
+    for _ in 0..50 {
+        ctx.verify.flush().await;
+        counted = malformed_counted(&pool).await;
+        if counted == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.send(()).unwrap();
+    serving.await.unwrap().unwrap();
+
+    assert_eq!(counted, 3, "the spooled counts were written");
+    assert_eq!(spool_files(&dir), 0, "the written spool file was deleted");
+    let _ = std::fs::remove_dir_all(&dir);
+}
