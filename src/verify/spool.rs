@@ -115,13 +115,21 @@ impl SpooledRefusal {
     }
 }
 
-/// Writes `spooled` to a new file in `dir` (created if missing); returns its path.
+/// Writes `spooled` to a new file in `dir` (created if missing); returns its path. The file is
+/// readable by keyward's user only: refusal events carry addresses and user agents.
 pub fn write(dir: &Path, spooled: &Spooled) -> std::io::Result<PathBuf> {
+    use std::io::Write;
     std::fs::create_dir_all(dir)?;
     let name = format!("usage-{}-{}.json", Utc::now().timestamp_millis(), std::process::id());
     let path = dir.join(name);
     let partial = path.with_extension("partial");
-    std::fs::write(&partial, serde_json::to_vec(spooled)?)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&partial)?;
+    file.write_all(&serde_json::to_vec(spooled)?)?;
+    file.sync_all()?;
     std::fs::rename(&partial, &path)?;
     Ok(path)
 }
