@@ -138,8 +138,8 @@ impl AppConfig {
     }
 
     /// How the server treats connections and requests in flight.
-    pub fn server_limits(&self) -> crate::http::server::Limits {
-        crate::http::server::Limits {
+    pub fn server_limits(&self) -> ServerLimits {
+        ServerLimits {
             header_timeout: Duration::from_millis(self.header_timeout_ms.max(1)),
             max_connections: self.max_connections.max(1),
             max_connections_per_address: self.max_connections_per_address.max(1),
@@ -317,4 +317,14 @@ mod tests {
             "\"10.0.0.0/33\" is neither an IP address nor a CIDR network"
         );
     }
+}
+
+/// How the server treats connections and requests in flight (see `http::server`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerLimits {
+    pub header_timeout: Duration,
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
+    pub max_in_flight: usize,
+    pub shutdown_grace: Duration,
 }

@@ -21,27 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::Service;
 
-/// How the server treats connections (see the module documentation).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
-    pub header_timeout: Duration,
-    pub max_connections: usize,
-    pub max_connections_per_address: usize,
-    pub max_in_flight: usize,
-    pub shutdown_grace: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            header_timeout: Duration::from_secs(10),
-            max_connections: 10_000,
-            max_connections_per_address: 1_000,
-            max_in_flight: 1_024,
-            shutdown_grace: Duration::from_secs(10),
-        }
-    }
-}
+pub use crate::config::ServerLimits as Limits;
 
 /// Open connections per address.
 #[derive(Default)]

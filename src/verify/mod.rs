@@ -85,6 +85,7 @@ pub struct Engine {
     limits: Limits,
     listening: Arc<AtomicBool>,
     drain: changes::Drain,
+    confirmations: Arc<Confirmations>,
     origin: u64,
     reachability: Arc<Reachability>,
     replays: ReplayStore,
@@ -142,6 +143,7 @@ impl Engine {
             limits: memory.limits.clone(),
             listening: memory.listening.clone(),
             drain,
+            confirmations: Arc::default(),
             origin: memory.origin,
             reachability: Arc::default(),
             replays,
@@ -271,7 +273,7 @@ impl Engine {
     ) -> Result<Option<(Key, Option<TenantStatus>)>, sqlx::Error> {
         if self.cache.token_unknown(hash) {
             self.drain.caught_up().await;
-            if self.cache.token_unknown(hash) {
+            if self.cache.token_unknown(hash) && !self.confirmations.take() {
                 return Ok(None);
             }
         }
@@ -296,7 +298,7 @@ impl Engine {
     ) -> Result<Option<(Key, TenantStatus, TenantSettings)>, sqlx::Error> {
         if self.cache.id_unknown(id) {
             self.drain.caught_up().await;
-            if self.cache.id_unknown(id) {
+            if self.cache.id_unknown(id) && !self.confirmations.take() {
                 return Ok(None);
             }
         }
@@ -382,6 +384,45 @@ pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(6);
 /// After a lookup found the database unreachable, lookups do not ask it again for this long:
 /// what may be served stale is, the rest gets a prompt 503.
 const DOWN_FOR: Duration = Duration::from_secs(2);
+
+/// How many "no such key" answers per second a replica confirms with the database although its
+/// known keys already say so: a key created on another replica an instant ago, whose
+/// announcement has not arrived yet (a loaded machine), is then still found. Beyond the budget
+/// (a flood of unknown tokens), the known keys answer alone, without a query.
+const CONFIRMATIONS_PER_SECOND: f64 = 50.0;
+
+/// A token bucket of [`CONFIRMATIONS_PER_SECOND`].
+#[derive(Debug)]
+struct Confirmations {
+    bucket: std::sync::Mutex<(f64, Instant)>,
+}
+
+impl Default for Confirmations {
+    fn default() -> Self {
+        Confirmations {
+            bucket: std::sync::Mutex::new((CONFIRMATIONS_PER_SECOND, Instant::now())),
+        }
+    }
+}
+
+impl Confirmations {
+    fn take(&self) -> bool {
+        let Ok(mut bucket) = self.bucket.lock() else {
+            return false;
+        };
+        let (tokens, last) = *bucket;
+        let now = Instant::now();
+        let tokens =
+            (tokens + now.duration_since(last).as_secs_f64() * CONFIRMATIONS_PER_SECOND).min(CONFIRMATIONS_PER_SECOND);
+        if tokens >= 1.0 {
+            *bucket = (tokens - 1.0, now);
+            true
+        } else {
+            *bucket = (tokens, now);
+            false
+        }
+    }
+}
 
 /// An answer of `Engine::lookup`: confirmed by the database now, or served from memory.
 enum Looked<T> {

@@ -248,11 +248,13 @@ async fn without_the_key_table<T>(pool: &PgPool, during: impl AsyncFnOnce() -> T
 }
 
 #[sqlx::test]
-async fn tokens_that_match_no_key_are_refused_without_the_database(pool: PgPool) {
+async fn a_flood_of_tokens_that_match_no_key_is_refused_without_the_database(pool: PgPool) {
+    // Up to 50 "no such key" answers a second are confirmed by a lookup (a key created on another
+    // replica an instant ago may not be announced here yet); the rest come from memory alone.
     let app = TestApp::spawn(pool).await;
     let tenant = app.tenant("acme").await;
     app.key(&tenant, json!({"name": "k"})).await;
-    let unknown: Vec<String> = (0..3)
+    let unknown: Vec<String> = (0..300)
         .map(|_| keyward::domain::token::NewToken::generate(keyward::domain::token::TokenPrefix::Live))
         .map(|token| token.expose().to_owned())
         .collect();
@@ -261,13 +263,21 @@ async fn tokens_that_match_no_key_are_refused_without_the_database(pool: PgPool)
     let answers = without_the_key_table(&app.pool, async || {
         let mut answers = Vec::new();
         for token in &unknown {
-            answers.push(app.verify(token, &[]).await["code"].clone());
+            let reply = app.post("/v1/verify", &app.admin, json!({"key": token})).await;
+            answers.push((reply.status, reply.body["code"].clone()));
         }
         answers
     })
     .await;
 
-    assert_eq!(answers, vec![json!("NOT_FOUND"); 3]);
+    let from_memory = answers
+        .iter()
+        .filter(|(status, code)| *status == StatusCode::OK && *code == "NOT_FOUND")
+        .count();
+    assert!(
+        from_memory >= 200,
+        "only {from_memory} of 300 answered without the key table"
+    );
 }
 
 #[sqlx::test]
