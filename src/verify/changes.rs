@@ -9,6 +9,11 @@
 //! notifications; so does one whose connection goes silent (a hung backend keeps the socket
 //! open): every listener sends itself a heartbeat through the database every 400 ms and counts
 //! itself lost when one the database took has not come back within a second. Cache entries also age out.
+//!
+//! Payloads name the replica that published them, which skips its own (it applied them as it
+//! committed). A creation is also announced ahead of its commit (`Engine::announce`), and a
+//! lookup about to answer "no such key" first has the listener apply what its connection already
+//! holds ([`Drain`]), so that a key created elsewhere is known here by the time anyone holds it.
 
 use sqlx::postgres::{PgListener, PgNotification};
 use sqlx::{PgConnection, PgPool};
