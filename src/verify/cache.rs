@@ -245,13 +245,17 @@ impl KeyCache {
         let Some(entry) = self.inner.by_hash.get(&(kind, *hash)) else {
             return Lookup::Miss { ticket, stale: None };
         };
-        let subjects = by_hash_subjects(hash, entry.value.as_deref());
+        self.answer(ticket, &entry, by_hash_subjects(hash, entry.value.as_deref()))
+    }
+
+    /// What an entry found for a lookup that began with `ticket` says: a hit when trusted, else
+    /// a miss, with the entry as the stale answer when it may serve as one.
+    fn answer<T: Clone>(&self, ticket: Ticket, entry: &Entry<T>, subjects: Subjects<'_>) -> Lookup<T> {
+        let value = || entry.value.as_deref().cloned();
         if self.trusted(entry.ticket, subjects) {
-            return Lookup::Hit(entry.value.map(|found| (*found).clone()));
+            return Lookup::Hit(value());
         }
-        let stale = self
-            .servable_stale(entry.ticket, subjects)
-            .then(|| entry.value.map(|found| (*found).clone()));
+        let stale = self.servable_stale(entry.ticket, subjects).then(value);
         Lookup::Miss { ticket, stale }
     }
 
@@ -269,14 +273,7 @@ impl KeyCache {
         let Some(entry) = self.inner.by_id.get(id) else {
             return Lookup::Miss { ticket, stale: None };
         };
-        let subjects = by_id_subjects(id, entry.value.as_deref());
-        if self.trusted(entry.ticket, subjects) {
-            return Lookup::Hit(entry.value.map(|found| (*found).clone()));
-        }
-        let stale = self
-            .servable_stale(entry.ticket, subjects)
-            .then(|| entry.value.map(|found| (*found).clone()));
-        Lookup::Miss { ticket, stale }
+        self.answer(ticket, &entry, by_id_subjects(id, entry.value.as_deref()))
     }
 
     pub fn put_signer(&self, ticket: Ticket, id: &KeyId, found: Option<&ById>) {
@@ -364,14 +361,6 @@ impl KeyCache {
                 complete: true,
             };
         }
-    }
-
-    /// How many keys are known by fingerprint, and whether that is all of them.
-    pub fn known_keys(&self) -> (usize, bool) {
-        self.inner
-            .known
-            .read()
-            .map_or((0, false), |known| (known.tokens.len(), known.complete))
     }
 }
 

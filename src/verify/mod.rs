@@ -81,12 +81,10 @@ impl Default for Settings {
 /// Cheap to clone; every clone is the same engine.
 #[derive(Clone, Debug)]
 pub struct Engine {
-    cache: KeyCache,
-    limits: Limits,
-    listening: Arc<AtomicBool>,
+    /// The cache, the limit slices, the listener's state: what the listener keeps current.
+    memory: Memory,
     drain: changes::Drain,
     confirmations: Arc<Confirmations>,
-    origin: u64,
     reachability: Arc<Reachability>,
     replays: ReplayStore,
     usage: UsageRecorder,
@@ -104,7 +102,7 @@ pub struct Tasks {
 
 /// What a replica keeps in memory that a change may make untrue: the key cache and the limit
 /// slices. The change listener and `Engine::commit` tell both.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub(crate) struct Memory {
     pub cache: KeyCache,
     pub limits: Limits,
@@ -139,12 +137,9 @@ impl Engine {
         let (replays, replay_writer) = replays::channel();
         let (drain, drains) = changes::drain_channel();
         let engine = Engine {
-            cache: memory.cache.clone(),
-            limits: memory.limits.clone(),
-            listening: memory.listening.clone(),
+            memory: memory.clone(),
             drain,
             confirmations: Arc::default(),
-            origin: memory.origin,
             reachability: Arc::default(),
             replays,
             usage,
@@ -182,16 +177,15 @@ impl Engine {
             // transaction's could deadlock a busy pool. Without it, the commit's own
             // notification still tells every replica.
             if let Some(mut conn) = pool.try_acquire() {
-                changes::notify(&mut conn, created, self.origin).await?;
+                changes::notify(&mut conn, created, self.memory.origin).await?;
             }
         }
         for change in changes {
-            changes::notify(&mut tx, change, self.origin).await?;
+            changes::notify(&mut tx, change, self.memory.origin).await?;
         }
         tx.commit().await?;
         for change in changes {
-            self.cache.evict(change);
-            self.limits.forget(change);
+            self.memory.evict(change);
         }
         Ok(())
     }
@@ -204,7 +198,7 @@ impl Engine {
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Result<Spent, limits::Refused>, sqlx::Error> {
         // Bounded like a lookup: a slice cut short is at worst lost to the key, never doubled.
-        tokio::time::timeout(LOOKUP_TIMEOUT, self.limits.consume(pool, key, now))
+        tokio::time::timeout(LOOKUP_TIMEOUT, self.memory.limits.consume(pool, key, now))
             .await
             .unwrap_or(Err(sqlx::Error::PoolTimedOut))
     }
@@ -222,7 +216,7 @@ impl Engine {
     pub async fn announce(&self, pool: &PgPool, created: &Change) {
         let announced = async {
             let mut conn = pool.acquire().await?;
-            changes::notify(&mut conn, created, self.origin).await
+            changes::notify(&mut conn, created, self.memory.origin).await
         };
         if let Err(error) = announced.await {
             tracing::debug!(%error, "could not announce a new key ahead of its commit");
@@ -231,7 +225,7 @@ impl Engine {
 
     /// Gives back every unused slice of every limit (on shutdown).
     pub async fn release_limits(&self, pool: &PgPool, now: chrono::DateTime<chrono::Utc>) {
-        self.limits.give_back(pool, now, true).await;
+        self.memory.limits.give_back(pool, now, true).await;
     }
 
     /// The flush at shutdown: what cannot be written goes to the spool (when one is set);
@@ -271,18 +265,18 @@ impl Engine {
         kind: KeyKind,
         hash: &TokenHash,
     ) -> Result<Option<(Key, Option<TenantStatus>)>, sqlx::Error> {
-        if self.cache.token_unknown(hash) {
+        if self.memory.cache.token_unknown(hash) {
             self.drain.caught_up().await;
-            if self.cache.token_unknown(hash) && !self.confirmations.take() {
+            if self.memory.cache.token_unknown(hash) && !self.confirmations.take() {
                 return Ok(None);
             }
         }
-        match self.cache.get(kind, hash) {
+        match self.memory.cache.get(kind, hash) {
             Lookup::Hit(found) => Ok(found),
             Lookup::Miss { ticket, stale } => {
                 let found = self.lookup(stale, store::find_by_hash(pool, kind, hash)).await?;
                 if let Looked::Confirmed(found) = &found {
-                    self.cache.put(ticket, kind, *hash, found.as_ref());
+                    self.memory.cache.put(ticket, kind, *hash, found.as_ref());
                 }
                 Ok(found.into_inner())
             }
@@ -296,18 +290,18 @@ impl Engine {
         pool: &PgPool,
         id: &KeyId,
     ) -> Result<Option<(Key, TenantStatus, TenantSettings)>, sqlx::Error> {
-        if self.cache.id_unknown(id) {
+        if self.memory.cache.id_unknown(id) {
             self.drain.caught_up().await;
-            if self.cache.id_unknown(id) && !self.confirmations.take() {
+            if self.memory.cache.id_unknown(id) && !self.confirmations.take() {
                 return Ok(None);
             }
         }
-        match self.cache.get_signer(id) {
+        match self.memory.cache.get_signer(id) {
             Lookup::Hit(found) => Ok(found),
             Lookup::Miss { ticket, stale } => {
                 let found = self.lookup(stale, store::find_customer_by_id(pool, id)).await?;
                 if let Looked::Confirmed(found) = &found {
-                    self.cache.put_signer(ticket, id, found.as_ref());
+                    self.memory.cache.put_signer(ticket, id, found.as_ref());
                 }
                 Ok(found.into_inner())
             }
@@ -356,13 +350,7 @@ impl Engine {
 
     /// Whether the change listener is subscribed and knows every key (`/readyz`).
     pub fn listening(&self) -> bool {
-        self.listening.load(Ordering::Acquire)
-    }
-
-    /// How many keys this replica knows exist, and whether that is every key of the deployment
-    /// (it is once the change listener has subscribed and read them).
-    pub fn known_keys(&self) -> (usize, bool) {
-        self.cache.known_keys()
+        self.memory.listening.load(Ordering::Acquire)
     }
 }
 
