@@ -69,22 +69,13 @@ impl TestApp {
                 jwt_issuer: JWT_ISSUER.into(),
                 jwt_audience: JWT_AUDIENCE.into(),
             },
-            secrets: SecretsConfig {
-                master_keys: Some(SecretString::from(MASTER_KEYS.to_owned())),
-            },
             sigv4_region: vec!["us-east-1".into()],
             sigv4_service: vec!["keyward".into()],
-            trusted_proxies: Vec::new(),
-            authorize_open: false,
             usage_flush_ms: 3_600_000,
-            cache_keys: 100_000,
-            stale_max: 60,
-            header_timeout_ms: 10_000,
-            max_connections: 10_000,
-            max_connections_per_address: 1_000,
-            max_in_flight: 1_024,
-            shutdown_grace_ms: 10_000,
-            spool_dir: String::new(),
+            // Everything else as a command that serves nothing has it (no spool).
+            ..AppConfig::minimal(SecretsConfig {
+                master_keys: Some(SecretString::from(MASTER_KEYS.to_owned())),
+            })
         }
     }
 
