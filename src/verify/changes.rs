@@ -141,6 +141,8 @@ async fn listen_once(
     // as notifications, so the keys read now and those make the complete set.
     memory.clear();
     memory.cache.know_all(store::known_keys(pool).await?);
+    // The database answered: lookups need not wait out a breaker set while it was away.
+    memory.reachability.up();
     memory.listening.store(true, std::sync::atomic::Ordering::Release);
     if let Some(ready) = ready.take() {
         let _ = ready.send(());

@@ -85,7 +85,6 @@ pub struct Engine {
     memory: Memory,
     drain: changes::Drain,
     confirmations: Arc<Confirmations>,
-    reachability: Arc<Reachability>,
     replays: ReplayStore,
     usage: UsageRecorder,
     settings: Arc<Settings>,
@@ -108,6 +107,9 @@ pub(crate) struct Memory {
     pub limits: Limits,
     /// The change listener is subscribed and has read every key.
     pub listening: Arc<AtomicBool>,
+    /// When lookups last found the database unreachable; the listener subscribing again
+    /// proves it reachable.
+    pub reachability: Arc<Reachability>,
     /// This replica, in the notifications it publishes (see `changes`).
     pub origin: u64,
 }
@@ -131,6 +133,7 @@ impl Engine {
             cache: KeyCache::new(settings.cache_keys, settings.stale_max),
             limits: Limits::default(),
             listening: Arc::default(),
+            reachability: Arc::default(),
             origin: rand::random(),
         };
         let (usage, writer) = usage::channel();
@@ -140,7 +143,6 @@ impl Engine {
             memory: memory.clone(),
             drain,
             confirmations: Arc::default(),
-            reachability: Arc::default(),
             replays,
             usage,
             settings: Arc::new(settings),
@@ -317,7 +319,7 @@ impl Engine {
         stale: Option<Option<T>>,
         query: impl std::future::Future<Output = Result<Option<T>, sqlx::Error>>,
     ) -> Result<Looked<T>, sqlx::Error> {
-        if self.reachability.down() {
+        if self.memory.reachability.down() {
             // Asked again a moment later; until then, an answer from memory or a prompt 503.
             return match stale {
                 Some(stale) => Ok(Looked::Stale(stale)),
@@ -330,14 +332,14 @@ impl Engine {
         };
         match result {
             Ok(found) => {
-                self.reachability.up();
+                self.memory.reachability.up();
                 Ok(Looked::Confirmed(found))
             }
             Err(error) if crate::db::is_unreachable(&error) || crate::db::is_timeout(&error) => {
                 // One broken connection is replaced by the pool; a pool that cannot connect
                 // (or a statement that never comes back) means the database is away.
                 if matches!(error, sqlx::Error::PoolTimedOut) {
-                    self.reachability.went_down(&error);
+                    self.memory.reachability.went_down(&error);
                 }
                 match stale {
                     Some(stale) => Ok(Looked::Stale(stale)),
@@ -428,7 +430,7 @@ impl<T> Looked<T> {
 
 /// When verify lookups last found the database unreachable.
 #[derive(Debug, Default)]
-struct Reachability {
+pub(crate) struct Reachability {
     down_since: std::sync::Mutex<Option<Instant>>,
 }
 
@@ -448,7 +450,7 @@ impl Reachability {
         }
     }
 
-    fn up(&self) {
+    pub(crate) fn up(&self) {
         if let Ok(mut since) = self.down_since.lock() {
             *since = None;
         }
