@@ -14,6 +14,7 @@ mod error;
 pub mod keyward_hmac;
 mod request;
 pub mod rfc9421;
+mod secret;
 pub mod sfv;
 pub mod sigv2;
 pub mod sigv4;
@@ -25,6 +26,7 @@ use sha2::{Digest, Sha256};
 pub use canon::canonical_query;
 pub use error::{Refusal, SchemeError, SignError, VerifyError};
 pub use request::{Body, Request, EMPTY_SHA256};
+pub use secret::{DerivedKeys, Secret};
 pub use window::Window;
 
 /// The signing schemes keyward verifies.
@@ -229,14 +231,21 @@ impl Parsed {
     }
 
     /// Checks the signature with `secret` (the UTF-8 bytes of the signing secret) at `now`.
-    pub fn verify(&self, req: &Request, secret: &[u8], now: DateTime<Utc>, policy: &Policy) -> Result<(), VerifyError> {
+    pub fn verify<'s>(
+        &self,
+        req: &Request,
+        secret: impl Into<Secret<'s>>,
+        now: DateTime<Utc>,
+        policy: &Policy,
+    ) -> Result<(), VerifyError> {
         let window = Window::new(now, policy.max_skew);
+        let secret = secret.into();
         match self {
             Parsed::AwsSigV4(p) => sigv4::verify(p, req, secret, window, &policy.sigv4),
-            Parsed::Hmac(p) => keyward_hmac::verify(p, req, secret, window),
-            Parsed::HttpMessageSignature(p) => rfc9421::verify(p, req, secret, window),
-            Parsed::Arrow(p) => arrow::verify(p, req, secret, window),
-            Parsed::AwsSigV2(p) => sigv2::verify(p, req, secret, window, &policy.sigv2),
+            Parsed::Hmac(p) => keyward_hmac::verify(p, req, secret.bytes(), window),
+            Parsed::HttpMessageSignature(p) => rfc9421::verify(p, req, secret.bytes(), window),
+            Parsed::Arrow(p) => arrow::verify(p, req, secret.bytes(), window),
+            Parsed::AwsSigV2(p) => sigv2::verify(p, req, secret.bytes(), window, &policy.sigv2),
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod forward_auth;
 mod key;
 mod limits;
 mod replays;
+mod secrets;
 mod signed;
 mod spool;
 pub mod store;
@@ -51,6 +52,7 @@ use crate::signing::sigv4;
 use cache::{KeyCache, Lookup};
 use limits::Limits;
 use replays::{ReplayStore, ReplayWriter};
+use secrets::{SigningSecrets, Unsealed};
 use usage::{UsageRecorder, UsageWriter};
 
 /// How a deployment verifies: the SigV4 credential scopes it accepts and whether gateways may
@@ -105,6 +107,7 @@ pub struct Tasks {
 pub(crate) struct Memory {
     pub cache: KeyCache,
     pub limits: Limits,
+    pub secrets: SigningSecrets,
     /// The change listener is subscribed and has read every key.
     pub listening: Arc<AtomicBool>,
     /// When lookups last found the database unreachable; the listener subscribing again
@@ -118,12 +121,14 @@ impl Memory {
     pub fn evict(&self, change: &Change) {
         self.cache.evict(change);
         self.limits.forget(change);
+        self.secrets.forget(change);
     }
 
     pub fn clear(&self) {
         self.listening.store(false, Ordering::Release);
         self.cache.clear();
         self.limits.forget_all();
+        self.secrets.clear();
     }
 }
 
@@ -132,6 +137,7 @@ impl Engine {
         let memory = Memory {
             cache: KeyCache::new(settings.cache_keys, settings.stale_max),
             limits: Limits::default(),
+            secrets: SigningSecrets::new(settings.cache_keys),
             listening: Arc::default(),
             reachability: Arc::default(),
             origin: rand::random(),
@@ -348,6 +354,16 @@ impl Engine {
             }
             Err(error) => Err(error),
         }
+    }
+
+    /// The signing secret of `key`, unsealed once while the key stays unchanged.
+    fn signing_secret(
+        &self,
+        master: &crate::crypto::secrets::MasterKeys,
+        key: &Key,
+        sealed: &crate::domain::key::Sealed,
+    ) -> Result<Arc<Unsealed>, crate::crypto::secrets::SecretError> {
+        self.memory.secrets.open(master, &key.id, sealed)
     }
 
     /// Whether the change listener is subscribed and knows every key (`/readyz`).

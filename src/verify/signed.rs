@@ -1,10 +1,9 @@
 //! Verification of signed requests, for every scheme of `signing`: the signature is read
 //! without any secret (so a malformed one costs no lookup), the key is found by the id the
-//! client named, its signing secret is unsealed, and the signature is checked against keyward's
+//! client named, its signing secret is unsealed (once: the engine keeps it while the key is
+//! unchanged), and the signature is checked against keyward's
 //! clock and the tenant's settings. An accepted signature is remembered so a replay is refused
 //! on every replica.
-
-use secrecy::ExposeSecret;
 
 use super::key::record_outcome;
 use super::replays::Signature;
@@ -63,15 +62,16 @@ pub async fn verify_request(
             "signing secrets need KEYWARD_MASTER_KEYS to be set",
         ));
     };
-    let secret = master
-        .open(sealed, key.id.as_str())
+    let unsealed = ctx
+        .verify
+        .signing_secret(master, &key, sealed)
         .map_err(|_| Error::SecretUndecryptable(key.id.clone()))?;
     let policy = Policy {
         max_skew: settings.max_skew(),
         sigv4: ctx.verify.settings().sigv4.clone(),
         ..Policy::default()
     };
-    if let Err(error) = parsed.verify(request, secret.expose_secret().as_bytes(), now, &policy) {
+    if let Err(error) = parsed.verify(request, unsealed.secret(), now, &policy) {
         let code = VerifyCode::from(error.refusal());
         return Ok(refused(ctx, caller, meta, scheme, Some(&key), code));
     }

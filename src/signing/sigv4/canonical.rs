@@ -84,7 +84,7 @@ pub(super) fn canonical_request(parsed: &Parsed, req: &Request, payload_hash: &s
         payload_hash
     )
 }
-pub(super) fn signing_key(secret: &[u8], scope: &CredentialScope) -> [u8; 32] {
+pub(in crate::signing) fn signing_key(secret: &[u8], scope: &CredentialScope) -> [u8; 32] {
     let mut k_secret = Vec::with_capacity(secret.len() + 4);
     k_secret.extend_from_slice(b"AWS4");
     k_secret.extend_from_slice(secret);

@@ -8,6 +8,7 @@ mod verify;
 
 use chrono::{DateTime, Duration, Utc};
 
+pub(super) use canonical::signing_key;
 pub use parse::parse;
 pub(crate) use parse::{has_presigned_query, is_sigv4_authorization};
 pub use sign::{presign, sign, Credentials};

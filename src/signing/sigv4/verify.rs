@@ -3,8 +3,9 @@
 use super::super::canon::{ct_eq, decode_hex32, hmac_sha256_matches};
 use super::super::error::VerifyError;
 use super::super::request::Request;
+use super::super::secret::Secret;
 use super::super::window::Window;
-use super::canonical::{canonical_request, signing_key};
+use super::canonical::canonical_request;
 use super::{Form, Parsed, UNSIGNED_PAYLOAD};
 
 /// Which credential scopes this deployment accepts (`KEYWARD_SIGV4_REGION`/`_SERVICE`).
@@ -70,12 +71,13 @@ pub(super) fn payload_candidates(
     }
 }
 
-/// Checks a parsed SigV4 signature against `secret` (the UTF-8 bytes of the signing secret).
-/// `window.now` is the caller's clock; tests pass the vector's own date.
-pub fn verify(
+/// Checks a parsed SigV4 signature against `secret` (the UTF-8 bytes of the signing secret,
+/// and the caller's memo of signing keys derived from it, if any). `window.now` is the caller's
+/// clock; tests pass the vector's own date.
+pub fn verify<'s>(
     parsed: &Parsed,
     req: &Request,
-    secret: &[u8],
+    secret: impl Into<Secret<'s>>,
     window: Window,
     accept: &Accept,
 ) -> Result<(), VerifyError> {
@@ -85,12 +87,12 @@ pub fn verify(
     if !accept.services.contains(&parsed.scope.service) {
         return Err(VerifyError::ScopeNotAccepted("service"));
     }
-    let key = signing_key(secret, &parsed.scope);
+    let key = secret.into().sigv4_key(&parsed.scope);
     let mut matched = false;
     for payload_hash in payload_candidates(parsed, req, accept.allow_unsigned_payload)? {
         let sts = parsed.string_to_sign(&canonical_request(parsed, req, &payload_hash));
         // No early exit: every candidate costs the same whether or not an earlier one matched.
-        matched |= hmac_sha256_matches(&key, sts.as_bytes(), &parsed.signature);
+        matched |= hmac_sha256_matches(&key[..], sts.as_bytes(), &parsed.signature);
     }
     if !matched {
         return Err(VerifyError::Mismatch);
