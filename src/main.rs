@@ -377,6 +377,22 @@ async fn connect(database: &DatabaseConfig) -> Result<sqlx::PgPool, CliError> {
     db::connect(database).await.map_err(CliError::Connect)
 }
 
+/// Raises the soft limit on open files to the hard one, since every connection holds a file,
+/// and warns when even that leaves too little room for `max_connections` (accepting beyond the
+/// limit fails, and the connection waits in the kernel's backlog instead of being closed).
+fn raise_open_file_limit(max_connections: usize) {
+    const SPARE: u64 = 256; // database connections, log and spool files, the listener
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < max_connections as u64 + SPARE => tracing::warn!(
+            open_files = limit,
+            max_connections,
+            "the open-file limit leaves too little room for KEYWARD_MAX_CONNECTIONS: raise it (ulimit -n, LimitNOFILE=) or lower the cap"
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "could not read or raise the open-file limit"),
+    }
+}
+
 async fn serve(config: ServeConfig) -> Result<(), CliError> {
     let pool = connect(&config.database).await?;
     if !config.skip_migrations {
@@ -384,6 +400,7 @@ async fn serve(config: ServeConfig) -> Result<(), CliError> {
     }
     // A wrong setting stops here, before anything listens.
     let app = App::build(&config.app, pool, Clock::system())?;
+    raise_open_file_limit(config.app.max_connections);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| CliError::Listen(config.listen, e))?;

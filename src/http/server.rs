@@ -2,7 +2,8 @@
 //! - A client that does not send its request headers within the header timeout is cut off, so
 //!   half-open requests cannot pile up.
 //! - At most `max_connections` connections are open at once, and `max_connections_per_address`
-//!   from one address; beyond that, a new connection is closed at once (it costs nothing).
+//!   from one address (an IPv6 client counts by its /64, which one host usually holds whole);
+//!   beyond that, a new connection is closed at once (it costs nothing).
 //! - Shutdown stops accepting, lets in-flight requests finish within `shutdown_grace`, then
 //!   cuts off whatever is left: a slow client cannot hold the process up.
 //!
@@ -50,6 +51,14 @@ impl PerAddress {
     }
 }
 
+/// The address a connection counts against: IPv4 as it is, IPv6 by its /64.
+fn client_address(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        v4 => v4,
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` resolves, then drains as described above.
 pub async fn serve(
     listener: TcpListener,
@@ -85,7 +94,7 @@ pub async fn serve(
         let Ok(permit) = connections.clone().try_acquire_owned() else {
             continue; // dropping the stream closes it
         };
-        let ip = peer.ip().to_canonical();
+        let ip = client_address(peer.ip());
         if !per_address.admit(ip, limits.max_connections_per_address) {
             continue;
         }
@@ -120,4 +129,28 @@ pub async fn serve(
     }
     tasks.abort_all();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_clients_count_by_their_64_bit_prefix() {
+        let one: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        let elsewhere: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(client_address(one), client_address(other));
+        assert_ne!(client_address(one), client_address(elsewhere));
+    }
+
+    #[test]
+    fn ipv4_clients_count_by_their_address_also_when_mapped_to_ipv6() {
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(client_address(mapped), "192.0.2.7".parse::<IpAddr>().unwrap());
+        assert_ne!(
+            client_address("192.0.2.7".parse().unwrap()),
+            client_address("192.0.2.8".parse().unwrap())
+        );
+    }
 }

@@ -20,6 +20,10 @@ async fn half_sent(address: &str) -> TcpStream {
     stream
 }
 
+/// A header timeout longer than `closed_by_server` waits: a connection it sees closed was
+/// closed for another reason.
+const NEVER_WITHIN_THE_TEST: u64 = 120_000;
+
 /// Whether the server closes `stream` (within a guard against a hang, not a speed check).
 async fn closed_by_server(stream: &mut TcpStream) -> bool {
     let mut buffer = [0u8; 512];
@@ -77,6 +81,7 @@ async fn many_half_sent_requests_do_not_stop_others_being_answered(pool: PgPool)
 async fn beyond_the_connection_cap_a_new_connection_is_closed_at_once(pool: PgPool) {
     let config = keyward::config::AppConfig {
         max_connections: 3,
+        header_timeout_ms: NEVER_WITHIN_THE_TEST,
         ..TestApp::config()
     };
     let app = TestApp::spawn_configured(pool, config, |ctx| ctx).await;
@@ -103,6 +108,46 @@ async fn beyond_the_connection_cap_a_new_connection_is_closed_at_once(pool: PgPo
         answered,
         "the server did not take connections again once the others left"
     );
+}
+
+/// Opens a connection from `source` (another loopback address) and sends half a request.
+async fn half_sent_from(source: &str, address: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    let mut stream = socket.connect(address.parse().unwrap()).await.unwrap();
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    stream
+}
+
+/// Whether the server answers a complete request on `stream` with 200 (it is kept open).
+async fn answered(stream: &mut TcpStream) -> bool {
+    stream.write_all(b"\r\n").await.unwrap();
+    let mut buffer = [0u8; 512];
+    match tokio::time::timeout(Duration::from_secs(15), stream.read(&mut buffer)).await {
+        Ok(Ok(n)) if n > 0 => buffer[..n].starts_with(b"HTTP/1.1 200"),
+        _ => false,
+    }
+}
+
+#[sqlx::test]
+async fn beyond_the_per_address_cap_only_that_address_is_turned_away(pool: PgPool) {
+    let config = keyward::config::AppConfig {
+        max_connections_per_address: 2,
+        header_timeout_ms: NEVER_WITHIN_THE_TEST,
+        ..TestApp::config()
+    };
+    let app = TestApp::spawn_configured(pool, config, |ctx| ctx).await;
+    let held = [
+        half_sent_from("127.0.0.1", &address(&app)).await,
+        half_sent_from("127.0.0.1", &address(&app)).await,
+    ];
+
+    let mut third_from_the_same = half_sent_from("127.0.0.1", &address(&app)).await;
+    let mut first_from_another = half_sent_from("127.0.0.2", &address(&app)).await;
+
+    assert!(closed_by_server(&mut third_from_the_same).await);
+    assert!(answered(&mut first_from_another).await);
+    drop(held);
 }
 
 #[sqlx::test]
