@@ -296,6 +296,16 @@ impl TestApp {
             .await
     }
 
+    /// The keyward binary, set to use this test's database and the tests' secrets.
+    pub fn command(&self) -> std::process::Command {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_keyward"));
+        command
+            .env("DATABASE_URL", self.database_url())
+            .env("KEYWARD_JWT_SECRET", std::str::from_utf8(JWT_SECRET).unwrap())
+            .env("KEYWARD_MASTER_KEYS", MASTER_KEYS);
+        command
+    }
+
     /// The URL of this test's own database (for pg_dump and the CLI).
     pub fn database_url(&self) -> String {
         let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for the tests");
@@ -365,4 +375,52 @@ pub async fn own_pool(pool: &PgPool, application_name: &str, statement_timeout_m
     };
     let options = (*pool.connect_options()).clone().application_name(application_name);
     keyward::db::connect_with(options, &database).await.unwrap()
+}
+
+/// A `keyward serve` process of its own, on a free port of 127.0.0.1; killed when dropped.
+pub struct ServeProcess {
+    child: std::process::Child,
+    pub base: String,
+}
+
+impl ServeProcess {
+    /// Starts `command` (the binary with its environment) as `serve --skip-migrations`, its
+    /// stderr (the log) to `log`, and returns once it answers `/healthz`.
+    pub async fn start(mut command: std::process::Command, log: std::process::Stdio) -> ServeProcess {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = command
+            .args(["serve", "--skip-migrations"])
+            .env("KEYWARD_LISTEN", format!("127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let server = ServeProcess {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        for _ in 0..200 {
+            if reqwest::get(format!("{}/healthz", server.base)).await.is_ok() {
+                return server;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("keyward serve did not start");
+    }
+
+    /// Kills the process at once (SIGKILL: nothing of it runs again) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }

@@ -9,15 +9,11 @@ use sqlx::PgPool;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use crate::helpers::TestApp;
+use crate::helpers::{ServeProcess, TestApp};
 
 fn keyward(app: &TestApp) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_keyward"));
-    command
-        .env("DATABASE_URL", app.database_url())
-        .env("KEYWARD_LOG", "trace")
-        .env("KEYWARD_JWT_SECRET", "log-test-secret-log-test-secret-log-test")
-        .env("KEYWARD_MASTER_KEYS", crate::helpers::MASTER_KEYS);
+    let mut command = app.command();
+    command.env("KEYWARD_LOG", "trace");
     command
 }
 
@@ -43,45 +39,10 @@ async fn run_cli(mut command: Command, stdin: Option<String>) -> (String, String
     .unwrap()
 }
 
-struct Server {
-    child: std::process::Child,
-    log: std::path::PathBuf,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn serve(app: &TestApp) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let log = std::env::temp_dir().join(format!("keyward-log-test-{port}.log"));
-    let child = keyward(app)
-        .args(["serve", "--skip-migrations"])
-        .env("KEYWARD_LISTEN", format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let server = Server {
-        child,
-        log,
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    for _ in 0..200 {
-        if reqwest::get(format!("{}/healthz", server.base)).await.is_ok() {
-            return server;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("keyward serve did not start");
+async fn serve(app: &TestApp) -> (ServeProcess, std::path::PathBuf) {
+    let log = std::env::temp_dir().join(format!("keyward-log-test-{}.log", rand::random::<u64>()));
+    let server = ServeProcess::start(keyward(app), std::fs::File::create(&log).unwrap().into()).await;
+    (server, log)
 }
 
 #[sqlx::test]
@@ -112,7 +73,7 @@ async fn no_password_token_or_hash_appears_in_the_logs(pool: PgPool) {
     let service_token = service_token.trim().to_owned();
     secrets.push(service_token.clone());
 
-    let server = serve(&app).await;
+    let (server, log_path) = serve(&app).await;
     let http = reqwest::Client::new();
     let post = |path: &str, token: Option<&str>, body: Value| {
         let mut request = http.post(format!("{}{path}", server.base)).json(&body);
@@ -208,7 +169,6 @@ async fn no_password_token_or_hash_appears_in_the_logs(pool: PgPool) {
         }
     }
 
-    let log_path = server.log.clone();
     drop(server);
     let log = std::fs::read_to_string(&log_path).unwrap();
     let _ = std::fs::remove_file(&log_path);

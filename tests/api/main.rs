@@ -5,6 +5,7 @@ mod helpers;
 mod audit;
 mod cache;
 mod cli;
+mod crash;
 mod curl;
 mod errors;
 mod forward_auth;
