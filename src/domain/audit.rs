@@ -150,24 +150,11 @@ impl NewAuditEvent {
     }
 
     pub fn chain_hash(&self, prev_hash: Option<&[u8]>) -> [u8; 32] {
-        #[derive(Serialize)]
-        struct Hashed<'a> {
-            occurred_at: String,
-            tenant_id: Option<String>,
-            actor_kind: &'a str,
-            actor_id: &'a str,
-            action: &'a str,
-            target_kind: Option<&'a str>,
-            target_id: Option<&'a str>,
-            outcome: &'a str,
-            request_id: Option<&'a str>,
-            ip: Option<String>,
-            user_agent: Option<&'a str>,
-            details: &'a serde_json::Value,
-        }
-        let hashed = Hashed {
-            occurred_at: self.stored_time().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            tenant_id: self.tenant_id.map(|t| t.to_string()),
+        let tenant_id = self.tenant_id.map(|t| t.to_string());
+        let ip = self.meta.ip.map(|ip| ip.to_string());
+        ChainFields {
+            occurred_at: canonical_time(&self.occurred_at),
+            tenant_id: tenant_id.as_deref(),
             actor_kind: self.actor.kind.as_str(),
             actor_id: &self.actor.id,
             action: self.action.as_str(),
@@ -175,14 +162,41 @@ impl NewAuditEvent {
             target_id: self.target_id.as_deref(),
             outcome: self.outcome.as_str(),
             request_id: self.meta.request_id.as_deref(),
-            ip: self.meta.ip.map(|ip| ip.to_string()),
+            ip: ip.as_deref(),
             user_agent: self.meta.user_agent.as_deref(),
             details: &self.details,
-        };
+        }
+        .hash(prev_hash)
+    }
+}
+
+/// What an event's hash covers, in this order: the canonical encoding is these fields as one
+/// compact JSON object (keys in this order, `details` with its keys sorted, strings as UTF-8
+/// with JSON's escapes), and the hash is SHA-256 of the previous event's hash (32 bytes; none
+/// for a chain's first event) followed by that JSON. `docs/audit.md` shows it in Python.
+#[derive(Serialize)]
+struct ChainFields<'a> {
+    /// RFC 3339 in UTC with microseconds: `2026-12-03T10:00:00.123456Z`.
+    occurred_at: String,
+    tenant_id: Option<&'a str>,
+    actor_kind: &'a str,
+    actor_id: &'a str,
+    action: &'a str,
+    target_kind: Option<&'a str>,
+    target_id: Option<&'a str>,
+    outcome: &'a str,
+    request_id: Option<&'a str>,
+    ip: Option<&'a str>,
+    user_agent: Option<&'a str>,
+    details: &'a serde_json::Value,
+}
+
+impl ChainFields<'_> {
+    fn hash(&self, prev_hash: Option<&[u8]>) -> [u8; 32] {
         let mut hasher = Sha256::new();
         hasher.update(prev_hash.unwrap_or(&[]));
-        // Serializing a struct of strings cannot fail.
-        hasher.update(serde_json::to_vec(&hashed).unwrap_or_default());
+        // Serializing strings and a JSON value cannot fail.
+        hasher.update(serde_json::to_vec(self).unwrap_or_default());
         hasher.finalize().into()
     }
 }
@@ -191,6 +205,9 @@ impl NewAuditEvent {
 #[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 pub struct AuditEvent {
     pub id: i64,
+    /// Always with six fractional digits, as the chain's canonical encoding has it.
+    #[serde(serialize_with = "micros")]
+    #[schema(value_type = String, format = DateTime, example = "2026-12-03T10:00:00.123456Z")]
     pub occurred_at: DateTime<Utc>,
     pub tenant_id: Option<TenantId>,
     pub actor_kind: ActorKind,
@@ -205,6 +222,46 @@ pub struct AuditEvent {
     pub user_agent: Option<String>,
     #[schema(value_type = Object)]
     pub details: serde_json::Value,
+    /// The hash of the event before this one in its chain (hex); `null` for a chain's first.
+    pub prev_hash: Option<String>,
+    /// SHA-256 of `prev_hash` and this event's canonical encoding (hex; see `docs/audit.md`).
+    pub hash: String,
+}
+
+/// `occurred_at` as the canonical encoding has it.
+fn canonical_time(at: &DateTime<Utc>) -> String {
+    at.trunc_subsecs(6).to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+fn micros<S: serde::Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&canonical_time(at))
+}
+
+impl AuditEvent {
+    /// The hash this event's fields and `prev_hash` give: equal to `hash` unless the row was
+    /// altered (or `prev_hash` is not hex).
+    pub fn recomputed_hash(&self) -> Option<String> {
+        let prev_hash = match &self.prev_hash {
+            Some(hex_hash) => Some(hex::decode(hex_hash).ok()?),
+            None => None,
+        };
+        let tenant_id = self.tenant_id.map(|t| t.to_string());
+        let fields = ChainFields {
+            occurred_at: canonical_time(&self.occurred_at),
+            tenant_id: tenant_id.as_deref(),
+            actor_kind: self.actor_kind.as_str(),
+            actor_id: &self.actor_id,
+            action: &self.action,
+            target_kind: self.target_kind.as_deref(),
+            target_id: self.target_id.as_deref(),
+            outcome: self.outcome.as_str(),
+            request_id: self.request_id.as_deref(),
+            ip: self.ip.as_deref(),
+            user_agent: self.user_agent.as_deref(),
+            details: &self.details,
+        };
+        Some(hex::encode(fields.hash(prev_hash.as_deref())))
+    }
 }
 
 impl NewAuditEvent {

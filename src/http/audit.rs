@@ -47,7 +47,7 @@ fn export_format(headers: &HeaderMap) -> Option<Export> {
     }
 }
 
-const CSV_COLUMNS: [&str; 13] = [
+const CSV_COLUMNS: [&str; 15] = [
     "id",
     "occurred_at",
     "tenant_id",
@@ -61,6 +61,8 @@ const CSV_COLUMNS: [&str; 13] = [
     "ip",
     "user_agent",
     "details",
+    "prev_hash",
+    "hash",
 ];
 
 fn csv_line(event: &AuditEvent) -> String {

@@ -144,6 +144,8 @@ struct AuditRow {
     ip: Option<String>,
     user_agent: Option<String>,
     details: serde_json::Value,
+    prev_hash: Option<Vec<u8>>,
+    hash: Vec<u8>,
 }
 
 impl TryFrom<AuditRow> for AuditEvent {
@@ -165,6 +167,8 @@ impl TryFrom<AuditRow> for AuditEvent {
             ip: row.ip,
             user_agent: row.user_agent,
             details: row.details,
+            prev_hash: row.prev_hash.map(hex::encode),
+            hash: hex::encode(row.hash),
         })
     }
 }
@@ -183,7 +187,7 @@ pub async fn list(db: impl PgExecutor<'_>, filter: &AuditFilter) -> Result<Vec<A
 fn filtered(filter: &AuditFilter) -> QueryBuilder<'static, Postgres> {
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
         "SELECT id, occurred_at, tenant_id, actor_kind, actor_id, action, target_kind, target_id, outcome,
-             request_id, host(ip) AS ip, user_agent, details
+             request_id, host(ip) AS ip, user_agent, details, prev_hash, hash
          FROM audit_events WHERE true",
     );
     if let Some(tenant) = filter.tenant {

@@ -597,7 +597,7 @@ async fn audit_exports_stream_as_ndjson_and_csv(pool: PgPool) {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "id,occurred_at,tenant_id,actor_kind,actor_id,action,target_kind,target_id,outcome,request_id,ip,user_agent,details"
+        "id,occurred_at,tenant_id,actor_kind,actor_id,action,target_kind,target_id,outcome,request_id,ip,user_agent,details,prev_hash,hash"
     );
     assert_eq!(csv.lines().count(), 5);
     assert!(csv.contains(r#"a, \""quoted\"" name"#), "{csv}");

@@ -3,6 +3,7 @@
 mod helpers;
 
 mod audit;
+mod audit_links;
 mod cache;
 mod cli;
 mod crash;
