@@ -377,6 +377,19 @@ async fn connect(database: &DatabaseConfig) -> Result<sqlx::PgPool, CliError> {
     db::connect(database).await.map_err(CliError::Connect)
 }
 
+/// Binds the listening socket with a backlog for bursts of new connections (tokio's default is
+/// 128; the kernel caps it at `net.core.somaxconn`).
+fn listen(address: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    const BACKLOG: u32 = 4096;
+    let socket = match address {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(BACKLOG)
+}
+
 /// Raises the soft limit on open files to the hard one, since every connection holds a file,
 /// and warns when even that leaves too little room for `max_connections` (accepting beyond the
 /// limit fails, and the connection waits in the kernel's backlog instead of being closed).
@@ -401,9 +414,7 @@ async fn serve(config: ServeConfig) -> Result<(), CliError> {
     // A wrong setting stops here, before anything listens.
     let app = App::build(&config.app, pool, Clock::system())?;
     raise_open_file_limit(config.app.max_connections);
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| CliError::Listen(config.listen, e))?;
+    let listener = listen(config.listen).map_err(|e| CliError::Listen(config.listen, e))?;
     tracing::info!(listen = %config.listen, "keyward serving");
     app.serve(listener, app::shutdown_signal())
         .await

@@ -78,34 +78,79 @@ async fn many_half_sent_requests_do_not_stop_others_being_answered(pool: PgPool)
 }
 
 #[sqlx::test]
-async fn beyond_the_connection_cap_a_new_connection_is_closed_at_once(pool: PgPool) {
+async fn a_client_that_sends_nothing_is_cut_off(pool: PgPool) {
+    let config = keyward::config::AppConfig {
+        header_timeout_ms: 300,
+        ..TestApp::config()
+    };
+    let app = TestApp::spawn_configured(pool, config, |ctx| ctx).await;
+
+    let mut silent = TcpStream::connect(address(&app)).await.unwrap();
+
+    assert!(
+        closed_by_server(&mut silent).await,
+        "the silent connection was kept open"
+    );
+}
+
+/// Opens a connection and starts a verification whose body never arrives: it stays in flight.
+async fn in_flight(app: &TestApp) -> TcpStream {
+    let mut stream = TcpStream::connect(address(app)).await.unwrap();
+    let head = format!(
+        "POST /v1/verify HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{",
+        app.admin
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream
+}
+
+#[sqlx::test]
+async fn at_the_connection_cap_the_oldest_idle_connection_makes_room_for_a_new_one(pool: PgPool) {
     let config = keyward::config::AppConfig {
         max_connections: 3,
         header_timeout_ms: NEVER_WITHIN_THE_TEST,
         ..TestApp::config()
     };
     let app = TestApp::spawn_configured(pool, config, |ctx| ctx).await;
-    let mut held = Vec::new();
-    for _ in 0..3 {
-        held.push(half_sent(&address(&app)).await);
-    }
+    let mut oldest = half_sent(&address(&app)).await;
+    let _others = [half_sent(&address(&app)).await, half_sent(&address(&app)).await];
 
-    let mut fourth = half_sent(&address(&app)).await;
-    assert!(closed_by_server(&mut fourth).await);
+    let mut newcomer = half_sent(&address(&app)).await;
 
-    drop(held);
-    let mut answered = false;
+    assert!(answered(&mut newcomer).await, "the new connection was not answered");
+    assert!(
+        closed_by_server(&mut oldest).await,
+        "the oldest idle connection was kept"
+    );
+}
+
+#[sqlx::test]
+async fn at_the_connection_cap_with_every_connection_answering_a_new_one_is_closed_at_once(pool: PgPool) {
+    let config = keyward::config::AppConfig {
+        max_connections: 2,
+        header_timeout_ms: NEVER_WITHIN_THE_TEST,
+        ..TestApp::config()
+    };
+    let app = TestApp::spawn_configured(pool, config, |ctx| ctx).await;
+    let busy = [in_flight(&app).await, in_flight(&app).await];
+    tokio::time::sleep(Duration::from_millis(200)).await; // their requests reach the router
+
+    let mut third = half_sent(&address(&app)).await;
+    assert!(closed_by_server(&mut third).await);
+
+    drop(busy);
+    let mut answered_again = false;
     for _ in 0..50 {
         if let Ok(reply) = reqwest::Client::new().get(format!("{}/healthz", app.base)).send().await {
-            answered = reply.status() == StatusCode::OK;
-            if answered {
+            answered_again = reply.status() == StatusCode::OK;
+            if answered_again {
                 break;
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(
-        answered,
+        answered_again,
         "the server did not take connections again once the others left"
     );
 }

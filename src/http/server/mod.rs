@@ -1,9 +1,12 @@
 //! The accept loop: what stands between slow or hostile clients and the router.
 //! - A client that does not send its request headers within the header timeout is cut off, so
 //!   half-open requests cannot pile up.
-//! - At most `max_connections` connections are open at once, and `max_connections_per_address`
-//!   from one address (an IPv6 client counts by its /64, which one host usually holds whole);
-//!   beyond that, a new connection is closed at once (it costs nothing).
+//! - A connection with nothing in flight is cut off once idle too long: the header timeout
+//!   until its first request, then `connections::KEEP_ALIVE_IDLE` (see `connections`).
+//! - At most `max_connections` connections are open at once: beyond that, the oldest idle one
+//!   makes room for the new one, or, when every one is answering a request, the new one is
+//!   closed at once. At most `max_connections_per_address` are open from one address (an IPv6
+//!   client counts by its /64, which one host usually holds whole).
 //! - Shutdown stops accepting, lets in-flight requests finish within `shutdown_grace`, then
 //!   cuts off whatever is left: a slow client cannot hold the process up.
 //!
@@ -11,6 +14,7 @@
 
 use axum::extract::ConnectInfo;
 use axum::Router;
+use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -19,8 +23,10 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tower::Service;
+
+mod connections;
+use connections::Connections;
 
 pub use crate::config::ServerLimits as Limits;
 
@@ -66,7 +72,17 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let connections = Arc::new(Connections::new(limits.max_connections));
+    let trimmer = tokio::spawn({
+        let connections = connections.clone();
+        async move {
+            let mut every = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                every.tick().await;
+                connections.give_back_memory_after_bursts();
+            }
+        }
+    });
     let per_address = Arc::new(PerAddress::default());
     let graceful = GracefulShutdown::new();
     let mut builder = Builder::new(TokioExecutor::new());
@@ -91,32 +107,51 @@ pub async fn serve(
             },
         };
         while tasks.try_join_next().is_some() {}
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
-            continue; // dropping the stream closes it
-        };
         let ip = client_address(peer.ip());
         if !per_address.admit(ip, limits.max_connections_per_address) {
-            continue;
+            continue; // dropping the stream closes it
         }
+        let Some(admitted) = connections.admit() else {
+            per_address.leave(ip);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
+        let activity = admitted.activity.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
+            let in_flight = activity.request();
             let mut router = router.clone();
-            async move { router.call(request.map(axum::body::Body::new)).await }
+            async move {
+                let response = router.call(request.map(axum::body::Body::new)).await?;
+                // In flight until the whole body is sent (or the client goes away).
+                Ok::<_, std::convert::Infallible>(response.map(move |body| {
+                    axum::body::Body::new(body.map_frame(move |frame| {
+                        let _ = &in_flight;
+                        frame
+                    }))
+                }))
+            }
         });
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         let connection = graceful.watch(connection.into_owned());
         let per_address = per_address.clone();
+        let header_timeout = limits.header_timeout;
         tasks.spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "connection ended with an error");
+            tokio::select! {
+                result = connection => if let Err(error) = result {
+                    tracing::debug!(%error, "connection ended with an error");
+                },
+                () = admitted.activity.until_cut_off(header_timeout) => {
+                    tracing::debug!(%peer, "connection cut off: idle too long, or making room");
+                }
             }
             per_address.leave(ip);
-            drop(permit);
+            drop(admitted);
         });
     }
     drop(listener);
+    trimmer.abort();
     // In-flight requests finish; idle connections close; the rest is cut off after the grace.
     if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
         .await

@@ -1,0 +1,276 @@
+//! What the accept loop knows of each open connection: whether a request is being answered,
+//! and since when it has been idle. That gives two rules:
+//! - a connection with nothing in flight is cut off once idle for longer than its limit: the
+//!   header timeout until its first request starts (also for a client that sends nothing, or
+//!   less than a request line, which hyper's own header timer never sees), then the keep-alive
+//!   limit;
+//! - when the connection cap is reached, the oldest connection with nothing in flight makes
+//!   room for the new one, so that a flood of idle connections cannot lock others out.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// How long a connection that has been answered may stay idle between requests.
+pub const KEEP_ALIVE_IDLE: Duration = Duration::from_secs(60);
+/// Connections looked at, at most, to find one to cut off when the cap is reached.
+const LOOK_AT: usize = 64;
+
+/// One open connection, as the accept loop sees it.
+pub struct Activity {
+    epoch: Instant,
+    /// Requests being answered: from their headers until their response body is dropped.
+    busy: AtomicUsize,
+    /// Whether a request has started on it.
+    served: AtomicBool,
+    /// When it last became idle (opened, or a response finished): milliseconds since `epoch`.
+    idle_since: AtomicU64,
+    cut: Notify,
+}
+
+impl Activity {
+    fn new(epoch: Instant) -> Self {
+        Activity {
+            epoch,
+            busy: AtomicUsize::new(0),
+            served: AtomicBool::new(false),
+            idle_since: AtomicU64::new(millis(epoch.elapsed())),
+            cut: Notify::new(),
+        }
+    }
+
+    /// Marks a request as started; it counts as in flight until the guard is dropped.
+    pub fn request(self: &Arc<Self>) -> InFlight {
+        self.served.store(true, Ordering::Release);
+        self.busy.fetch_add(1, Ordering::AcqRel);
+        InFlight(self.clone())
+    }
+
+    fn idle(&self) -> bool {
+        self.busy.load(Ordering::Acquire) == 0
+    }
+
+    /// Resolves when the connection has been idle for longer than its limit, or was chosen to
+    /// make room.
+    pub async fn until_cut_off(&self, header_timeout: Duration) {
+        let watch = async {
+            loop {
+                let limit = match self.served.load(Ordering::Acquire) {
+                    true => KEEP_ALIVE_IDLE,
+                    false => header_timeout,
+                };
+                if !self.idle() {
+                    tokio::time::sleep(limit).await;
+                    continue;
+                }
+                let idle_since = Duration::from_millis(self.idle_since.load(Ordering::Acquire));
+                let deadline = self.epoch + idle_since + limit;
+                if Instant::now() >= deadline {
+                    return;
+                }
+                tokio::time::sleep_until(deadline).await;
+            }
+        };
+        tokio::select! {
+            () = watch => {}
+            () = self.cut.notified() => {}
+        }
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A request in flight on a connection.
+pub struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let activity = &self.0;
+        activity
+            .idle_since
+            .store(millis(activity.epoch.elapsed()), Ordering::Release);
+        activity.busy.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Every open connection, oldest first, and how many there are.
+pub struct Connections {
+    epoch: Instant,
+    max: usize,
+    open: Arc<AtomicUsize>,
+    /// The most open at once since memory was last given back.
+    peak: AtomicUsize,
+    oldest_first: Mutex<VecDeque<Weak<Activity>>>,
+}
+
+/// A connection's place under the cap, given back when dropped.
+pub struct Admitted {
+    pub activity: Arc<Activity>,
+    open: Arc<AtomicUsize>,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Connections {
+    pub fn new(max: usize) -> Self {
+        Connections {
+            epoch: Instant::now(),
+            max,
+            open: Arc::default(),
+            peak: AtomicUsize::new(0),
+            oldest_first: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// After a burst of connections has gone (fewer than half of the peak open, the peak
+    /// above `BURST`), gives the memory their buffers took back to the operating system:
+    /// glibc's allocator keeps freed memory in its heaps, so resident memory would stay at the
+    /// burst's height (about 17 KiB a connection) long after it.
+    pub fn give_back_memory_after_bursts(&self) {
+        const BURST: usize = 1000;
+        let open = self.open.load(Ordering::Acquire);
+        let peak = self.peak.load(Ordering::Acquire);
+        if peak >= BURST && open < peak / 2 {
+            self.peak.store(open, Ordering::Release);
+            trim_heap();
+        }
+    }
+
+    /// Admits a new connection: under the cap, or by cutting off the oldest idle one. `None`
+    /// when every connection looked at is answering a request (the new one is closed).
+    pub fn admit(&self) -> Option<Admitted> {
+        let Ok(mut oldest_first) = self.oldest_first.lock() else {
+            return None;
+        };
+        let open = self.open.load(Ordering::Acquire);
+        // A connection cut off to make room still counts until its task ends (at once); up
+        // to `LOOK_AT` such may be on their way out.
+        if open >= self.max && (open >= self.max + LOOK_AT || !make_room(&mut oldest_first)) {
+            return None;
+        }
+        let open = self.open.fetch_add(1, Ordering::AcqRel) + 1;
+        self.peak.fetch_max(open, Ordering::AcqRel);
+        let activity = Arc::new(Activity::new(self.epoch));
+        oldest_first.push_back(Arc::downgrade(&activity));
+        Some(Admitted {
+            activity,
+            open: self.open.clone(),
+        })
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim_heap() {
+    // SAFETY: malloc_trim takes no pointers and only returns free memory of glibc's heaps to
+    // the kernel; any thread may call it at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim_heap() {}
+
+/// Cuts off the oldest idle connection among the first `LOOK_AT`; the busy ones looked at go
+/// to the back. Whether one was cut off.
+fn make_room(oldest_first: &mut VecDeque<Weak<Activity>>) -> bool {
+    for _ in 0..LOOK_AT {
+        let Some(next) = oldest_first.pop_front() else {
+            return false;
+        };
+        let Some(activity) = next.upgrade() else {
+            continue; // closed already
+        };
+        if activity.idle() {
+            activity.cut.notify_one();
+            return true;
+        }
+        oldest_first.push_back(next);
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn under_the_cap_every_connection_is_admitted() {
+        let connections = Connections::new(2);
+        let first = connections.admit();
+        let second = connections.admit();
+        assert!(first.is_some() && second.is_some());
+    }
+
+    #[tokio::test]
+    async fn at_the_cap_the_oldest_idle_connection_makes_room() {
+        let connections = Connections::new(2);
+        let oldest = connections.admit().unwrap();
+        let busy = connections.admit().unwrap();
+        let _request = busy.activity.request();
+
+        let third = connections.admit();
+
+        assert!(third.is_some());
+        let cut = tokio::time::timeout(
+            Duration::from_secs(1),
+            oldest.activity.until_cut_off(Duration::from_secs(60)),
+        );
+        assert!(cut.await.is_ok(), "the oldest idle connection was not cut off");
+    }
+
+    #[test]
+    fn at_the_cap_with_every_connection_answering_the_new_one_is_refused() {
+        let connections = Connections::new(2);
+        let first = connections.admit().unwrap();
+        let second = connections.admit().unwrap();
+        let _requests = (first.activity.request(), second.activity.request());
+
+        assert!(connections.admit().is_none());
+    }
+
+    #[test]
+    fn a_closed_connection_gives_its_place_back() {
+        let connections = Connections::new(1);
+        let only = connections.admit().unwrap();
+        let _request = only.activity.request();
+        assert!(connections.admit().is_none());
+
+        drop(only);
+
+        assert!(connections.admit().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_sends_no_request_is_cut_off_after_the_header_timeout() {
+        let connections = Connections::new(10);
+        let silent = connections.admit().unwrap();
+
+        let header_timeout = Duration::from_millis(100);
+        let cut = tokio::time::timeout(Duration::from_secs(5), silent.activity.until_cut_off(header_timeout));
+
+        assert!(cut.await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_connection_answering_a_request_is_not_cut_off() {
+        let connections = Connections::new(10);
+        let busy = connections.admit().unwrap();
+        let _request = busy.activity.request();
+
+        let header_timeout = Duration::from_millis(100);
+        let cut = tokio::time::timeout(Duration::from_secs(1), busy.activity.until_cut_off(header_timeout));
+
+        assert!(cut.await.is_err());
+    }
+}
