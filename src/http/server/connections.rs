@@ -132,12 +132,17 @@ impl Connections {
         }
     }
 
-    /// After a burst of connections has gone (fewer than half of the peak open, the peak
-    /// above `BURST`), gives the memory their buffers took back to the operating system:
-    /// glibc's allocator keeps freed memory in its heaps, so resident memory would stay at the
-    /// burst's height (about 17 KiB a connection) long after it.
-    pub fn give_back_memory_after_bursts(&self) {
+    /// Forgets closed connections, and after a burst of connections has gone (fewer than half
+    /// of the peak open, the peak above `BURST`) gives the memory their buffers took back to
+    /// the operating system: glibc's allocator keeps freed memory in its heaps, so resident
+    /// memory would stay at the burst's height (about 17 KiB a connection) long after it.
+    pub fn tidy(&self) {
         const BURST: usize = 1000;
+        if let Ok(mut oldest_first) = self.oldest_first.lock() {
+            oldest_first.retain(|connection| connection.strong_count() > 0);
+            let keep = oldest_first.len() * 2;
+            oldest_first.shrink_to(keep);
+        }
         let open = self.open.load(Ordering::Acquire);
         let peak = self.peak.load(Ordering::Acquire);
         if peak >= BURST && open < peak / 2 {
@@ -160,6 +165,10 @@ impl Connections {
         }
         let open = self.open.fetch_add(1, Ordering::AcqRel) + 1;
         self.peak.fetch_max(open, Ordering::AcqRel);
+        if oldest_first.len() > 2 * open + LOOK_AT {
+            // Closed connections are forgotten as often as they would double the queue.
+            oldest_first.retain(|connection| connection.strong_count() > 0);
+        }
         let activity = Arc::new(Activity::new(self.epoch));
         oldest_first.push_back(Arc::downgrade(&activity));
         Some(Admitted {
@@ -237,6 +246,18 @@ mod tests {
         let _requests = (first.activity.request(), second.activity.request());
 
         assert!(connections.admit().is_none());
+    }
+
+    #[test]
+    fn closed_connections_are_forgotten() {
+        let connections = Connections::new(10);
+        for _ in 0..1000 {
+            drop(connections.admit());
+        }
+        let queued = connections.oldest_first.lock().unwrap().len();
+        assert!(queued <= 2 + LOOK_AT, "{queued} closed connections kept (one open at a time)");
+        connections.tidy();
+        assert_eq!(connections.oldest_first.lock().unwrap().len(), 0);
     }
 
     #[test]

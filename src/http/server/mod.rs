@@ -65,6 +65,9 @@ fn client_address(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// How often the accept loop reaps finished connections and tidies what it keeps of them.
+const HOUSEKEEPING: Duration = Duration::from_secs(5);
+
 /// Serves `router` on `listener` until `shutdown` resolves, then drains as described above.
 pub async fn serve(
     listener: TcpListener,
@@ -72,17 +75,8 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let connections = Arc::new(Connections::new(limits.max_connections));
-    let trimmer = tokio::spawn({
-        let connections = connections.clone();
-        async move {
-            let mut every = tokio::time::interval(Duration::from_secs(5));
-            loop {
-                every.tick().await;
-                connections.give_back_memory_after_bursts();
-            }
-        }
-    });
+    let connections = Connections::new(limits.max_connections);
+    let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
     let per_address = Arc::new(PerAddress::default());
     let graceful = GracefulShutdown::new();
     let mut builder = Builder::new(TokioExecutor::new());
@@ -96,6 +90,12 @@ pub async fn serve(
     loop {
         let (stream, peer) = tokio::select! {
             _ = &mut shutdown => break,
+            _ = housekeeping.tick() => {
+                // Finished connection tasks keep their memory until joined.
+                while tasks.try_join_next().is_some() {}
+                connections.tidy();
+                continue;
+            }
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
@@ -151,7 +151,6 @@ pub async fn serve(
         });
     }
     drop(listener);
-    trimmer.abort();
     // In-flight requests finish; idle connections close; the rest is cut off after the grace.
     if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
         .await
