@@ -86,8 +86,10 @@ test:
 	  exec $(CARGO) test $(TEST_ARGS); \
 	fi
 
-# Throughput of verify against /healthz and SELECT 1 measured in the same run (ratios), on a
-# fresh database that is dropped afterwards. Release build; not part of CI.
+# keyward against references measured in the same run (/healthz, SELECT 1, pgbench -S and -N):
+# ratios, latencies and resident memory per cached key, on fresh scratch databases that are
+# dropped afterwards (a million keys are seeded). Release build, about three minutes; needs
+# pgbench (PGBENCH, the PATH or /usr/lib/postgresql/*/bin). Not part of CI.
 bench:
 	@$(USE_DEV_DB); \
 	exec $(CARGO) bench --bench verify
