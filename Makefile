@@ -53,6 +53,17 @@ USE_DEV_MASTER_KEY = if [ -z "$${KEYWARD_MASTER_KEYS:-}" ]; then \
 	  echo "==> using the development master key in .data/master-keys (set KEYWARD_MASTER_KEYS in production)"; \
 	fi
 
+# Shell snippet: without an audit key, use a development one kept in .data/ (signs checkpoints).
+USE_DEV_AUDIT_KEY = if [ -z "$${KEYWARD_AUDIT_SIGNING_KEY_FILE:-}" ]; then \
+	  mkdir -p .data; \
+	  if [ ! -s .data/audit-signing-key.pem ]; then \
+	    $(CARGO) run --quiet $(PROFILE_FLAG) -- audit keygen --out .data/audit-signing-key.pem || exit 1; \
+	  fi; \
+	  KEYWARD_AUDIT_SIGNING_KEY_FILE=.data/audit-signing-key.pem; \
+	  export KEYWARD_AUDIT_SIGNING_KEY_FILE; \
+	  echo "==> using the development audit key in .data/audit-signing-key.pem (set KEYWARD_AUDIT_SIGNING_KEY_FILE in production)"; \
+	fi
+
 .PHONY: help run test bench db-stop fmt lint openapi
 
 help:
@@ -68,6 +79,7 @@ run:
 	@$(USE_DEV_DB); \
 	$(USE_DEV_JWT); \
 	$(USE_DEV_MASTER_KEY); \
+	$(USE_DEV_AUDIT_KEY); \
 	echo "==> DATABASE_URL=$$DATABASE_URL"; \
 	echo "==> first admin token (in another terminal, once the server has applied the migrations):"; \
 	echo "    DATABASE_URL=$$DATABASE_URL $(CARGO) run $(PROFILE_FLAG) -- admin create-service-token --platform --name bootstrap --permissions tenants:admin,keys:read,keys:write,keys:verify,audit:read"; \

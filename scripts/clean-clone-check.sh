@@ -160,6 +160,9 @@ until curl -fsS -o /dev/null --max-time 5 "$BASE/readyz" 2>/dev/null; do
 done
 log "server ready after $((SECONDS - start))s"
 curl -fsS -o /dev/null --max-time 5 "$BASE/healthz" || fail "GET /healthz did not return 2xx"
+# make run generated an audit key into .data/ and serves its public half.
+curl -fsS --max-time 5 "$BASE/v1/audit/public-key" | grep -q '"current":"[0-9a-f]\{16\}"' \
+  || fail "GET /v1/audit/public-key names no current audit key: make run did not set one up"
 
 CLONE_DB_URL="$(cd "$CLONE" && scripts/dev-db.sh url)"
 log "creating a platform service token with the CLI (DATABASE_URL=$CLONE_DB_URL)"

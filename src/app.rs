@@ -21,6 +21,8 @@ pub enum ConfigError {
     Sessions(String),
     #[error("KEYWARD_MASTER_KEYS: {0}")]
     MasterKeys(String),
+    #[error("KEYWARD_AUDIT_SIGNING_KEY_FILE: {0}")]
+    AuditKey(String),
 }
 
 /// The built application: the context every use case runs in, and the background work that
@@ -45,6 +47,7 @@ impl App {
         });
         let jwt = config.sessions.jwt().map_err(ConfigError::Sessions)?;
         let master_keys = config.secrets.master_keys().map_err(ConfigError::MasterKeys)?;
+        let audit_key = config.audit_key().map_err(ConfigError::AuditKey)?;
         let ctx = Context {
             pool,
             clock,
@@ -52,6 +55,7 @@ impl App {
             passwords: Passwords::default(),
             jwt: jwt.map(Arc::new),
             master_keys: master_keys.map(Arc::new),
+            audit_key: audit_key.map(Arc::new),
             trusted_proxies: Arc::new(TrustedProxies::new(config.trusted_proxies.clone())),
         };
         Ok(App {
@@ -87,10 +91,15 @@ impl App {
             .start(ctx.pool.clone(), self.usage_flush, ctx.clock.clone(), self.spool_dir)
             .await;
         background::spawn_pruner(ctx.pool.clone(), ctx.clock.clone());
+        background::spawn_checkpointer(ctx.clone());
         let router = crate::http::router(ctx.clone(), self.limits.max_in_flight);
         crate::http::server::serve(listener, router, self.limits, shutdown).await?;
         ctx.verify.release_limits(&ctx.pool, ctx.clock.now()).await;
         let unwritten = ctx.verify.flush_or_spool().await;
+        // The chains' heads as they end, refusal events just written included.
+        if let Err(error) = crate::service::audit::sign_checkpoints(&ctx).await {
+            tracing::warn!(%error, "could not sign the audit checkpoints at shutdown");
+        }
         if !unwritten.is_empty() {
             // Never a clean exit having dropped them.
             tracing::error!(

@@ -4,7 +4,9 @@
 //!   Replay-store entries go once their signature's window has closed (such a signature is
 //!   refused as expired anyway), rate-limit windows once they are over, verification counts
 //!   after [`USAGE_RETENTION`]. Login failures are
-//!   forgotten by the login throttle itself, as attempts come in.
+//!   forgotten by the login throttle itself, as attempts come in;
+//! - the checkpointer: it signs the head of every audit chain with new events each minute
+//!   (and `App::serve` once more at shutdown).
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -58,6 +60,34 @@ pub fn spawn_pruner(pool: PgPool, clock: Clock) {
                     Ok(pruned) => tracing::debug!(?pruned, "pruned"),
                     Err(_) if pool.is_closed() => return,
                     Err(error) => tracing::warn!(%error, "could not prune the replay store and rate windows"),
+                },
+            }
+        }
+    });
+}
+
+/// How often the audit chains' heads are signed (when they have new events).
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Signs checkpoints every [`CHECKPOINT_INTERVAL`] until the pool is closed (`App::serve`
+/// signs once more at shutdown).
+pub fn spawn_checkpointer(ctx: crate::service::Context) {
+    if ctx.audit_key.is_none() {
+        return;
+    }
+    tokio::spawn(async move {
+        let start = tokio::time::Instant::now() + CHECKPOINT_INTERVAL;
+        let mut ticker = tokio::time::interval_at(start, CHECKPOINT_INTERVAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let closed = ctx.pool.close_event();
+        tokio::pin!(closed);
+        loop {
+            tokio::select! {
+                _ = &mut closed => return,
+                _ = ticker.tick() => match crate::service::audit::sign_checkpoints(&ctx).await {
+                    Ok(signed) => tracing::debug!(signed, "audit checkpoints signed"),
+                    Err(_) if ctx.pool.is_closed() => return,
+                    Err(error) => tracing::warn!(%error, "could not sign audit checkpoints"),
                 },
             }
         }

@@ -101,6 +101,10 @@ pub struct AppConfig {
     /// non-zero naming what it lost).
     #[arg(long, env = "KEYWARD_SPOOL_DIR", default_value = ".data/spool")]
     pub spool_dir: String,
+    /// Ed25519 private key (PKCS#8 PEM) signing the audit chains' checkpoints; without it no
+    /// checkpoints are signed. `keyward audit keygen --out FILE` makes one.
+    #[arg(long, env = "KEYWARD_AUDIT_SIGNING_KEY_FILE")]
+    pub audit_signing_key_file: Option<PathBuf>,
 }
 
 impl AppConfig {
@@ -129,7 +133,25 @@ impl AppConfig {
             max_in_flight: 1_024,
             shutdown_grace_ms: 10_000,
             spool_dir: String::new(),
+            audit_signing_key_file: None,
         }
+    }
+
+    /// The audit key, read from `audit_signing_key_file` (`None` when unset or empty).
+    pub fn audit_key(&self) -> Result<Option<crate::crypto::audit_key::AuditKey>, String> {
+        let Some(path) = self
+            .audit_signing_key_file
+            .as_ref()
+            .filter(|p| !p.as_os_str().is_empty())
+        else {
+            return Ok(None);
+        };
+        let pem = zeroize::Zeroizing::new(
+            std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+        );
+        crate::crypto::audit_key::AuditKey::from_pem(&pem)
+            .map(Some)
+            .map_err(|e| format!("{}: {e}", path.display()))
     }
 
     pub fn spool_dir(&self) -> Option<std::path::PathBuf> {

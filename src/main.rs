@@ -38,6 +38,19 @@ enum Command {
     /// Administrative commands.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// The audit trail's keys and proofs.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Write a new Ed25519 audit key (PKCS#8 PEM, mode 0600) for KEYWARD_AUDIT_SIGNING_KEY_FILE;
+    /// an existing file is never overwritten.
+    Keygen {
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -174,6 +187,8 @@ enum CliError {
     Service(service::Error),
     #[error("cannot sign: {0}")]
     Sign(#[from] keyward::signing::SignError),
+    #[error("cannot write {0}: {1}")]
+    Write(String, std::io::Error),
 }
 
 impl From<service::Error> for CliError {
@@ -228,6 +243,7 @@ async fn run(command: Command) -> Result<(), CliError> {
         }
         Command::Serve(config) => serve(config).await,
         Command::Sign(args) => sign(args),
+        Command::Audit(AuditCommand::Keygen { out }) => audit_keygen(&out),
         Command::Admin(AdminCommand::ResealSigningSecrets { env }) => {
             let ctx = admin_context(&env).await?;
             if ctx.master_keys.is_none() {
@@ -291,6 +307,21 @@ async fn admin_context(env: &AdminEnv) -> Result<Context, CliError> {
     db::migrate(&pool).await?;
     let config = AppConfig::minimal(env.secrets.clone());
     Ok(App::build(&config, pool, Clock::system())?.into_context())
+}
+
+/// Writes a new audit key to `out`, readable by its owner only; refuses to replace a file.
+fn audit_keygen(out: &std::path::Path) -> Result<(), CliError> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written = options
+        .open(out)
+        .and_then(|mut file| file.write_all(keyward::crypto::audit_key::AuditKey::generate_pem().as_bytes()));
+    written.map_err(|e| CliError::Write(out.display().to_string(), e))?;
+    eprintln!("wrote a new audit key to {}", out.display());
+    Ok(())
 }
 
 fn sign(args: SignArgs) -> Result<(), CliError> {

@@ -320,3 +320,66 @@ mod action_tests {
         assert_eq!(unique.len(), names.len());
     }
 }
+
+/// A signed head of one audit chain, as stored and listed.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+pub struct Checkpoint {
+    pub id: i64,
+    /// `null` on the platform chain.
+    pub tenant_id: Option<TenantId>,
+    /// The newest event of the chain when it was signed.
+    pub event_id: i64,
+    /// How many events the chain held up to and with `event_id`.
+    pub event_count: i64,
+    /// That event's `hash` (hex).
+    pub hash: String,
+    #[serde(serialize_with = "micros")]
+    #[schema(value_type = String, format = DateTime)]
+    pub signed_at: DateTime<Utc>,
+    /// The audit key that signed it (see `/v1/audit/public-key`).
+    pub key_id: String,
+    /// Ed25519 signature of [`Checkpoint::message`] (hex).
+    pub signature: String,
+}
+
+impl Checkpoint {
+    /// What is signed: UTF-8 text, one field a line, no trailing newline:
+    /// `keyward-audit-checkpoint-v1`, the tenant id (or `platform`), the event id, the event
+    /// count, the hash (hex) and `signed_at` (RFC 3339, microseconds, `Z`).
+    pub fn message(
+        tenant_id: Option<TenantId>,
+        event_id: i64,
+        event_count: i64,
+        hash_hex: &str,
+        signed_at: DateTime<Utc>,
+    ) -> String {
+        let chain = tenant_id.map_or_else(|| "platform".to_owned(), |t| t.to_string());
+        format!(
+            "keyward-audit-checkpoint-v1\n{chain}\n{event_id}\n{event_count}\n{hash_hex}\n{}",
+            canonical_time(&signed_at)
+        )
+    }
+
+    /// This checkpoint's own message.
+    pub fn signed_message(&self) -> String {
+        Self::message(
+            self.tenant_id,
+            self.event_id,
+            self.event_count,
+            &self.hash,
+            self.signed_at,
+        )
+    }
+}
+
+/// A public key that has signed checkpoints.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+pub struct AuditPublicKey {
+    pub key_id: String,
+    #[schema(example = "ed25519")]
+    pub algorithm: &'static str,
+    /// SubjectPublicKeyInfo PEM.
+    pub public_key_pem: String,
+    /// The raw 32-byte key (hex).
+    pub public_key: String,
+}

@@ -1,6 +1,7 @@
 //! The HTTP API: one module per resource with thin handlers, plus the middleware stack.
 
 pub mod audit;
+mod checkpoints;
 pub mod credentials;
 mod csv;
 pub mod extract;
@@ -73,6 +74,7 @@ fn api() -> OpenApiRouter<Context> {
         .merge(service_tokens::router())
         .merge(verify::router())
         .merge(audit::router())
+        .merge(checkpoints::router())
         .merge(usage::router())
         .merge(sessions::router())
         .merge(members::router())

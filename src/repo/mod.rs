@@ -2,6 +2,7 @@
 //! values always travel as bound parameters.
 
 pub mod audit;
+pub mod checkpoints;
 pub mod invites;
 pub mod keys;
 pub mod login_failures;

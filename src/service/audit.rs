@@ -3,7 +3,8 @@
 use chrono::{DateTime, Utc};
 
 use super::{Context, Error, Result};
-use crate::domain::audit::{AuditEvent, Outcome};
+use crate::crypto::audit_key;
+use crate::domain::audit::{AuditEvent, AuditPublicKey, Checkpoint, Outcome};
 use crate::domain::ids::TenantId;
 use crate::domain::page::{check_cursor, check_limit, Page};
 use crate::domain::permissions::{authorize, Action, Caller};
@@ -96,4 +97,85 @@ fn filter(caller: &Caller, tenant: Option<TenantId>, query: AuditQuery) -> Resul
         limit: limit + 1,
     };
     Ok((filter, limit))
+}
+
+/// Query of the checkpoint listings.
+#[derive(Debug, Default)]
+pub struct CheckpointQuery {
+    pub cursor: Option<String>,
+    pub limit: Option<i64>,
+}
+
+/// One chain's signed checkpoints, newest first (`tenant`: `None` for the platform chain).
+pub async fn checkpoints(
+    ctx: &Context,
+    caller: &Caller,
+    tenant: Option<TenantId>,
+    query: CheckpointQuery,
+) -> Result<Page<Checkpoint>> {
+    authorize(caller, Action::ReadAudit, tenant)?;
+    let mut errors = ValidationErrors::default();
+    let limit = check_limit(&mut errors, query.limit);
+    let before_id = check_cursor(&mut errors, query.cursor.as_deref(), |text| text.parse::<i64>().ok());
+    errors.finish(())?;
+    check_tenant(ctx, tenant).await?;
+    let rows = repo::checkpoints::list(&ctx.pool, tenant, before_id, limit + 1).await?;
+    Ok(Page::from_rows(rows, limit, |c| c.id.to_string()))
+}
+
+/// Every public key that has signed checkpoints, and the current one first when it has not
+/// signed yet: anyone may read them.
+pub async fn public_keys(ctx: &Context) -> Result<Vec<AuditPublicKey>> {
+    let mut keys: Vec<(String, Vec<u8>)> = repo::checkpoints::public_keys(&ctx.pool).await?;
+    if let Some(current) = &ctx.audit_key {
+        if !keys.iter().any(|(id, _)| id == current.id()) {
+            keys.push((current.id().to_owned(), current.public_key().to_vec()));
+        }
+    }
+    Ok(keys
+        .into_iter()
+        .filter_map(|(key_id, public)| {
+            let raw: [u8; 32] = public.as_slice().try_into().ok()?;
+            Some(AuditPublicKey {
+                key_id,
+                algorithm: "ed25519",
+                public_key_pem: audit_key::public_pem(&raw)?,
+                public_key: hex::encode(raw),
+            })
+        })
+        .collect())
+}
+
+/// How many chain heads one round signs at most; the rest wait for the next round.
+const HEADS_PER_ROUND: usize = 10_000;
+
+/// Signs the head of every chain with events after its last checkpoint; returns how many.
+/// One replica at a time (a transaction-scoped advisory lock; the others skip the round).
+pub async fn sign_checkpoints(ctx: &Context) -> Result<usize> {
+    let Some(key) = &ctx.audit_key else {
+        return Ok(0);
+    };
+    let mut tx = ctx.pool.begin().await?;
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended('audit:checkpoints', 0))")
+        .fetch_one(&mut *tx)
+        .await?;
+    if !locked {
+        return Ok(0);
+    }
+    let heads = repo::checkpoints::due_heads(&mut tx).await?;
+    let signed_at = ctx.clock.now();
+    for head in heads.iter().take(HEADS_PER_ROUND) {
+        let hash = hex::encode(&head.hash);
+        let message = Checkpoint::message(
+            head.tenant_id.map(TenantId),
+            head.event_id,
+            head.event_count,
+            &hash,
+            signed_at,
+        );
+        let signature = key.sign(message.as_bytes());
+        repo::checkpoints::insert(&mut tx, head, signed_at, key.id(), &key.public_key(), &signature).await?;
+    }
+    tx.commit().await?;
+    Ok(heads.len().min(HEADS_PER_ROUND))
 }

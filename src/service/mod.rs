@@ -36,6 +36,8 @@ pub struct Context {
     pub jwt: Option<Arc<Jwt>>,
     /// Master keys sealing signing secrets (`None`: keys cannot be issued with `signing`).
     pub master_keys: Option<Arc<MasterKeys>>,
+    /// The key signing audit checkpoints (`None`: none are signed).
+    pub audit_key: Option<Arc<crate::crypto::audit_key::AuditKey>>,
     /// Reverse proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Arc<crate::config::TrustedProxies>,
 }

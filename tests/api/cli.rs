@@ -313,3 +313,52 @@ async fn keyward_openapi_prints_the_committed_document(pool: PgPool) {
         "`keyward openapi` differs from openapi/openapi.json: run `make openapi` and commit"
     );
 }
+
+#[tokio::test]
+async fn audit_keygen_writes_a_key_only_its_owner_reads_and_never_overwrites_one() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("keyward-keygen-{}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("audit.pem");
+    let path = out.to_str().unwrap();
+
+    let first = keyward(None, &["audit", "keygen", "--out", path]).await;
+    let written = std::fs::read_to_string(&out).unwrap();
+    let again = keyward(None, &["audit", "keygen", "--out", path]).await;
+
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(keyward::crypto::audit_key::AuditKey::from_pem(&written).is_ok());
+    assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(!again.status.success());
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), written, "the key was replaced");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[sqlx::test]
+async fn serve_refuses_an_audit_key_file_that_is_not_a_key_naming_the_setting(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let bad = std::env::temp_dir().join(format!("keyward-bad-audit-key-{}", rand::random::<u64>()));
+    std::fs::write(&bad, "not a key").unwrap();
+    let bad_path = bad.to_str().unwrap().to_owned();
+    let url = app.database_url();
+
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
+            .args(["serve", "--skip-migrations"])
+            .env("DATABASE_URL", url)
+            .env("KEYWARD_LISTEN", "127.0.0.1:0")
+            .env("KEYWARD_AUDIT_SIGNING_KEY_FILE", &bad_path)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("KEYWARD_AUDIT_SIGNING_KEY_FILE"),
+        "{}",
+        stderr(&output)
+    );
+    let _ = std::fs::remove_file(&bad);
+}

@@ -5,6 +5,7 @@ mod helpers;
 mod audit;
 mod audit_links;
 mod cache;
+mod checkpoints;
 mod cli;
 mod crash;
 mod curl;

@@ -255,7 +255,10 @@ mod tests {
             drop(connections.admit());
         }
         let queued = connections.oldest_first.lock().unwrap().len();
-        assert!(queued <= 2 + LOOK_AT, "{queued} closed connections kept (one open at a time)");
+        assert!(
+            queued <= 2 + LOOK_AT,
+            "{queued} closed connections kept (one open at a time)"
+        );
         connections.tidy();
         assert_eq!(connections.oldest_first.lock().unwrap().len(), 0);
     }

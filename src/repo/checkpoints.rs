@@ -1,0 +1,135 @@
+//! The `audit_checkpoints` and `audit_signing_keys` tables.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgExecutor};
+use uuid::Uuid;
+
+use crate::domain::audit::Checkpoint;
+use crate::domain::ids::TenantId;
+
+/// A chain's newest event and the running count, where it has events its last checkpoint
+/// does not cover.
+#[derive(Debug, sqlx::FromRow)]
+pub struct DueHead {
+    pub tenant_id: Option<Uuid>,
+    pub event_id: i64,
+    pub hash: Vec<u8>,
+    pub event_count: i64,
+}
+
+/// Every chain whose newest event is after its last checkpoint, with what to sign. The count
+/// is the last checkpoint's plus the events after it (an index range per chain). Tenant
+/// chains and the platform chain are read apart, each on its own index.
+pub async fn due_heads(conn: &mut PgConnection) -> Result<Vec<DueHead>, sqlx::Error> {
+    let tenants = due_heads_sql("SELECT id AS tenant_id FROM tenants", "{t}.tenant_id = c.tenant_id");
+    let platform = due_heads_sql("SELECT NULL::uuid AS tenant_id", "{t}.tenant_id IS NULL");
+    let mut heads = sqlx::query_as::<_, DueHead>(&tenants).fetch_all(&mut *conn).await?;
+    heads.extend(sqlx::query_as::<_, DueHead>(&platform).fetch_all(&mut *conn).await?);
+    Ok(heads)
+}
+
+/// The due-heads query over `chains` (rows of `tenant_id`), `same_chain` relating a table
+/// aliased `{t}` to the chain `c`.
+fn due_heads_sql(chains: &str, same_chain: &str) -> String {
+    let on = |alias: &str| same_chain.replace("{t}", alias);
+    format!(
+        "SELECT c.tenant_id, head.id AS event_id, head.hash,
+                COALESCE(cp.event_count, 0)
+                  + (SELECT count(*) FROM audit_events n
+                      WHERE {n} AND n.id > COALESCE(cp.event_id, 0) AND n.id <= head.id) AS event_count
+         FROM ({chains}) c
+         CROSS JOIN LATERAL (SELECT e.id, e.hash FROM audit_events e WHERE {e} ORDER BY e.id DESC LIMIT 1) head
+         LEFT JOIN LATERAL (SELECT p.event_id, p.event_count FROM audit_checkpoints p
+                             WHERE {p} ORDER BY p.id DESC LIMIT 1) cp ON true
+         WHERE head.id > COALESCE(cp.event_id, 0)",
+        n = on("n"),
+        e = on("e"),
+        p = on("p"),
+    )
+}
+
+/// Records the public key (once) and the checkpoint.
+pub async fn insert(
+    conn: &mut PgConnection,
+    head: &DueHead,
+    signed_at: DateTime<Utc>,
+    key_id: &str,
+    public_key: &[u8],
+    signature: &[u8],
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO audit_signing_keys (id, public_key) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
+        .bind(key_id)
+        .bind(public_key)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO audit_checkpoints (tenant_id, event_id, event_count, hash, signed_at, key_id, signature)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(head.tenant_id)
+    .bind(head.event_id)
+    .bind(head.event_count)
+    .bind(&head.hash)
+    .bind(signed_at)
+    .bind(key_id)
+    .bind(signature)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct CheckpointRow {
+    id: i64,
+    tenant_id: Option<Uuid>,
+    event_id: i64,
+    event_count: i64,
+    hash: Vec<u8>,
+    signed_at: DateTime<Utc>,
+    key_id: String,
+    signature: Vec<u8>,
+}
+
+impl From<CheckpointRow> for Checkpoint {
+    fn from(row: CheckpointRow) -> Self {
+        Checkpoint {
+            id: row.id,
+            tenant_id: row.tenant_id.map(TenantId),
+            event_id: row.event_id,
+            event_count: row.event_count,
+            hash: hex::encode(row.hash),
+            signed_at: row.signed_at,
+            key_id: row.key_id,
+            signature: hex::encode(row.signature),
+        }
+    }
+}
+
+/// One chain's checkpoints (`None`: the platform's), newest first, before `before_id`.
+pub async fn list(
+    db: impl PgExecutor<'_>,
+    tenant: Option<TenantId>,
+    before_id: Option<i64>,
+    limit: i64,
+) -> Result<Vec<Checkpoint>, sqlx::Error> {
+    let rows = sqlx::query_as::<_, CheckpointRow>(
+        "SELECT id, tenant_id, event_id, event_count, hash, signed_at, key_id, signature
+         FROM audit_checkpoints
+         WHERE (($1::uuid IS NULL AND tenant_id IS NULL) OR tenant_id = $1)
+           AND ($2::bigint IS NULL OR id < $2)
+         ORDER BY id DESC LIMIT $3",
+    )
+    .bind(tenant.map(|t| t.0))
+    .bind(before_id)
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(Checkpoint::from).collect())
+}
+
+/// Every public key that has signed checkpoints, oldest first.
+pub async fn public_keys(db: impl PgExecutor<'_>) -> Result<Vec<(String, Vec<u8>)>, sqlx::Error> {
+    sqlx::query_as("SELECT id, public_key FROM audit_signing_keys ORDER BY first_used, id")
+        .fetch_all(db)
+        .await
+}
