@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use secrecy::SecretString;
+use std::collections::HashMap;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
@@ -51,6 +52,33 @@ enum AuditCommand {
         #[arg(long)]
         out: std::path::PathBuf,
     },
+    /// Check audit chains and their signed checkpoints, from the database (every chain, or
+    /// --tenant / --platform) or offline from an export (--export, --checkpoints, --public-key).
+    /// Names the first broken link; exits 0 only when everything holds.
+    Verify(VerifyArgs),
+}
+
+#[derive(clap::Args)]
+struct VerifyArgs {
+    /// Only this tenant's chain.
+    #[arg(long, conflicts_with = "platform")]
+    tenant: Option<String>,
+    /// Only the platform chain.
+    #[arg(long)]
+    platform: bool,
+    /// Offline: an NDJSON export of one chain (`Accept: application/x-ndjson`).
+    #[arg(long, requires = "checkpoints", requires = "public_key")]
+    export: Option<std::path::PathBuf>,
+    /// Offline: that chain's checkpoints, as `GET …/audit/checkpoints` answers (or a JSON array).
+    #[arg(long, requires = "export")]
+    checkpoints: Option<std::path::PathBuf>,
+    /// The public keys to trust: `GET /v1/audit/public-key`'s answer, or a public key PEM.
+    /// Without it (database only), the keys stored in the database are used.
+    #[arg(long)]
+    public_key: Option<std::path::PathBuf>,
+    /// The database (not needed offline).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<secrecy::SecretString>,
 }
 
 #[derive(clap::Args)]
@@ -189,6 +217,10 @@ enum CliError {
     Sign(#[from] keyward::signing::SignError),
     #[error("cannot write {0}: {1}")]
     Write(String, std::io::Error),
+    #[error("{0}: {1}")]
+    Unreadable(String, String),
+    #[error("the audit trail does not verify")]
+    Broken,
 }
 
 impl From<service::Error> for CliError {
@@ -244,6 +276,7 @@ async fn run(command: Command) -> Result<(), CliError> {
         Command::Serve(config) => serve(config).await,
         Command::Sign(args) => sign(args),
         Command::Audit(AuditCommand::Keygen { out }) => audit_keygen(&out),
+        Command::Audit(AuditCommand::Verify(args)) => audit_verify(args).await,
         Command::Admin(AdminCommand::ResealSigningSecrets { env }) => {
             let ctx = admin_context(&env).await?;
             if ctx.master_keys.is_none() {
@@ -307,6 +340,143 @@ async fn admin_context(env: &AdminEnv) -> Result<Context, CliError> {
     db::migrate(&pool).await?;
     let config = AppConfig::minimal(env.secrets.clone());
     Ok(App::build(&config, pool, Clock::system())?.into_context())
+}
+
+/// `keyward audit verify`: prints one line per chain, `ok …` or what broke.
+async fn audit_verify(args: VerifyArgs) -> Result<(), CliError> {
+    use keyward::domain::audit_check::check_chain;
+    let keys = args.public_key.as_deref().map(read_public_keys).transpose()?;
+    let mut results = Vec::new();
+    if let Some(export) = &args.export {
+        let checkpoints = args
+            .checkpoints
+            .as_deref()
+            .map(read_checkpoints)
+            .transpose()?
+            .unwrap_or_default();
+        let events = read_export(export)?;
+        let chain = events
+            .first()
+            .and_then(|e| e.tenant_id)
+            .map_or("platform".to_owned(), |t| t.to_string());
+        results.push((
+            chain,
+            check_chain(events, &checkpoints, keys.as_ref().unwrap_or(&HashMap::new())),
+        ));
+    } else {
+        let Some(url) = args.database_url else {
+            return Err(CliError::Usage(
+                "set DATABASE_URL, or give --export, --checkpoints and --public-key",
+            ));
+        };
+        let database = DatabaseConfig {
+            database_url: url,
+            db_max_connections: 2,
+            db_statement_timeout_ms: 0,
+        };
+        let ctx = App::build(
+            &AppConfig::minimal(SecretsConfig { master_keys: None }),
+            connect(&database).await?,
+            Clock::system(),
+        )?
+        .into_context();
+        let chains = match (&args.tenant, args.platform) {
+            (Some(tenant), _) => vec![Some(
+                TenantId::parse(tenant).ok_or(CliError::Usage("--tenant is not a tenant id"))?,
+            )],
+            (None, true) => vec![None],
+            (None, false) => service::audit::chains(&ctx).await?,
+        };
+        if keys.is_none() {
+            eprintln!("note: checking signatures with the public keys stored in the database; pass --public-key to check with the one you trust");
+        }
+        for tenant in chains {
+            let checked = service::audit::check_stored_chain(&ctx, tenant, keys.as_ref()).await?;
+            results.push((tenant.map_or("platform".to_owned(), |t| t.to_string()), checked));
+        }
+    }
+    let mut broken = false;
+    for (chain, result) in results {
+        match result {
+            Ok(checked) => println!(
+                "ok: chain {chain}: {} events, {} checkpoints{}",
+                checked.events,
+                checked.checkpoints,
+                checked
+                    .signed_up_to
+                    .map_or_else(String::new, |id| format!(", signed up to event {id}"))
+            ),
+            Err(what) => {
+                broken = true;
+                println!("broken: chain {chain}: {what}");
+            }
+        }
+    }
+    if broken {
+        return Err(CliError::Broken);
+    }
+    Ok(())
+}
+
+fn read_text(path: &std::path::Path) -> Result<String, CliError> {
+    std::fs::read_to_string(path).map_err(|e| CliError::Read(path.display().to_string(), e))
+}
+
+fn unreadable(path: &std::path::Path, why: impl std::fmt::Display) -> CliError {
+    CliError::Unreadable(path.display().to_string(), why.to_string())
+}
+
+/// Events of an NDJSON export, in file order.
+fn read_export(path: &std::path::Path) -> Result<Vec<keyward::domain::audit::AuditEvent>, CliError> {
+    read_text(path)?
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .enumerate()
+        .map(|(n, line)| serde_json::from_str(line).map_err(|e| unreadable(path, format!("line {}: {e}", n + 1))))
+        .collect()
+}
+
+/// Checkpoints as the listing answers (`{"items": […]}`), a JSON array, or NDJSON.
+fn read_checkpoints(path: &std::path::Path) -> Result<Vec<keyward::domain::audit::Checkpoint>, CliError> {
+    let text = read_text(path)?;
+    let value: serde_json::Value = match serde_json::from_str(&text) {
+        Ok(value) => value,
+        Err(_) => serde_json::Value::Array(
+            text.lines()
+                .filter(|line| !line.trim().is_empty())
+                .map(serde_json::from_str)
+                .collect::<Result<_, _>>()
+                .map_err(|e| unreadable(path, e))?,
+        ),
+    };
+    let items = match value {
+        serde_json::Value::Object(mut page) => page.remove("items").unwrap_or_default(),
+        other => other,
+    };
+    serde_json::from_value(items).map_err(|e| unreadable(path, e))
+}
+
+/// Public keys by id: `/v1/audit/public-key`'s answer, or one public key PEM.
+fn read_public_keys(path: &std::path::Path) -> Result<HashMap<String, Vec<u8>>, CliError> {
+    let text = read_text(path)?;
+    if let Ok(served) = serde_json::from_str::<serde_json::Value>(&text) {
+        let keys = served["keys"].as_array().cloned().unwrap_or_default();
+        return keys
+            .iter()
+            .map(|key| {
+                let id = key["key_id"].as_str().unwrap_or_default().to_owned();
+                let raw =
+                    hex::decode(key["public_key"].as_str().unwrap_or_default()).map_err(|e| unreadable(path, e))?;
+                Ok((id, raw))
+            })
+            .collect();
+    }
+    let raw = keyward::crypto::audit_key::public_key_from_pem(&text)
+        .ok_or_else(|| unreadable(path, "not a public key PEM"))?;
+    Ok(HashMap::from([(
+        keyward::crypto::audit_key::key_id_of(&raw),
+        raw.to_vec(),
+    )]))
 }
 
 /// Writes a new audit key to `out`, readable by its owner only; refuses to replace a file.

@@ -72,6 +72,19 @@ pub fn public_pem(public: &[u8; 32]) -> Option<String> {
     key.to_public_key_pem(Default::default()).ok()
 }
 
+/// The raw key of a SubjectPublicKeyInfo PEM.
+pub fn public_key_from_pem(pem: &str) -> Option<[u8; 32]> {
+    use ed25519_dalek::pkcs8::DecodePublicKey;
+    VerifyingKey::from_public_key_pem(pem).ok().map(|key| key.to_bytes())
+}
+
+/// The key id of a raw public key.
+pub fn key_id_of(public: &[u8; 32]) -> String {
+    VerifyingKey::from_bytes(public)
+        .map(|key| key_id(&key))
+        .unwrap_or_default()
+}
+
 /// Whether `signature` is `public`'s signature of `message`.
 pub fn verifies(public: &[u8], message: &[u8], signature: &[u8]) -> bool {
     let (Ok(public), Ok(signature)) = (<[u8; 32]>::try_from(public), <[u8; 64]>::try_from(signature)) else {

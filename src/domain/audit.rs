@@ -201,8 +201,8 @@ impl ChainFields<'_> {
     }
 }
 
-/// A stored event, as the audit API returns it.
-#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+/// A stored event, as the audit API returns it (and an export holds it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AuditEvent {
     pub id: i64,
     /// Always with six fractional digits, as the chain's canonical encoding has it.
@@ -322,7 +322,7 @@ mod action_tests {
 }
 
 /// A signed head of one audit chain, as stored and listed.
-#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Checkpoint {
     pub id: i64,
     /// `null` on the platform chain.

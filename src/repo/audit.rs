@@ -216,3 +216,30 @@ fn filtered(filter: &AuditFilter) -> QueryBuilder<'static, Postgres> {
     }
     q
 }
+
+/// One chain's events (`None`: the platform's) after `after_id`, oldest first, at most `limit`.
+pub async fn chain_page(
+    db: impl PgExecutor<'_>,
+    tenant: Option<TenantId>,
+    after_id: i64,
+    limit: i64,
+) -> Result<Vec<AuditEvent>, sqlx::Error> {
+    let chain = match tenant {
+        Some(_) => "tenant_id = $1",
+        None => "tenant_id IS NULL AND $1::uuid IS NULL",
+    };
+    let sql = format!(
+        "SELECT id, occurred_at, tenant_id, actor_kind, actor_id, action, target_kind, target_id, outcome,
+                request_id, host(ip) AS ip, user_agent, details, prev_hash, hash
+         FROM audit_events WHERE {chain} AND id > $2 ORDER BY id LIMIT $3"
+    );
+    sqlx::query_as::<_, AuditRow>(&sql)
+        .bind(tenant.map(|t| t.0))
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(db)
+        .await?
+        .into_iter()
+        .map(AuditEvent::try_from)
+        .collect()
+}

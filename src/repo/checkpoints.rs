@@ -133,3 +133,20 @@ pub async fn public_keys(db: impl PgExecutor<'_>) -> Result<Vec<(String, Vec<u8>
         .fetch_all(db)
         .await
 }
+
+/// Every checkpoint of one chain (`None`: the platform's), oldest first.
+pub async fn all_of_chain(db: impl PgExecutor<'_>, tenant: Option<TenantId>) -> Result<Vec<Checkpoint>, sqlx::Error> {
+    let mut all = list(db, tenant, None, i64::MAX).await?;
+    all.reverse();
+    Ok(all)
+}
+
+/// The chains: the platform's (`None`) and every tenant's.
+pub async fn chains(db: impl PgExecutor<'_>) -> Result<Vec<Option<TenantId>>, sqlx::Error> {
+    let tenants: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM tenants ORDER BY id")
+        .fetch_all(db)
+        .await?;
+    Ok(std::iter::once(None)
+        .chain(tenants.into_iter().map(|t| Some(TenantId(t))))
+        .collect())
+}

@@ -1,10 +1,12 @@
 //! Reading the audit trail.
 
 use chrono::{DateTime, Utc};
+use std::collections::HashMap;
 
 use super::{Context, Error, Result};
 use crate::crypto::audit_key;
 use crate::domain::audit::{AuditEvent, AuditPublicKey, Checkpoint, Outcome};
+use crate::domain::audit_check::{Broken, ChainCheck, Checked};
 use crate::domain::ids::TenantId;
 use crate::domain::page::{check_cursor, check_limit, Page};
 use crate::domain::permissions::{authorize, Action, Caller};
@@ -178,4 +180,47 @@ pub async fn sign_checkpoints(ctx: &Context) -> Result<usize> {
     }
     tx.commit().await?;
     Ok(heads.len().min(HEADS_PER_ROUND))
+}
+
+/// Events read from the database per page when checking a chain.
+const CHECK_PAGE: i64 = 1000;
+
+/// Checks a stored chain (`None`: the platform's) against its checkpoints, with `keys` (raw
+/// public keys by id; `None`: the keys the database holds, which whoever can write it could
+/// have replaced, so an auditor passes the key they trust).
+pub async fn check_stored_chain(
+    ctx: &Context,
+    tenant: Option<TenantId>,
+    keys: Option<&HashMap<String, Vec<u8>>>,
+) -> Result<std::result::Result<Checked, Broken>> {
+    let stored_keys: HashMap<String, Vec<u8>>;
+    let keys = match keys {
+        Some(keys) => keys,
+        None => {
+            stored_keys = repo::checkpoints::public_keys(&ctx.pool).await?.into_iter().collect();
+            &stored_keys
+        }
+    };
+    let checkpoints = repo::checkpoints::all_of_chain(&ctx.pool, tenant).await?;
+    let mut check = match ChainCheck::new(&checkpoints, keys) {
+        Ok(check) => check,
+        Err(broken) => return Ok(Err(broken)),
+    };
+    let mut after = 0;
+    loop {
+        let page = repo::audit::chain_page(&ctx.pool, tenant, after, CHECK_PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        for event in page {
+            if let Err(broken) = check.push(event) {
+                return Ok(Err(broken));
+            }
+        }
+    }
+    Ok(check.finish())
+}
+
+/// The chains to check: the platform's (`None`) and every tenant's.
+pub async fn chains(ctx: &Context) -> Result<Vec<Option<TenantId>>> {
+    Ok(repo::checkpoints::chains(&ctx.pool).await?)
 }

@@ -1,0 +1,238 @@
+//! `keyward audit verify`: a sound trail verifies from the database and offline from an export;
+//! each way of tampering with the table (as the database superuser, triggers disabled) is named
+//! by the first broken link, and the command exits non-zero.
+
+use serde_json::json;
+use sqlx::PgPool;
+use std::sync::Arc;
+
+use crate::helpers::TestApp;
+use keyward::crypto::audit_key::AuditKey;
+
+/// A tenant with events, a signed checkpoint over them, and two events after it.
+async fn trail(pool: PgPool) -> (TestApp, String) {
+    let key = Arc::new(AuditKey::from_pem(&AuditKey::generate_pem()).unwrap());
+    let app = TestApp::spawn_configured(pool, TestApp::config(), move |ctx| keyward::service::Context {
+        audit_key: Some(key),
+        ..ctx
+    })
+    .await;
+    let tenant = app.tenant("acme").await;
+    for name in ["one", "two", "three"] {
+        app.key(&tenant, json!({"name": name})).await;
+    }
+    keyward::service::audit::sign_checkpoints(&app.ctx).await.unwrap();
+    for name in ["four", "five"] {
+        app.key(&tenant, json!({"name": name})).await;
+    }
+    (app, tenant)
+}
+
+/// The tenant chain's event ids, oldest first.
+async fn event_ids(app: &TestApp, tenant: &str) -> Vec<i64> {
+    sqlx::query_scalar("SELECT id FROM audit_events WHERE tenant_id = $1::uuid ORDER BY id")
+        .bind(tenant)
+        .fetch_all(&app.pool)
+        .await
+        .unwrap()
+}
+
+/// Runs SQL as the superuser with the append-only triggers off.
+async fn tamper(app: &TestApp, sql: &str) {
+    let mut tx = app.pool.begin().await.unwrap();
+    for statement in [
+        "ALTER TABLE audit_events DISABLE TRIGGER USER",
+        "ALTER TABLE audit_checkpoints DISABLE TRIGGER USER",
+        sql,
+        "ALTER TABLE audit_events ENABLE TRIGGER USER",
+        "ALTER TABLE audit_checkpoints ENABLE TRIGGER USER",
+    ] {
+        sqlx::raw_sql(statement).execute(&mut *tx).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+/// `keyward audit verify ARGS` against the test's database: (exit 0?, stdout).
+async fn verify(app: &TestApp, args: &[&str]) -> (bool, String) {
+    let mut command = app.command();
+    command.args(["audit", "verify"]).args(args);
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+async fn verify_chain(app: &TestApp, tenant: &str) -> (bool, String) {
+    verify(app, &["--tenant", tenant]).await
+}
+
+#[sqlx::test]
+async fn a_sound_trail_verifies_from_the_database(pool: PgPool) {
+    let (app, tenant) = trail(pool).await;
+
+    let (ok, out) = verify(&app, &[]).await;
+
+    assert!(ok, "{out}");
+    assert!(out.contains(&format!("ok: chain {tenant}: ")), "{out}");
+    assert!(out.contains("ok: chain platform: "), "{out}");
+}
+
+#[sqlx::test]
+async fn a_sound_export_verifies_offline_and_an_altered_one_is_named(pool: PgPool) {
+    let (app, tenant) = trail(pool).await;
+    let dir = std::env::temp_dir().join(format!("keyward-offline-{}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let http = reqwest::Client::new();
+    let fetch = |path: String, accept: &'static str| {
+        let request = http
+            .get(format!("{}{path}", app.base))
+            .bearer_auth(&app.admin)
+            .header("accept", accept);
+        async move { request.send().await.unwrap().text().await.unwrap() }
+    };
+    let export = fetch(format!("/v1/tenants/{tenant}/audit"), "application/x-ndjson").await;
+    std::fs::write(dir.join("export.ndjson"), &export).unwrap();
+    std::fs::write(
+        dir.join("checkpoints.json"),
+        fetch(format!("/v1/tenants/{tenant}/audit/checkpoints"), "application/json").await,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("keys.json"),
+        fetch("/v1/audit/public-key".into(), "application/json").await,
+    )
+    .unwrap();
+    let offline = [
+        "--export",
+        dir.join("export.ndjson").to_str().unwrap(),
+        "--checkpoints",
+        dir.join("checkpoints.json").to_str().unwrap(),
+        "--public-key",
+        dir.join("keys.json").to_str().unwrap(),
+    ]
+    .map(str::to_owned);
+    let offline: Vec<&str> = offline.iter().map(String::as_str).collect();
+
+    let (ok, out) = verify(&app, &offline).await;
+    assert!(ok, "{out}");
+    assert!(out.contains("1 checkpoints"), "{out}");
+
+    let altered = export.replacen("\"name\":\"two\"", "\"name\":\"TWO\"", 1);
+    assert_ne!(altered, export);
+    std::fs::write(dir.join("export.ndjson"), altered).unwrap();
+    let (ok, out) = verify(&app, &offline).await;
+    assert!(!ok);
+    assert!(out.contains("its fields do not give its hash"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[sqlx::test]
+async fn an_altered_row_is_named(pool: PgPool) {
+    let (app, tenant) = trail(pool).await;
+    let ids = event_ids(&app, &tenant).await;
+
+    tamper(
+        &app,
+        &format!(
+            "UPDATE audit_events SET actor_id = 'someone-else' WHERE id = {}",
+            ids[2]
+        ),
+    )
+    .await;
+
+    let (ok, out) = verify_chain(&app, &tenant).await;
+    assert!(!ok);
+    assert!(
+        out.contains(&format!("event {}: its fields do not give its hash", ids[2])),
+        "{out}"
+    );
+}
+
+#[sqlx::test]
+async fn a_removed_row_is_named_by_the_event_after_it(pool: PgPool) {
+    let (app, tenant) = trail(pool).await;
+    let ids = event_ids(&app, &tenant).await;
+
+    tamper(&app, &format!("DELETE FROM audit_events WHERE id = {}", ids[1])).await;
+
+    let (ok, out) = verify_chain(&app, &tenant).await;
+    assert!(!ok);
+    assert!(
+        out.contains(&format!(
+            "event {}: prev_hash does not name the event before it",
+            ids[2]
+        )),
+        "{out}"
+    );
+}
+
+#[sqlx::test]
+async fn reordered_rows_are_named(pool: PgPool) {
+    let (app, tenant) = trail(pool).await;
+    let ids = event_ids(&app, &tenant).await;
+    let (a, b) = (ids[1], ids[2]);
+
+    tamper(
+        &app,
+        &format!("UPDATE audit_events SET id = -1 WHERE id = {a}; UPDATE audit_events SET id = {a} WHERE id = {b}; UPDATE audit_events SET id = {b} WHERE id = -1"),
+    )
+    .await;
+
+    let (ok, out) = verify_chain(&app, &tenant).await;
+    assert!(!ok);
+    assert!(
+        out.contains(&format!("event {a}: prev_hash does not name the event before it")),
+        "{out}"
+    );
+}
+
+#[sqlx::test]
+async fn a_forged_checkpoint_is_named(pool: PgPool) {
+    let (app, tenant) = trail(pool).await;
+    let checkpoint: i64 = sqlx::query_scalar("SELECT id FROM audit_checkpoints WHERE tenant_id = $1::uuid")
+        .bind(&tenant)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+
+    tamper(
+        &app,
+        &format!("UPDATE audit_checkpoints SET event_count = event_count + 1 WHERE id = {checkpoint}"),
+    )
+    .await;
+
+    let (ok, out) = verify_chain(&app, &tenant).await;
+    assert!(!ok);
+    assert!(
+        out.contains(&format!("checkpoint {checkpoint}: its signature does not verify")),
+        "{out}"
+    );
+}
+
+#[sqlx::test]
+async fn events_cut_off_under_a_checkpoint_are_named(pool: PgPool) {
+    let (app, tenant) = trail(pool).await;
+    let ids = event_ids(&app, &tenant).await;
+    let covered: i64 = sqlx::query_scalar("SELECT event_id FROM audit_checkpoints WHERE tenant_id = $1::uuid")
+        .bind(&tenant)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let kept = ids.iter().copied().filter(|id| *id < covered).max().unwrap();
+
+    tamper(
+        &app,
+        &format!("DELETE FROM audit_events WHERE tenant_id = '{tenant}' AND id > {kept}"),
+    )
+    .await;
+
+    let (ok, out) = verify_chain(&app, &tenant).await;
+    assert!(!ok);
+    assert!(
+        out.contains(&format!("covers up to event {covered}, the chain ends at event {kept}")),
+        "{out}"
+    );
+}
