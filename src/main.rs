@@ -359,10 +359,9 @@ async fn audit_verify(args: VerifyArgs) -> Result<(), CliError> {
             .first()
             .and_then(|e| e.tenant_id)
             .map_or("platform".to_owned(), |t| t.to_string());
-        results.push((
-            chain,
-            check_chain(events, &checkpoints, keys.as_ref().unwrap_or(&HashMap::new())),
-        ));
+        let trusted = keys.unwrap_or_default();
+        let checked = check_chain(events, &checkpoints, &trusted, keyward::crypto::audit_key::verifies);
+        results.push((chain, checked));
     } else {
         let Some(url) = args.database_url else {
             return Err(CliError::Usage(

@@ -1,12 +1,15 @@
 //! Checking an audit chain: every event's hash from its fields and its predecessor's hash, and
 //! every checkpoint's signature, event count and hash. Pure: the events come from the database
-//! or from an export, the public keys from the database or from `/v1/audit/public-key`.
-//! The first broken link is named.
+//! or from an export, the public keys from the database or from `/v1/audit/public-key`, and the
+//! signature check from the caller (`crypto::audit_key::verifies`). The first broken link is
+//! named.
 
 use std::collections::HashMap;
 
 use super::audit::{AuditEvent, Checkpoint};
-use crate::crypto::audit_key;
+
+/// Whether a signature (third) of a message (second) verifies with a raw public key (first).
+pub type SignatureCheck = fn(&[u8], &[u8], &[u8]) -> bool;
 
 /// What holds for a chain that checks out.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -53,8 +56,9 @@ pub fn check_chain(
     events: impl IntoIterator<Item = AuditEvent>,
     checkpoints: &[Checkpoint],
     keys: &HashMap<String, Vec<u8>>,
+    verifies: SignatureCheck,
 ) -> Result<Checked, Broken> {
-    let mut check = ChainCheck::new(checkpoints, keys)?;
+    let mut check = ChainCheck::new(checkpoints, keys, verifies)?;
     for event in events {
         check.push(event)?;
     }
@@ -70,7 +74,11 @@ pub struct ChainCheck<'a> {
 
 impl<'a> ChainCheck<'a> {
     /// Verifies every checkpoint's signature first: a forged one is named before any event.
-    pub fn new(checkpoints: &'a [Checkpoint], keys: &HashMap<String, Vec<u8>>) -> Result<Self, Broken> {
+    pub fn new(
+        checkpoints: &'a [Checkpoint],
+        keys: &HashMap<String, Vec<u8>>,
+        verifies: SignatureCheck,
+    ) -> Result<Self, Broken> {
         let mut by_event: Vec<&Checkpoint> = checkpoints.iter().collect();
         by_event.sort_by_key(|c| (c.event_id, c.id));
         for checkpoint in &by_event {
@@ -78,7 +86,7 @@ impl<'a> ChainCheck<'a> {
                 .get(&checkpoint.key_id)
                 .ok_or_else(|| Broken::UnknownKey(checkpoint.id, checkpoint.key_id.clone()))?;
             let signature = hex::decode(&checkpoint.signature).unwrap_or_default();
-            if !audit_key::verifies(key, checkpoint.signed_message().as_bytes(), &signature) {
+            if !verifies(key, checkpoint.signed_message().as_bytes(), &signature) {
                 return Err(Broken::Forged(checkpoint.id));
             }
         }

@@ -202,7 +202,7 @@ pub async fn check_stored_chain(
         }
     };
     let checkpoints = repo::checkpoints::all_of_chain(&ctx.pool, tenant).await?;
-    let mut check = match ChainCheck::new(&checkpoints, keys) {
+    let mut check = match ChainCheck::new(&checkpoints, keys, audit_key::verifies) {
         Ok(check) => check,
         Err(broken) => return Ok(Err(broken)),
     };

@@ -282,9 +282,9 @@ pub async fn remove(
         "role": current.role.as_str(),
         "revoked_tokens": revoked_tokens.len(),
     }));
-    repo::audit::append(&mut tx, &event).await?;
+    let mut events = vec![event];
     for id in &revoked_tokens {
-        let event = NewAuditEvent::new(
+        let revoked = NewAuditEvent::new(
             now,
             &actor,
             meta,
@@ -294,10 +294,10 @@ pub async fn remove(
         )
         .target("service_token", id)
         .details(serde_json::json!({ "reason": "creator removed" }));
-        repo::audit::append(&mut tx, &event).await?;
+        events.push(revoked);
     }
     let changes: Vec<Change> = revoked_tokens.iter().cloned().map(Change::Key).collect();
-    ctx.verify.commit(&ctx.pool, tx, &changes).await?;
+    ctx.verify.commit(&ctx.pool, tx, &changes, &events).await?;
     Ok(Removed { revoked_tokens })
 }
 

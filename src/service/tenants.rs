@@ -88,7 +88,8 @@ pub async fn update(
         "status": patch.status.map(|s| s.as_str()),
         "settings": patch.settings,
     }));
-    repo::audit::append(&mut tx, &event).await?;
-    ctx.verify.commit(&ctx.pool, tx, &[Change::Tenant(id)]).await?;
+    ctx.verify
+        .commit(&ctx.pool, tx, &[Change::Tenant(id)], &[event])
+        .await?;
     Ok(tenant)
 }

@@ -166,8 +166,10 @@ impl Engine {
         &self.settings
     }
 
-    /// Commits `tx` with `changes` published: every replica (this one at once, the others on
-    /// commit through NOTIFY) stops trusting what it cached about them.
+    /// Commits `tx` with `changes` published and `events` appended to the audit trail: every
+    /// replica (this one at once, the others on commit through NOTIFY) stops trusting what it
+    /// cached about them. The events go last, just before the commit: appending takes the
+    /// chain's lock, held until the commit, so nothing else waits under it.
     ///
     /// A creation is also announced *before* the commit, outside the transaction: by the time
     /// the caller holds the new token, every replica has been told of it for at least the
@@ -179,6 +181,7 @@ impl Engine {
         pool: &PgPool,
         mut tx: Transaction<'_, Postgres>,
         changes: &[Change],
+        events: &[NewAuditEvent],
     ) -> Result<(), sqlx::Error> {
         for created in changes.iter().filter(|change| matches!(change, Change::Created { .. })) {
             // Only on a connection that is free now: waiting for one while holding the
@@ -191,6 +194,7 @@ impl Engine {
         for change in changes {
             changes::notify(&mut tx, change, self.memory.origin).await?;
         }
+        crate::repo::audit::append_all(&mut tx, events).await?;
         tx.commit().await?;
         for change in changes {
             self.memory.evict(change);

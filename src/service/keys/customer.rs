@@ -66,8 +66,7 @@ pub async fn create_key(
         "expires_at": key.expires_at,
         "signing": signing_secret.is_some(),
     }));
-    repo::audit::append(&mut tx, &event).await?;
-    ctx.verify.commit(&ctx.pool, tx, &[created]).await?;
+    ctx.verify.commit(&ctx.pool, tx, &[created], &[event]).await?;
     Ok(IssuedKey {
         key,
         token,
@@ -128,9 +127,8 @@ pub async fn update_key(
     )
     .target("key", &id)
     .details(serde_json::json!({ "changed": changed, "enabled": updated.enabled, "scopes": updated.grants.names() }));
-    repo::audit::append(&mut tx, &event).await?;
     let changes: Vec<Change> = std::iter::once(id.clone()).chain(followers).map(Change::Key).collect();
-    ctx.verify.commit(&ctx.pool, tx, &changes).await?;
+    ctx.verify.commit(&ctx.pool, tx, &changes, &[event]).await?;
     Ok(updated)
 }
 

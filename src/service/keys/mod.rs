@@ -246,13 +246,12 @@ pub async fn rotate(
         "grace_period_seconds": grace,
         "previous_expires_at": previous.expires_at,
     }));
-    repo::audit::append(&mut tx, &event).await?;
     let created = Change::Created {
         id: key.id.clone(),
         hash: token.hash(),
     };
     ctx.verify
-        .commit(&ctx.pool, tx, &[Change::Key(old.id.clone()), created])
+        .commit(&ctx.pool, tx, &[Change::Key(old.id.clone()), created], &[event])
         .await?;
     Ok(Rotated {
         issued: IssuedKey {
@@ -293,7 +292,6 @@ pub async fn revoke(
     )
     .target(target_kind(kind), &id)
     .details(serde_json::json!({ "reason": reason }));
-    repo::audit::append(&mut tx, &event).await?;
-    ctx.verify.commit(&ctx.pool, tx, &[Change::Key(id)]).await?;
+    ctx.verify.commit(&ctx.pool, tx, &[Change::Key(id)], &[event]).await?;
     Ok(revoked)
 }

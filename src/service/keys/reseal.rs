@@ -33,6 +33,6 @@ pub async fn reseal_signing_secrets(ctx: &Context) -> Result<u64> {
         }
         // Caches elsewhere hold the old sealed form, which stops opening once the old master
         // key is removed.
-        ctx.verify.commit(&ctx.pool, tx, &changes).await?;
+        ctx.verify.commit(&ctx.pool, tx, &changes, &[]).await?;
     }
 }

@@ -72,8 +72,7 @@ pub async fn issue_service_token(
     )
     .target("service_token", &key.id)
     .details(serde_json::json!({ "name": key.name, "permissions": key.grants.names(), "expires_at": key.expires_at }));
-    repo::audit::append(&mut tx, &event).await?;
-    ctx.verify.commit(&ctx.pool, tx, &[created]).await?;
+    ctx.verify.commit(&ctx.pool, tx, &[created], &[event]).await?;
     Ok(IssuedKey {
         key,
         token,
