@@ -175,6 +175,8 @@ pub struct AuditParams {
     pub action: Option<String>,
     /// Target id, e.g. a key id.
     pub target: Option<String>,
+    /// Text (3 to 256 characters) that the target id or the details contain, case-insensitive.
+    pub q: Option<String>,
     pub outcome: Option<Outcome>,
     /// Events at or after this time.
     pub since: Option<DateTime<Utc>>,
@@ -191,6 +193,7 @@ impl From<AuditParams> for AuditQuery {
             actor: body.actor,
             action: body.action,
             target: body.target,
+            q: body.q,
             outcome: body.outcome,
             since: body.since,
             until: body.until,

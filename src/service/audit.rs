@@ -24,6 +24,8 @@ pub struct AuditQuery {
     pub action: Option<String>,
     /// Target id, e.g. a key id.
     pub target: Option<String>,
+    /// Text the target id or the details contain (case-insensitive).
+    pub q: Option<String>,
     pub outcome: Option<Outcome>,
     /// Events at or after this time.
     pub since: Option<DateTime<Utc>>,
@@ -84,6 +86,10 @@ fn filter(caller: &Caller, tenant: Option<TenantId>, query: AuditQuery) -> Resul
     check_filter(&mut errors, "actor", query.actor.as_deref(), 256);
     check_filter(&mut errors, "action", query.action.as_deref(), 256);
     check_filter(&mut errors, "target", query.target.as_deref(), 256);
+    check_filter(&mut errors, "q", query.q.as_deref(), 256);
+    if query.q.as_deref().is_some_and(|q| q.chars().count() < 3) {
+        errors.add("q", "must be at least 3 characters");
+    }
     check_time(&mut errors, "since", query.since);
     check_time(&mut errors, "until", query.until);
     errors.finish(())?;
@@ -92,6 +98,7 @@ fn filter(caller: &Caller, tenant: Option<TenantId>, query: AuditQuery) -> Resul
         actor_id: query.actor,
         action: query.action,
         target_id: query.target,
+        text: query.q,
         outcome: query.outcome,
         since: query.since,
         until: query.until,

@@ -4,6 +4,7 @@ mod helpers;
 
 mod audit;
 mod audit_links;
+mod audit_search;
 mod audit_verify;
 mod cache;
 mod checkpoints;
