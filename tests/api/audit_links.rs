@@ -129,3 +129,36 @@ async fn the_documented_python_snippet_names_the_event_after_a_removed_one(pool:
     let named = format!("event {}: prev_hash does not name the event before it", after["id"]);
     assert_eq!(run_snippet(&lines.join("\n")), (false, named));
 }
+
+#[sqlx::test]
+async fn events_from_addresses_postgresql_writes_otherwise_still_give_their_hash(pool: PgPool) {
+    use keyward::domain::audit::{Actor, ActorKind, AuditAction, NewAuditEvent, Outcome, RequestMeta};
+    let app = TestApp::spawn(pool).await;
+    let actor = Actor {
+        kind: ActorKind::System,
+        id: "test".into(),
+    };
+    let mut conn = app.pool.acquire().await.unwrap();
+    // PostgreSQL writes these `::0.1.0.0`, `::1.2.3.4`, `::ffff:0.0.0.1`.
+    for address in ["::1:0", "::102:304", "::ffff:0:1", "2001:db8::1", "192.0.2.1"] {
+        let meta = RequestMeta {
+            ip: Some(address.parse().unwrap()),
+            ..RequestMeta::default()
+        };
+        let event = NewAuditEvent::new(
+            app.clock().now(),
+            &actor,
+            &meta,
+            None,
+            AuditAction::TenantCreated,
+            Outcome::Success,
+        );
+        keyward::repo::audit::append(&mut conn, &event).await.unwrap();
+    }
+
+    let stored = keyward::repo::audit::chain_page(&app.pool, None, 0, 100).await.unwrap();
+
+    for event in stored.iter().filter(|e| e.ip.is_some()) {
+        assert_eq!(event.recomputed_hash().as_deref(), Some(event.hash.as_str()), "{:?}", event.ip);
+    }
+}
