@@ -360,7 +360,13 @@ async fn audit_verify(args: VerifyArgs) -> Result<(), CliError> {
             .and_then(|e| e.tenant_id)
             .map_or("platform".to_owned(), |t| t.to_string());
         let trusted = keys.unwrap_or_default();
-        let checked = check_chain(events, &checkpoints, &trusted, keyward::crypto::audit_key::verifies);
+        let checked = check_chain(
+            events,
+            &checkpoints,
+            &trusted,
+            keyward::crypto::audit_key::verifies,
+            chrono::Utc::now(),
+        );
         results.push((chain, checked));
     } else {
         let Some(url) = args.database_url else {
@@ -463,10 +469,12 @@ fn read_public_keys(path: &std::path::Path) -> Result<HashMap<String, Vec<u8>>, 
         return keys
             .iter()
             .map(|key| {
-                let id = key["key_id"].as_str().unwrap_or_default().to_owned();
-                let raw =
-                    hex::decode(key["public_key"].as_str().unwrap_or_default()).map_err(|e| unreadable(path, e))?;
-                Ok((id, raw))
+                // The id is what the key gives, whatever the file says.
+                let raw: [u8; 32] = hex::decode(key["public_key"].as_str().unwrap_or_default())
+                    .ok()
+                    .and_then(|raw| raw.try_into().ok())
+                    .ok_or_else(|| unreadable(path, "a public_key is not 32 bytes of hex"))?;
+                Ok((keyward::crypto::audit_key::key_id_of(&raw), raw.to_vec()))
             })
             .collect();
     }

@@ -48,7 +48,12 @@ pub enum Broken {
     CutOff { checkpoint: i64, event: i64, last: String },
     #[error("event {0}: out of order (ids must ascend)")]
     OutOfOrder(i64),
+    #[error("event {event} of {at} is under no checkpoint: checkpoints after it were removed, or signing stopped")]
+    Unsigned { event: i64, at: String },
 }
+
+/// How old an event may be and not yet be under a checkpoint: heads are signed every minute.
+pub const SIGNED_WITHIN: chrono::Duration = chrono::Duration::minutes(5);
 
 /// Checks one chain: `events` oldest first, `checkpoints` of that chain in any order, `keys`
 /// the raw public keys by key id.
@@ -57,12 +62,13 @@ pub fn check_chain(
     checkpoints: &[Checkpoint],
     keys: &HashMap<String, Vec<u8>>,
     verifies: SignatureCheck,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Checked, Broken> {
     let mut check = ChainCheck::new(checkpoints, keys, verifies)?;
     for event in events {
         check.push(event)?;
     }
-    check.finish()
+    check.finish(now)
 }
 
 /// A chain being checked, an event at a time (so a chain of any length fits in memory).
@@ -70,6 +76,8 @@ pub struct ChainCheck<'a> {
     pending: std::iter::Peekable<std::vec::IntoIter<&'a Checkpoint>>,
     checked: Checked,
     previous: Option<(i64, String)>,
+    /// The oldest event under no checkpoint yet.
+    oldest_unsigned: Option<(i64, chrono::DateTime<chrono::Utc>)>,
 }
 
 impl<'a> ChainCheck<'a> {
@@ -94,6 +102,7 @@ impl<'a> ChainCheck<'a> {
             pending: by_event.into_iter().peekable(),
             checked: Checked::default(),
             previous: None,
+            oldest_unsigned: None,
         })
     }
 
@@ -109,8 +118,10 @@ impl<'a> ChainCheck<'a> {
             return Err(Broken::Altered(event.id));
         }
         self.checked.events += 1;
+        self.oldest_unsigned.get_or_insert((event.id, event.occurred_at));
         while let Some(checkpoint) = self.pending.next_if(|c| c.event_id <= event.id) {
             self.check_covered(checkpoint, &event)?;
+            self.oldest_unsigned = None;
         }
         self.previous = Some((event.id, event.hash));
         Ok(())
@@ -144,8 +155,10 @@ impl<'a> ChainCheck<'a> {
         Ok(())
     }
 
-    /// The end of the chain: a checkpoint beyond its last event means events were cut off.
-    pub fn finish(mut self) -> Result<Checked, Broken> {
+    /// The end of the chain, checked at `now`: a checkpoint beyond its last event means events
+    /// were cut off, and an event older than [`SIGNED_WITHIN`] under no checkpoint means
+    /// checkpoints were removed (or nothing signs).
+    pub fn finish(mut self, now: chrono::DateTime<chrono::Utc>) -> Result<Checked, Broken> {
         if let Some(checkpoint) = self.pending.next() {
             let last = self
                 .previous
@@ -154,6 +167,12 @@ impl<'a> ChainCheck<'a> {
                 checkpoint: checkpoint.id,
                 event: checkpoint.event_id,
                 last,
+            });
+        }
+        if let Some((event, at)) = self.oldest_unsigned.filter(|(_, at)| *at < now - SIGNED_WITHIN) {
+            return Err(Broken::Unsigned {
+                event,
+                at: at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             });
         }
         Ok(self.checked)

@@ -168,7 +168,9 @@ impl TryFrom<AuditRow> for AuditEvent {
             request_id: row.request_id,
             // As the hash had it (RFC 5952 text): PostgreSQL writes some addresses otherwise
             // (`::0.1.0.0` for `::1:0`).
-            ip: row.ip.map(|text| text.parse::<std::net::IpAddr>().map_or(text, |ip| ip.to_string())),
+            ip: row
+                .ip
+                .map(|text| text.parse::<std::net::IpAddr>().map_or(text, |ip| ip.to_string())),
             user_agent: row.user_agent,
             details: row.details,
             prev_hash: row.prev_hash.map(hex::encode),

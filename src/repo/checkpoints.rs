@@ -48,20 +48,14 @@ fn due_heads_sql(chains: &str, same_chain: &str) -> String {
     )
 }
 
-/// Records the public key (once) and the checkpoint.
+/// Records a checkpoint (its key recorded first, by [`record_key`]).
 pub async fn insert(
     conn: &mut PgConnection,
     head: &DueHead,
     signed_at: DateTime<Utc>,
     key_id: &str,
-    public_key: &[u8],
     signature: &[u8],
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO audit_signing_keys (id, public_key) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
-        .bind(key_id)
-        .bind(public_key)
-        .execute(&mut *conn)
-        .await?;
     sqlx::query(
         "INSERT INTO audit_checkpoints (tenant_id, event_id, event_count, hash, signed_at, key_id, signature)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -75,6 +69,16 @@ pub async fn insert(
     .bind(signature)
     .execute(&mut *conn)
     .await?;
+    Ok(())
+}
+
+/// Records the signing key's public half (once; the table's check ties the id to the key).
+pub async fn record_key(conn: &mut PgConnection, key_id: &str, public_key: &[u8]) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO audit_signing_keys (id, public_key) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
+        .bind(key_id)
+        .bind(public_key)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 

@@ -132,14 +132,13 @@ pub async fn checkpoints(
     Ok(Page::from_rows(rows, limit, |c| c.id.to_string()))
 }
 
-/// Every public key that has signed checkpoints, and the current one first when it has not
-/// signed yet: anyone may read them.
+/// Every public key that has signed checkpoints, and the current one (always the one in
+/// memory, never a row claiming its id): anyone may read them.
 pub async fn public_keys(ctx: &Context) -> Result<Vec<AuditPublicKey>> {
     let mut keys: Vec<(String, Vec<u8>)> = repo::checkpoints::public_keys(&ctx.pool).await?;
     if let Some(current) = &ctx.audit_key {
-        if !keys.iter().any(|(id, _)| id == current.id()) {
-            keys.push((current.id().to_owned(), current.public_key().to_vec()));
-        }
+        keys.retain(|(id, _)| id != current.id());
+        keys.push((current.id().to_owned(), current.public_key().to_vec()));
     }
     Ok(keys
         .into_iter()
@@ -172,6 +171,10 @@ pub async fn sign_checkpoints(ctx: &Context) -> Result<usize> {
         return Ok(0);
     }
     let heads = repo::checkpoints::due_heads(&mut tx).await?;
+    if heads.is_empty() {
+        return Ok(0);
+    }
+    repo::checkpoints::record_key(&mut tx, key.id(), &key.public_key()).await?;
     let signed_at = ctx.clock.now();
     for head in heads.iter().take(HEADS_PER_ROUND) {
         let hash = hex::encode(&head.hash);
@@ -183,7 +186,7 @@ pub async fn sign_checkpoints(ctx: &Context) -> Result<usize> {
             signed_at,
         );
         let signature = key.sign(message.as_bytes());
-        repo::checkpoints::insert(&mut tx, head, signed_at, key.id(), &key.public_key(), &signature).await?;
+        repo::checkpoints::insert(&mut tx, head, signed_at, key.id(), &signature).await?;
     }
     tx.commit().await?;
     Ok(heads.len().min(HEADS_PER_ROUND))
@@ -224,7 +227,7 @@ pub async fn check_stored_chain(
             }
         }
     }
-    Ok(check.finish())
+    Ok(check.finish(ctx.clock.now()))
 }
 
 /// The chains to check: the platform's (`None`) and every tenant's.

@@ -159,6 +159,11 @@ async fn events_from_addresses_postgresql_writes_otherwise_still_give_their_hash
     let stored = keyward::repo::audit::chain_page(&app.pool, None, 0, 100).await.unwrap();
 
     for event in stored.iter().filter(|e| e.ip.is_some()) {
-        assert_eq!(event.recomputed_hash().as_deref(), Some(event.hash.as_str()), "{:?}", event.ip);
+        assert_eq!(
+            event.recomputed_hash().as_deref(),
+            Some(event.hash.as_str()),
+            "{:?}",
+            event.ip
+        );
     }
 }

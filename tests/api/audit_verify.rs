@@ -236,3 +236,71 @@ async fn events_cut_off_under_a_checkpoint_are_named(pool: PgPool) {
         "{out}"
     );
 }
+
+/// The check as the service runs it, at the app's clock.
+async fn checked_at_the_apps_clock(
+    app: &TestApp,
+    tenant: &str,
+) -> Result<keyward::domain::audit_check::Checked, keyward::domain::audit_check::Broken> {
+    let tenant = keyward::domain::ids::TenantId::parse(tenant).unwrap();
+    keyward::service::audit::check_stored_chain(&app.ctx, Some(tenant), None)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test]
+async fn events_left_unsigned_for_long_are_named(pool: PgPool) {
+    let (app, tenant) = trail(pool).await;
+    let first_unsigned = *event_ids(&app, &tenant).await.last().unwrap() - 1;
+    assert!(checked_at_the_apps_clock(&app, &tenant).await.is_ok());
+
+    app.clock().advance(chrono::Duration::minutes(10));
+
+    let broken = checked_at_the_apps_clock(&app, &tenant).await.unwrap_err();
+    assert!(
+        matches!(broken, keyward::domain::audit_check::Broken::Unsigned { event, .. } if event == first_unsigned),
+        "{broken}"
+    );
+}
+
+#[sqlx::test]
+async fn a_chain_whose_checkpoints_were_removed_is_named(pool: PgPool) {
+    let (app, tenant) = trail(pool).await;
+    let first = event_ids(&app, &tenant).await[0];
+    app.clock().advance(chrono::Duration::minutes(10));
+    keyward::service::audit::sign_checkpoints(&app.ctx).await.unwrap();
+    assert!(checked_at_the_apps_clock(&app, &tenant).await.is_ok());
+
+    tamper(
+        &app,
+        &format!("DELETE FROM audit_checkpoints WHERE tenant_id = '{tenant}'"),
+    )
+    .await;
+
+    let broken = checked_at_the_apps_clock(&app, &tenant).await.unwrap_err();
+    assert!(
+        matches!(broken, keyward::domain::audit_check::Broken::Unsigned { event, .. } if event == first),
+        "{broken}"
+    );
+}
+
+#[sqlx::test]
+async fn a_stored_key_row_cannot_claim_another_keys_id(pool: PgPool) {
+    let (app, _) = trail(pool).await;
+    let genuine: String = sqlx::query_scalar("SELECT id FROM audit_signing_keys LIMIT 1")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let other = AuditKey::from_pem(&AuditKey::generate_pem()).unwrap();
+
+    let claimed = sqlx::query("INSERT INTO audit_signing_keys (id, public_key) VALUES ($1, $2)")
+        .bind(format!("{}0", &genuine[..15]))
+        .bind(other.public_key().as_slice())
+        .execute(&app.pool)
+        .await;
+
+    assert!(claimed
+        .unwrap_err()
+        .to_string()
+        .contains("audit_signing_keys_id_of_key"));
+}
