@@ -17,6 +17,8 @@ use tokio::time::Instant;
 
 /// How long a connection that has been answered may stay idle between requests.
 pub const KEEP_ALIVE_IDLE: Duration = Duration::from_secs(60);
+/// Memory is given back to the system at most this often.
+const TRIM_AT_MOST_EVERY: Duration = Duration::from_secs(60);
 /// Connections looked at, at most, to find one to cut off when the cap is reached.
 const LOOK_AT: usize = 64;
 
@@ -106,6 +108,9 @@ pub struct Connections {
     open: Arc<AtomicUsize>,
     /// The most open at once since memory was last given back.
     peak: AtomicUsize,
+    /// When memory was last given back (trimming a large heap takes a while: at most once a
+    /// minute, and off the accept loop).
+    last_trim: Mutex<Option<Instant>>,
     oldest_first: Mutex<VecDeque<Weak<Activity>>>,
 }
 
@@ -128,6 +133,7 @@ impl Connections {
             max,
             open: Arc::default(),
             peak: AtomicUsize::new(0),
+            last_trim: Mutex::new(None),
             oldest_first: Mutex::new(VecDeque::new()),
         }
     }
@@ -145,9 +151,14 @@ impl Connections {
         }
         let open = self.open.load(Ordering::Acquire);
         let peak = self.peak.load(Ordering::Acquire);
-        if peak >= BURST && open < peak / 2 {
+        let Ok(mut last_trim) = self.last_trim.lock() else {
+            return;
+        };
+        let due = last_trim.is_none_or(|at| at.elapsed() >= TRIM_AT_MOST_EVERY);
+        if peak >= BURST && open < peak / 2 && due {
             self.peak.store(open, Ordering::Release);
-            trim_heap();
+            *last_trim = Some(Instant::now());
+            tokio::task::spawn_blocking(trim_heap);
         }
     }
 

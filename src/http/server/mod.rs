@@ -35,22 +35,31 @@ pub use crate::config::ServerLimits as Limits;
 struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
 
 impl PerAddress {
-    fn admit(&self, ip: IpAddr, max: usize) -> bool {
-        let Ok(mut open) = self.0.lock() else { return false };
-        let count = open.entry(ip).or_insert(0);
+    /// A place for one more connection from `ip`, if it has fewer than `max` open.
+    fn admit(open: &Arc<Self>, ip: IpAddr, max: usize) -> Option<AddressSlot> {
+        let mut counts = open.0.lock().ok()?;
+        let count = counts.entry(ip).or_insert(0);
         if *count >= max {
-            return false;
+            return None;
         }
         *count += 1;
-        true
+        Some(AddressSlot { open: open.clone(), ip })
     }
+}
 
-    fn leave(&self, ip: IpAddr) {
-        if let Ok(mut open) = self.0.lock() {
-            if let Some(count) = open.get_mut(&ip) {
+/// One connection's place under its address's cap, given back when dropped.
+struct AddressSlot {
+    open: Arc<PerAddress>,
+    ip: IpAddr,
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        if let Ok(mut counts) = self.open.0.lock() {
+            if let Some(count) = counts.get_mut(&self.ip) {
                 *count -= 1;
                 if *count == 0 {
-                    open.remove(&ip);
+                    counts.remove(&self.ip);
                 }
             }
         }
@@ -108,11 +117,10 @@ pub async fn serve(
         };
         while tasks.try_join_next().is_some() {}
         let ip = client_address(peer.ip());
-        if !per_address.admit(ip, limits.max_connections_per_address) {
+        let Some(address_slot) = PerAddress::admit(&per_address, ip, limits.max_connections_per_address) else {
             continue; // dropping the stream closes it
-        }
+        };
         let Some(admitted) = connections.admit() else {
-            per_address.leave(ip);
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -135,7 +143,6 @@ pub async fn serve(
         });
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         let connection = graceful.watch(connection.into_owned());
-        let per_address = per_address.clone();
         let header_timeout = limits.header_timeout;
         tasks.spawn(async move {
             tokio::select! {
@@ -146,8 +153,8 @@ pub async fn serve(
                     tracing::debug!(%peer, "connection cut off: idle too long, or making room");
                 }
             }
-            per_address.leave(ip);
-            drop(admitted);
+            // Given back however the task ends (a panic in a handler included).
+            drop((address_slot, admitted));
         });
     }
     drop(listener);
