@@ -355,10 +355,28 @@ async fn audit_verify(args: VerifyArgs) -> Result<(), CliError> {
             .transpose()?
             .unwrap_or_default();
         let events = read_export(export)?;
-        let chain = events
-            .first()
-            .and_then(|e| e.tenant_id)
-            .map_or("platform".to_owned(), |t| t.to_string());
+        // The chain asked for (--tenant, --platform), else the first event's; every event and
+        // checkpoint must be of it.
+        let expected = match (&args.tenant, args.platform) {
+            (Some(tenant), _) => Some(TenantId::parse(tenant).ok_or(CliError::Usage("--tenant is not a tenant id"))?),
+            (None, true) => None,
+            (None, false) => events.first().and_then(|e| e.tenant_id),
+        };
+        let chain = expected.map_or("platform".to_owned(), |t| t.to_string());
+        let strays = events
+            .iter()
+            .filter(|e| e.tenant_id != expected)
+            .map(|e| format!("event {}", e.id));
+        let strays = strays.chain(
+            checkpoints
+                .iter()
+                .filter(|c| c.tenant_id != expected)
+                .map(|c| format!("checkpoint {}", c.id)),
+        );
+        if let Some(stray) = strays.into_iter().next() {
+            println!("broken: chain {chain}: {stray} belongs to another chain");
+            return Err(CliError::Broken);
+        }
         let trusted = keys.unwrap_or_default();
         let checked = check_chain(
             events,

@@ -23,8 +23,9 @@ pub struct DueHead {
 pub async fn due_heads(conn: &mut PgConnection) -> Result<Vec<DueHead>, sqlx::Error> {
     let tenants = due_heads_sql("SELECT id AS tenant_id FROM tenants", "{t}.tenant_id = c.tenant_id");
     let platform = due_heads_sql("SELECT NULL::uuid AS tenant_id", "{t}.tenant_id IS NULL");
-    let mut heads = sqlx::query_as::<_, DueHead>(&tenants).fetch_all(&mut *conn).await?;
-    heads.extend(sqlx::query_as::<_, DueHead>(&platform).fetch_all(&mut *conn).await?);
+    // The platform chain first: a round that signs only so many heads never leaves it out.
+    let mut heads = sqlx::query_as::<_, DueHead>(&platform).fetch_all(&mut *conn).await?;
+    heads.extend(sqlx::query_as::<_, DueHead>(&tenants).fetch_all(&mut *conn).await?);
     Ok(heads)
 }
 

@@ -304,3 +304,42 @@ async fn a_stored_key_row_cannot_claim_another_keys_id(pool: PgPool) {
         .to_string()
         .contains("audit_signing_keys_id_of_key"));
 }
+
+#[sqlx::test]
+async fn an_export_of_another_chain_than_the_one_named_is_refused(pool: PgPool) {
+    let (app, tenant) = trail(pool).await;
+    let dir = std::env::temp_dir().join(format!("keyward-stray-{}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let export = reqwest::Client::new()
+        .get(format!("{}/v1/tenants/{tenant}/audit", app.base))
+        .bearer_auth(&app.admin)
+        .header("accept", "application/x-ndjson")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    std::fs::write(dir.join("export.ndjson"), export).unwrap();
+    std::fs::write(dir.join("checkpoints.json"), "[]").unwrap();
+    std::fs::write(dir.join("keys.json"), r#"{"current": null, "keys": []}"#).unwrap();
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+
+    let (ok, out) = verify(
+        &app,
+        &[
+            "--platform",
+            "--export",
+            &path("export.ndjson"),
+            "--checkpoints",
+            &path("checkpoints.json"),
+            "--public-key",
+            &path("keys.json"),
+        ],
+    )
+    .await;
+
+    assert!(!ok);
+    assert!(out.contains("belongs to another chain"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
