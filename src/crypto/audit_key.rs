@@ -25,7 +25,7 @@ impl AuditKey {
     }
 
     fn from_signing(signing: SigningKey) -> Self {
-        let id = key_id(&signing.verifying_key());
+        let id = key_id_of(&signing.verifying_key().to_bytes());
         AuditKey { signing, id }
     }
 
@@ -61,10 +61,6 @@ impl std::fmt::Debug for AuditKey {
     }
 }
 
-pub fn key_id(public: &VerifyingKey) -> String {
-    hex::encode(&Sha256::digest(public.as_bytes())[..8])
-}
-
 /// A raw public key as SubjectPublicKeyInfo PEM (`-----BEGIN PUBLIC KEY-----`), which
 /// OpenSSL and every Ed25519 library read.
 pub fn public_pem(public: &[u8; 32]) -> Option<String> {
@@ -78,11 +74,9 @@ pub fn public_key_from_pem(pem: &str) -> Option<[u8; 32]> {
     VerifyingKey::from_public_key_pem(pem).ok().map(|key| key.to_bytes())
 }
 
-/// The key id of a raw public key.
+/// The key id of a raw public key: the first 8 bytes of its SHA-256, hex.
 pub fn key_id_of(public: &[u8; 32]) -> String {
-    VerifyingKey::from_bytes(public)
-        .map(|key| key_id(&key))
-        .unwrap_or_default()
+    hex::encode(&Sha256::digest(public)[..8])
 }
 
 /// Whether `signature` is `public`'s signature of `message`.

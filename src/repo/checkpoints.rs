@@ -117,18 +117,19 @@ pub async fn list(
     before_id: Option<i64>,
     limit: i64,
 ) -> Result<Vec<Checkpoint>, sqlx::Error> {
-    let rows = sqlx::query_as::<_, CheckpointRow>(
+    let sql = format!(
         "SELECT id, tenant_id, event_id, event_count, hash, signed_at, key_id, signature
          FROM audit_checkpoints
-         WHERE (($1::uuid IS NULL AND tenant_id IS NULL) OR tenant_id = $1)
-           AND ($2::bigint IS NULL OR id < $2)
+         WHERE {} AND ($2::bigint IS NULL OR id < $2)
          ORDER BY id DESC LIMIT $3",
-    )
-    .bind(tenant.map(|t| t.0))
-    .bind(before_id)
-    .bind(limit)
-    .fetch_all(db)
-    .await?;
+        super::audit::chain_condition(tenant.is_none())
+    );
+    let rows = sqlx::query_as::<_, CheckpointRow>(&sql)
+        .bind(tenant.map(|t| t.0))
+        .bind(before_id)
+        .bind(limit)
+        .fetch_all(db)
+        .await?;
     Ok(rows.into_iter().map(Checkpoint::from).collect())
 }
 
