@@ -25,15 +25,7 @@ async fn tenant_with_events(app: &TestApp) -> String {
 }
 
 async fn export(app: &TestApp, tenant: &str, accept: &str) -> String {
-    let reply = reqwest::Client::new()
-        .get(format!("{}/v1/tenants/{tenant}/audit", app.base))
-        .bearer_auth(&app.admin)
-        .header("accept", accept)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(reply.status(), StatusCode::OK);
-    reply.text().await.unwrap()
+    app.text(&format!("/v1/tenants/{tenant}/audit"), accept).await
 }
 
 #[sqlx::test]

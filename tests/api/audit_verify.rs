@@ -85,13 +85,9 @@ async fn a_sound_export_verifies_offline_and_an_altered_one_is_named(pool: PgPoo
     let (app, tenant) = trail(pool).await;
     let dir = std::env::temp_dir().join(format!("keyward-offline-{}", rand::random::<u64>()));
     std::fs::create_dir_all(&dir).unwrap();
-    let http = reqwest::Client::new();
     let fetch = |path: String, accept: &'static str| {
-        let request = http
-            .get(format!("{}{path}", app.base))
-            .bearer_auth(&app.admin)
-            .header("accept", accept);
-        async move { request.send().await.unwrap().text().await.unwrap() }
+        let app = &app;
+        async move { app.text(&path, accept).await }
     };
     let export = fetch(format!("/v1/tenants/{tenant}/audit"), "application/x-ndjson").await;
     std::fs::write(dir.join("export.ndjson"), &export).unwrap();
@@ -310,16 +306,9 @@ async fn an_export_of_another_chain_than_the_one_named_is_refused(pool: PgPool) 
     let (app, tenant) = trail(pool).await;
     let dir = std::env::temp_dir().join(format!("keyward-stray-{}", rand::random::<u64>()));
     std::fs::create_dir_all(&dir).unwrap();
-    let export = reqwest::Client::new()
-        .get(format!("{}/v1/tenants/{tenant}/audit", app.base))
-        .bearer_auth(&app.admin)
-        .header("accept", "application/x-ndjson")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let export = app
+        .text(&format!("/v1/tenants/{tenant}/audit"), "application/x-ndjson")
+        .await;
     std::fs::write(dir.join("export.ndjson"), export).unwrap();
     std::fs::write(dir.join("checkpoints.json"), "[]").unwrap();
     std::fs::write(dir.join("keys.json"), r#"{"current": null, "keys": []}"#).unwrap();

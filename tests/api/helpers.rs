@@ -167,6 +167,21 @@ impl TestApp {
         Reply { status, headers, body }
     }
 
+    /// The body of `GET path` with the admin token and `Accept: accept`, which must answer 200
+    /// (exports, listings saved as files).
+    pub async fn text(&self, path: &str, accept: &str) -> String {
+        let reply = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.admin)
+            .header("accept", accept)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), StatusCode::OK, "{path}");
+        reply.text().await.unwrap()
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> Reply {
         self.call(Method::GET, path, Some(token), None).await
     }

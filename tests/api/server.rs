@@ -203,12 +203,7 @@ async fn requests_beyond_the_in_flight_limit_are_shed_with_503_and_retry_after(p
     };
     let app = TestApp::spawn_configured(pool, config, |ctx| ctx).await;
     // One request in flight: its handler waits for a body that never fully arrives.
-    let mut in_flight = TcpStream::connect(address(&app)).await.unwrap();
-    let head = format!(
-        "POST /v1/verify HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"key\":",
-        app.admin
-    );
-    in_flight.write_all(head.as_bytes()).await.unwrap();
+    let in_flight = in_flight(&app).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let shed = healthz(&app).await;
