@@ -342,82 +342,19 @@ async fn admin_context(env: &AdminEnv) -> Result<Context, CliError> {
     Ok(App::build(&config, pool, Clock::system())?.into_context())
 }
 
+/// What checking one chain found, with the chain's name.
+type ChainResult = (
+    String,
+    Result<keyward::domain::audit_check::Checked, keyward::domain::audit_check::Broken>,
+);
+
 /// `keyward audit verify`: prints one line per chain, `ok …` or what broke.
 async fn audit_verify(args: VerifyArgs) -> Result<(), CliError> {
-    use keyward::domain::audit_check::check_chain;
     let keys = args.public_key.as_deref().map(read_public_keys).transpose()?;
-    let mut results = Vec::new();
-    if let Some(export) = &args.export {
-        let checkpoints = args
-            .checkpoints
-            .as_deref()
-            .map(read_checkpoints)
-            .transpose()?
-            .unwrap_or_default();
-        let events = read_export(export)?;
-        // The chain asked for (--tenant, --platform), else the first event's; every event and
-        // checkpoint must be of it.
-        let expected = match (&args.tenant, args.platform) {
-            (Some(tenant), _) => Some(TenantId::parse(tenant).ok_or(CliError::Usage("--tenant is not a tenant id"))?),
-            (None, true) => None,
-            (None, false) => events.first().and_then(|e| e.tenant_id),
-        };
-        let chain = expected.map_or("platform".to_owned(), |t| t.to_string());
-        let strays = events
-            .iter()
-            .filter(|e| e.tenant_id != expected)
-            .map(|e| format!("event {}", e.id));
-        let strays = strays.chain(
-            checkpoints
-                .iter()
-                .filter(|c| c.tenant_id != expected)
-                .map(|c| format!("checkpoint {}", c.id)),
-        );
-        if let Some(stray) = strays.into_iter().next() {
-            println!("broken: chain {chain}: {stray} belongs to another chain");
-            return Err(CliError::Broken);
-        }
-        let trusted = keys.unwrap_or_default();
-        let checked = check_chain(
-            events,
-            &checkpoints,
-            &trusted,
-            keyward::crypto::audit_key::verifies,
-            chrono::Utc::now(),
-        );
-        results.push((chain, checked));
-    } else {
-        let Some(url) = args.database_url else {
-            return Err(CliError::Usage(
-                "set DATABASE_URL, or give --export, --checkpoints and --public-key",
-            ));
-        };
-        let database = DatabaseConfig {
-            database_url: url,
-            db_max_connections: 2,
-            db_statement_timeout_ms: 0,
-        };
-        let ctx = App::build(
-            &AppConfig::minimal(SecretsConfig { master_keys: None }),
-            connect(&database).await?,
-            Clock::system(),
-        )?
-        .into_context();
-        let chains = match (&args.tenant, args.platform) {
-            (Some(tenant), _) => vec![Some(
-                TenantId::parse(tenant).ok_or(CliError::Usage("--tenant is not a tenant id"))?,
-            )],
-            (None, true) => vec![None],
-            (None, false) => service::audit::chains(&ctx).await?,
-        };
-        if keys.is_none() {
-            eprintln!("note: checking signatures with the public keys stored in the database; pass --public-key to check with the one you trust");
-        }
-        for tenant in chains {
-            let checked = service::audit::check_stored_chain(&ctx, tenant, keys.as_ref()).await?;
-            results.push((tenant.map_or("platform".to_owned(), |t| t.to_string()), checked));
-        }
-    }
+    let results = match &args.export {
+        Some(export) => verify_export(&args, export, keys.unwrap_or_default())?,
+        None => verify_stored(&args, keys.as_ref()).await?,
+    };
     let mut broken = false;
     for (chain, result) in results {
         match result {
@@ -439,6 +376,94 @@ async fn audit_verify(args: VerifyArgs) -> Result<(), CliError> {
         return Err(CliError::Broken);
     }
     Ok(())
+}
+
+/// The chain `--tenant` or `--platform` names: `None` when neither is given, `Some(None)` for
+/// the platform's.
+fn chain_asked(args: &VerifyArgs) -> Result<Option<Option<TenantId>>, CliError> {
+    match (&args.tenant, args.platform) {
+        (Some(tenant), _) => Ok(Some(Some(
+            TenantId::parse(tenant).ok_or(CliError::Usage("--tenant is not a tenant id"))?,
+        ))),
+        (None, true) => Ok(Some(None)),
+        (None, false) => Ok(None),
+    }
+}
+
+fn chain_name(tenant: Option<TenantId>) -> String {
+    tenant.map_or("platform".to_owned(), |t| t.to_string())
+}
+
+/// Offline: one chain from an export, its checkpoints and the trusted keys. The chain is the
+/// one asked for, else the first event's; every event and checkpoint must be of it.
+fn verify_export(
+    args: &VerifyArgs,
+    export: &std::path::Path,
+    keys: HashMap<String, Vec<u8>>,
+) -> Result<Vec<ChainResult>, CliError> {
+    let checkpoints = args
+        .checkpoints
+        .as_deref()
+        .map(read_checkpoints)
+        .transpose()?
+        .unwrap_or_default();
+    let events = read_export(export)?;
+    let expected = chain_asked(args)?.unwrap_or_else(|| events.first().and_then(|e| e.tenant_id));
+    let chain = chain_name(expected);
+    let stray_event = events
+        .iter()
+        .find(|e| e.tenant_id != expected)
+        .map(|e| format!("event {}", e.id));
+    let stray = stray_event.or_else(|| {
+        checkpoints
+            .iter()
+            .find(|c| c.tenant_id != expected)
+            .map(|c| format!("checkpoint {}", c.id))
+    });
+    if let Some(stray) = stray {
+        println!("broken: chain {chain}: {stray} belongs to another chain");
+        return Err(CliError::Broken);
+    }
+    let checked = keyward::domain::audit_check::check_chain(
+        events,
+        &checkpoints,
+        &keys,
+        keyward::crypto::audit_key::verifies,
+        chrono::Utc::now(),
+    );
+    Ok(vec![(chain, checked)])
+}
+
+/// From the database: the chain asked for, or every chain.
+async fn verify_stored(
+    args: &VerifyArgs,
+    keys: Option<&HashMap<String, Vec<u8>>>,
+) -> Result<Vec<ChainResult>, CliError> {
+    let Some(url) = args.database_url.clone() else {
+        return Err(CliError::Usage(
+            "set DATABASE_URL, or give --export, --checkpoints and --public-key",
+        ));
+    };
+    let database = DatabaseConfig {
+        database_url: url,
+        db_max_connections: 2,
+        db_statement_timeout_ms: 0,
+    };
+    let config = AppConfig::minimal(SecretsConfig { master_keys: None });
+    let ctx = App::build(&config, connect(&database).await?, Clock::system())?.into_context();
+    let chains = match chain_asked(args)? {
+        Some(chain) => vec![chain],
+        None => service::audit::chains(&ctx).await?,
+    };
+    if keys.is_none() {
+        eprintln!("note: checking signatures with the public keys stored in the database; pass --public-key to check with the one you trust");
+    }
+    let mut results = Vec::new();
+    for tenant in chains {
+        let checked = service::audit::check_stored_chain(&ctx, tenant, keys).await?;
+        results.push((chain_name(tenant), checked));
+    }
+    Ok(results)
 }
 
 fn read_text(path: &std::path::Path) -> Result<String, CliError> {
