@@ -229,3 +229,20 @@ async fn without_an_audit_key_nothing_is_signed_and_no_key_is_served(pool: PgPoo
     let keys = public_keys(&app).await;
     assert_eq!(keys, json!({"current": null, "keys": []}));
 }
+
+#[sqlx::test]
+async fn checkpoints_need_audit_read_and_a_credential(pool: PgPool) {
+    let app = signing(pool, audit_key()).await;
+    let acme = app.tenant("acme").await;
+    sign(&app).await;
+    let writer = app
+        .service_token(Some(&acme), &[Permission::KeysWrite, Permission::KeysRead])
+        .await;
+    let path = format!("/v1/tenants/{acme}/audit/checkpoints");
+
+    let without_permission = app.get(&path, &writer).await;
+    let nobody = app.call(reqwest::Method::GET, &path, None, None).await;
+
+    assert_eq!(without_permission.status, StatusCode::FORBIDDEN);
+    assert_eq!(nobody.status, StatusCode::UNAUTHORIZED);
+}
