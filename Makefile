@@ -30,6 +30,15 @@ USE_DEV_DB = if [ -z "$${DATABASE_URL:-}" ]; then \
 	  export DATABASE_URL; \
 	fi
 
+# Shell snippet for serving: with the dev cluster, migrate as its owner role and serve as the
+# role that may only read and append to the audit trail (the two-role setup, docs/audit.md).
+USE_DEV_DB_ROLES = if [ -z "$${DATABASE_URL:-}" ]; then \
+	  $(DEV_DB) start; \
+	  DATABASE_URL="$$($(DEV_DB) server-url)"; \
+	  KEYWARD_MIGRATION_DATABASE_URL="$$($(DEV_DB) url)"; \
+	  export DATABASE_URL KEYWARD_MIGRATION_DATABASE_URL; \
+	fi
+
 # Shell snippet: without a configured access-token key, use a development secret kept in .data/.
 USE_DEV_JWT = if [ -z "$${KEYWARD_JWT_SECRET:-}" ] && [ -z "$${KEYWARD_JWT_PRIVATE_KEY_FILE:-}" ]; then \
 	  mkdir -p .data; \
@@ -76,15 +85,15 @@ help:
 	@echo "make openapi  regenerate openapi/openapi.json"
 
 run:
-	@$(USE_DEV_DB); \
+	@$(USE_DEV_DB_ROLES); \
 	$(USE_DEV_JWT); \
 	$(USE_DEV_MASTER_KEY); \
 	$(USE_DEV_AUDIT_KEY); \
-	echo "==> DATABASE_URL=$$DATABASE_URL"; \
+	echo "==> DATABASE_URL=$$DATABASE_URL KEYWARD_MIGRATION_DATABASE_URL=$${KEYWARD_MIGRATION_DATABASE_URL:-(unset: one role)}"; \
 	echo "==> first admin token (in another terminal, once the server has applied the migrations):"; \
-	echo "    DATABASE_URL=$$DATABASE_URL $(CARGO) run $(PROFILE_FLAG) -- admin create-service-token --platform --name bootstrap --permissions tenants:admin,keys:read,keys:write,keys:verify,audit:read"; \
+	echo "    DATABASE_URL=$$DATABASE_URL KEYWARD_MIGRATION_DATABASE_URL=$${KEYWARD_MIGRATION_DATABASE_URL:-} $(CARGO) run $(PROFILE_FLAG) -- admin create-service-token --platform --name bootstrap --permissions tenants:admin,keys:read,keys:write,keys:verify,audit:read"; \
 	echo "==> or a platform admin user (password on stdin):"; \
-	echo "    DATABASE_URL=$$DATABASE_URL $(CARGO) run $(PROFILE_FLAG) -- admin create-user --email you@example.com --platform-admin"; \
+	echo "    DATABASE_URL=$$DATABASE_URL KEYWARD_MIGRATION_DATABASE_URL=$${KEYWARD_MIGRATION_DATABASE_URL:-} $(CARGO) run $(PROFILE_FLAG) -- admin create-user --email you@example.com --platform-admin"; \
 	exec $(CARGO) run $(PROFILE_FLAG) -- serve
 
 # #[sqlx::test] creates a database per test, so DATABASE_URL must name a role

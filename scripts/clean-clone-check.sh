@@ -164,6 +164,17 @@ curl -fsS -o /dev/null --max-time 5 "$BASE/healthz" || fail "GET /healthz did no
 curl -fsS --max-time 5 "$BASE/v1/audit/public-key" | grep -q '"current":"[0-9a-f]\{16\}"' \
   || fail "GET /v1/audit/public-key names no current audit key: make run did not set one up"
 
+# make run migrated as the owner and serves as keyward_server, which may only read and append
+# to the audit trail (the two-role setup).
+PRIVILEGES="$(cd "$CLONE" && scripts/dev-db.sh psql -X -tA -c "SELECT string_agg(p, ',' ORDER BY p) FROM unnest(ARRAY['SELECT','INSERT','UPDATE','DELETE','TRUNCATE','TRIGGER']) p WHERE has_table_privilege('keyward_server', 'audit_events', p)")" \
+  || fail "could not read keyward_server's privileges"
+[ "$PRIVILEGES" = "INSERT,SELECT" ] \
+  || fail "make run's server role may $PRIVILEGES on audit_events, expected INSERT,SELECT only"
+SERVING_AS="$(cd "$CLONE" && scripts/dev-db.sh psql -X -tA -c "SELECT string_agg(DISTINCT usename, ',') FROM pg_stat_activity WHERE datname = 'keyward' AND pid <> pg_backend_pid() AND backend_type = 'client backend'")" \
+  || fail "could not read pg_stat_activity"
+[ "$SERVING_AS" = "keyward_server" ] || fail "make run's server is connected as '$SERVING_AS', expected keyward_server"
+log "make run serves as keyward_server (INSERT,SELECT on audit_events)"
+
 CLONE_DB_URL="$(cd "$CLONE" && scripts/dev-db.sh url)"
 log "creating a platform service token with the CLI (DATABASE_URL=$CLONE_DB_URL)"
 TOKEN="$(cd "$CLONE" && DATABASE_URL="$CLONE_DB_URL" cargo run --quiet "${PROFILE_FLAG[@]}" -- \

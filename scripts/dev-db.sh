@@ -10,7 +10,11 @@
 #   stop    Stop the cluster (no-op when it is not running).
 #   status  Print where the cluster lives and whether it runs; exits 0 when
 #           running, 3 when stopped.
-#   url     Print the DATABASE_URL of the cluster.
+#   url     Print the URL of the owner role "keyward" (a superuser: migrations, tests).
+#   server-url
+#           Print the URL of the server role "keyward_server", which `make run`
+#           serves as (the two-role setup, docs/audit.md): it may only read and
+#           append to the audit trail.
 #   psql    Open psql on the keyward database (extra args go to psql).
 #
 # Environment:
@@ -63,7 +67,10 @@ LOG="$STATE/pg.log"
 LOG_LINK=""   # set when the real log is elsewhere: .data/pg.log links to it
 ALT="/tmp/keyward-dev-pg.$(id -u).$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1)"
 
+SERVER_USER=keyward_server
+
 url() { echo "postgres://$DB_USER@$HOST:$PORT/$DB_NAME"; }
+server_url() { echo "postgres://$SERVER_USER@$HOST:$PORT/$DB_NAME"; }
 
 # Run a command as the OS user that owns the cluster. From / so that an
 # unreadable current directory does not bother the PostgreSQL tools.
@@ -265,6 +272,9 @@ ensure_database() {
     client createdb -h "$HOST" -p "$PORT" -U "$DB_USER" "$DB_NAME"
     say "created database $DB_NAME"
   fi
+  # The server role of the two-role setup; keyward grants it its privileges when it migrates.
+  client psql -X -q -h "$HOST" -p "$PORT" -U "$DB_USER" -d postgres -v ON_ERROR_STOP=1 -c \
+    "DO \$\$ BEGIN CREATE ROLE $SERVER_USER LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END \$\$" >/dev/null
 }
 
 # Serialize concurrent start/stop of the same cluster. The lock fd is closed
@@ -369,6 +379,7 @@ case "$cmd" in
   stop) cmd_stop ;;
   status) cmd_status ;;
   url) url ;;
+  server-url) server_url ;;
   psql) cmd_psql "$@" ;;
   -h | --help | help) usage ;;
   *)

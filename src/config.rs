@@ -15,6 +15,11 @@ pub struct DatabaseConfig {
     /// PostgreSQL URL, e.g. postgres://user:pass@127.0.0.1:5432/keyward
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_parser = parse_secret)]
     pub database_url: SecretString,
+    /// The owner role's URL, for the two-role setup (docs/audit.md, "Least privilege"): the
+    /// migrations run as this role, which then grants `DATABASE_URL`'s role what the server
+    /// needs and no more (on the audit tables SELECT and INSERT only). Unset: one role does both.
+    #[arg(long, env = "KEYWARD_MIGRATION_DATABASE_URL", hide_env_values = true, value_parser = parse_secret)]
+    pub migration_database_url: Option<SecretString>,
     /// Largest number of pooled database connections.
     #[arg(long, env = "KEYWARD_DB_MAX_CONNECTIONS", default_value_t = 20)]
     pub db_max_connections: u32,

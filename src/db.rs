@@ -52,6 +52,65 @@ pub fn is_unreachable(error: &sqlx::Error) -> bool {
     }
 }
 
+/// Why the migrations for a server did not apply.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateForError {
+    #[error("cannot connect as the owner role of KEYWARD_MIGRATION_DATABASE_URL: {0}")]
+    ConnectOwner(sqlx::Error),
+    #[error(transparent)]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot grant the server's role its privileges: {0}")]
+    Grant(sqlx::Error),
+}
+
+/// Applies the migrations for a server connected through `server`: as the owner role of
+/// `KEYWARD_MIGRATION_DATABASE_URL` when it is set (and not empty), which then grants the
+/// server's role exactly what it needs (`keyward_grant_server_role`, refusing a server role that
+/// is the owner, a superuser or owns a table), else as the server's own role.
+pub async fn migrate_for(config: &DatabaseConfig, server: &PgPool) -> Result<(), MigrateForError> {
+    let Some(url) = config
+        .migration_database_url
+        .as_ref()
+        .filter(|url| !url.expose_secret().is_empty())
+    else {
+        return Ok(migrate(server).await?);
+    };
+    let options: PgConnectOptions = url.expose_secret().parse().map_err(MigrateForError::ConnectOwner)?;
+    let owner = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+        .map_err(MigrateForError::ConnectOwner)?;
+    let granted = async {
+        migrate(&owner).await?;
+        let role: String = sqlx::query_scalar("SELECT current_user::text")
+            .fetch_one(server)
+            .await
+            .map_err(MigrateForError::Grant)?;
+        sqlx::query("SELECT keyward_grant_server_role(quote_ident($1)::regrole)")
+            .bind(role)
+            .execute(&owner)
+            .await
+            .map_err(MigrateForError::Grant)?;
+        Ok(())
+    }
+    .await;
+    owner.close().await;
+    granted
+}
+
+/// Whether the server's role may change or remove audit events (one role for migrations and
+/// serving): only the triggers stand between a bug and the trail then.
+pub async fn may_alter_audit_trail(server: &PgPool) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT has_table_privilege('audit_events', 'UPDATE') OR has_table_privilege('audit_events', 'DELETE') \
+         OR has_table_privilege('audit_events', 'TRUNCATE') OR has_table_privilege('audit_events', 'TRIGGER')",
+    )
+    .fetch_one(server)
+    .await
+}
+
 /// Applies the migrations on one connection without the pool's statement and lock timeouts:
 /// a migration may rightly take longer than any request should.
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {

@@ -197,6 +197,8 @@ enum CliError {
     Connect(sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("migration failed: {0}")]
+    MigrateFor(#[from] db::MigrateForError),
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("cannot listen on {0}: {1}")]
@@ -269,7 +271,7 @@ async fn run(command: Command) -> Result<(), CliError> {
         }
         Command::Migrate(database) => {
             let pool = connect(&database).await?;
-            db::migrate(&pool).await?;
+            db::migrate_for(&database, &pool).await?;
             eprintln!("migrations applied");
             Ok(())
         }
@@ -337,7 +339,7 @@ async fn run(command: Command) -> Result<(), CliError> {
 /// The context of an administrative command: connected and migrated, nothing started.
 async fn admin_context(env: &AdminEnv) -> Result<Context, CliError> {
     let pool = connect(&env.database).await?;
-    db::migrate(&pool).await?;
+    db::migrate_for(&env.database, &pool).await?;
     let config = AppConfig::minimal(env.secrets.clone());
     Ok(App::build(&config, pool, Clock::system())?.into_context())
 }
@@ -446,6 +448,7 @@ async fn verify_stored(
     };
     let database = DatabaseConfig {
         database_url: url,
+        migration_database_url: None,
         db_max_connections: 2,
         db_statement_timeout_ms: 0,
     };
@@ -660,7 +663,13 @@ fn raise_open_file_limit(max_connections: usize) {
 async fn serve(config: ServeConfig) -> Result<(), CliError> {
     let pool = connect(&config.database).await?;
     if !config.skip_migrations {
-        db::migrate(&pool).await?;
+        db::migrate_for(&config.database, &pool).await?;
+    }
+    if db::may_alter_audit_trail(&pool).await.map_err(CliError::Connect)? {
+        tracing::warn!(
+            "the database role of DATABASE_URL may change or remove audit events: run the server as a role \
+             that may only read and append to them (KEYWARD_MIGRATION_DATABASE_URL, docs/audit.md)"
+        );
     }
     // A wrong setting stops here, before anything listens.
     let app = App::build(&config.app, pool, Clock::system())?;

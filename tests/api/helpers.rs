@@ -109,7 +109,7 @@ impl TestApp {
         customize: impl FnOnce(Context) -> Context,
         bind: &str,
     ) -> TestApp {
-        let mut app = App::build(&config, pool.clone(), Clock::system()).unwrap();
+        let mut app = App::build(&config, server_pool(&pool).await, Clock::system()).unwrap();
         app.ctx = customize(app.ctx);
         let ctx = app.ctx.clone();
         let admin = issue_token(&ctx, TenantScope::Platform, &Permission::ALL).await;
@@ -311,36 +311,51 @@ impl TestApp {
             .await
     }
 
-    /// The keyward binary, set to use this test's database and the tests' secrets.
+    /// The keyward binary, set to use this test's database as the server role (the owner's URL
+    /// in `KEYWARD_MIGRATION_DATABASE_URL`) and the tests' secrets.
     pub fn command(&self) -> std::process::Command {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_keyward"));
         command
-            .env("DATABASE_URL", self.database_url())
+            .env("DATABASE_URL", self.server_database_url())
+            .env("KEYWARD_MIGRATION_DATABASE_URL", self.database_url())
             .env("KEYWARD_JWT_SECRET", std::str::from_utf8(JWT_SECRET).unwrap())
             .env("KEYWARD_MASTER_KEYS", MASTER_KEYS);
         command
     }
 
-    /// The URL of this test's own database (for pg_dump and the CLI).
-    pub fn database_url(&self) -> String {
-        let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for the tests");
-        let database = self
-            .pool
-            .connect_options()
-            .get_database()
-            .unwrap_or("postgres")
-            .to_owned();
-        let (before_query, query) = match base.split_once('?') {
-            Some((b, q)) => (b.to_owned(), format!("?{q}")),
-            None => (base.clone(), String::new()),
-        };
-        let scheme_end = before_query.find("://").map_or(0, |i| i + 3);
-        let root = match before_query[scheme_end..].find('/') {
-            Some(i) => &before_query[..scheme_end + i],
-            None => &before_query,
-        };
-        format!("{root}/{database}{query}")
+    /// The URL of this test's database for the server role (`SERVER_ROLE`).
+    pub fn server_database_url(&self) -> String {
+        server_database_url(&self.pool)
     }
+
+    /// The URL of this test's own database as its owner (for pg_dump and the CLI).
+    pub fn database_url(&self) -> String {
+        database_url(&self.pool)
+    }
+}
+
+/// The URL of `pool`'s database as the tests' role (its owner: for pg_dump and the CLI).
+pub fn database_url(pool: &PgPool) -> String {
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for the tests");
+    let database = pool.connect_options().get_database().unwrap_or("postgres").to_owned();
+    let (before_query, query) = match base.split_once('?') {
+        Some((b, q)) => (b.to_owned(), format!("?{q}")),
+        None => (base.clone(), String::new()),
+    };
+    let scheme_end = before_query.find("://").map_or(0, |i| i + 3);
+    let root = match before_query[scheme_end..].find('/') {
+        Some(i) => &before_query[..scheme_end + i],
+        None => &before_query,
+    };
+    format!("{root}/{database}{query}")
+}
+
+/// The URL of `pool`'s database as `SERVER_ROLE`.
+pub fn server_database_url(pool: &PgPool) -> String {
+    let owner = database_url(pool);
+    let (scheme, rest) = owner.split_once("://").expect("a URL");
+    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    format!("{scheme}://{SERVER_ROLE}:{SERVER_ROLE_PASSWORD}@{host}")
 }
 
 impl Drop for TestApp {
@@ -367,6 +382,59 @@ async fn issue_token(ctx: &Context, scope: TenantScope, permissions: &[Permissio
     issued.token.expose().to_owned()
 }
 
+/// The role every test server connects as: the two-role setup of `keyward serve` with
+/// `KEYWARD_MIGRATION_DATABASE_URL`, where the test's own role (which ran the migrations) owns
+/// the tables and the server may only read and append to the audit trail.
+pub const SERVER_ROLE: &str = "keyward_test_server";
+const SERVER_ROLE_PASSWORD: &str = "keyward-test-server";
+
+/// A pool like `pool` (its limits, timeouts and options) as `SERVER_ROLE`, granted what
+/// `keyward serve` grants it. It closes when `pool` closes: at the end of a `sqlx::test`, so
+/// that dropping the test's database does not wait for its connections, and when a test
+/// closes `pool` to take the database away.
+pub async fn server_pool(pool: &PgPool) -> PgPool {
+    let server = pool
+        .options()
+        .clone()
+        .connect_with(server_options(pool).await)
+        .await
+        .unwrap();
+    let closed = pool.close_event();
+    let closing = server.clone();
+    tokio::spawn(async move {
+        closed.await;
+        closing.close().await;
+    });
+    server
+}
+
+/// How to connect to the test's database as `SERVER_ROLE`, granted what `keyward serve`
+/// grants it.
+pub async fn server_options(pool: &PgPool) -> sqlx::postgres::PgConnectOptions {
+    ensure_role(pool, SERVER_ROLE, SERVER_ROLE_PASSWORD, "").await;
+    sqlx::query("SELECT keyward_grant_server_role($1::regrole)")
+        .bind(SERVER_ROLE)
+        .execute(pool)
+        .await
+        .unwrap();
+    (*pool.connect_options())
+        .clone()
+        .username(SERVER_ROLE)
+        .password(SERVER_ROLE_PASSWORD)
+}
+
+/// Makes the login role `name` with `attributes` (e.g. `SUPERUSER`) unless the cluster has it:
+/// roles belong to the cluster, so whichever test comes first makes it.
+pub async fn ensure_role(pool: &PgPool, name: &str, password: &str, attributes: &str) {
+    sqlx::query(&format!(
+        "DO $$ BEGIN CREATE ROLE {name} LOGIN {attributes} PASSWORD '{password}'; \
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
+    ))
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
 /// Where PostgreSQL's client programs (pg_dump) are.
 pub fn pg_program(name: &str) -> std::path::PathBuf {
     if let Ok(dirs) = std::fs::read_dir("/usr/lib/postgresql") {
@@ -380,11 +448,12 @@ pub fn pg_program(name: &str) -> std::path::PathBuf {
 }
 
 /// A pool of the test's own database made by `keyward::db::connect_with`, as `keyward serve`
-/// makes its pool, with this statement timeout and this `application_name` (to find its
+/// makes its pool (a test server made from it connects as `SERVER_ROLE` with its options), with this statement timeout and this `application_name` (to find its
 /// backends in `pg_stat_activity`). Close it before the test ends.
 pub async fn own_pool(pool: &PgPool, application_name: &str, statement_timeout_ms: u64) -> PgPool {
     let database = keyward::config::DatabaseConfig {
         database_url: SecretString::from("unused: the test's own options".to_owned()),
+        migration_database_url: None,
         db_max_connections: 5,
         db_statement_timeout_ms: statement_timeout_ms,
     };

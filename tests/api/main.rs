@@ -17,6 +17,7 @@ mod identity;
 mod invitations;
 mod keys;
 mod layers;
+mod least_privilege;
 mod limits;
 mod logs;
 mod nginx;

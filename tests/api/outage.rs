@@ -128,6 +128,7 @@ impl Drop for Cluster {
 async fn serve_on(cluster: &Cluster, name: &str) -> TestApp {
     let database = keyward::config::DatabaseConfig {
         database_url: secrecy::SecretString::from(cluster.url()),
+        migration_database_url: None,
         db_max_connections: 5,
         db_statement_timeout_ms: 2000,
     };

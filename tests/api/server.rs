@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::TestApp;
+use crate::helpers::{server_pool, TestApp};
 
 fn address(app: &TestApp) -> String {
     app.base.trim_start_matches("http://").to_owned()
@@ -221,7 +221,7 @@ async fn shutdown_does_not_wait_for_a_slow_client_beyond_the_grace(pool: PgPool)
         shutdown_grace_ms: 300,
         ..TestApp::config()
     };
-    let app = keyward::app::App::build(&config, pool, keyward::clock::Clock::system()).unwrap();
+    let app = keyward::app::App::build(&config, server_pool(&pool).await, keyward::clock::Clock::system()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -243,7 +243,12 @@ async fn shutdown_does_not_wait_for_a_slow_client_beyond_the_grace(pool: PgPool)
 
 #[sqlx::test]
 async fn a_shutdown_that_cannot_write_what_it_tallied_fails_naming_what_was_lost(pool: PgPool) {
-    let app = keyward::app::App::build(&TestApp::config(), pool.clone(), keyward::clock::Clock::system()).unwrap();
+    let app = keyward::app::App::build(
+        &TestApp::config(),
+        server_pool(&pool).await,
+        keyward::clock::Clock::system(),
+    )
+    .unwrap();
     let ctx = app.ctx.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -302,7 +307,7 @@ async fn what_a_shutdown_cannot_write_is_spooled_and_written_by_the_next_start(p
         spool_dir: dir.to_string_lossy().into_owned(),
         ..TestApp::config()
     };
-    let first = keyward::app::App::build(&config, pool.clone(), keyward::clock::Clock::system()).unwrap();
+    let first = keyward::app::App::build(&config, server_pool(&pool).await, keyward::clock::Clock::system()).unwrap();
     let ctx = first.ctx.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -329,7 +334,7 @@ async fn what_a_shutdown_cannot_write_is_spooled_and_written_by_the_next_start(p
     assert_eq!(spool_files(&dir), 1);
     assert_eq!(malformed_counted(&pool).await, 0);
 
-    let second = keyward::app::App::build(&config, pool.clone(), keyward::clock::Clock::system()).unwrap();
+    let second = keyward::app::App::build(&config, server_pool(&pool).await, keyward::clock::Clock::system()).unwrap();
     let ctx = second.ctx.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -5,7 +5,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use sqlx::PgPool;
 
-use crate::helpers::TestApp;
+use crate::helpers::{server_pool, TestApp};
 use keyward::domain::permissions::Permission;
 
 #[sqlx::test]
@@ -380,7 +380,12 @@ async fn a_key_with_a_stored_scope_no_longer_valid_can_be_listed_and_revoked(poo
 #[sqlx::test]
 async fn refusals_never_wait_for_the_usage_writer(pool: PgPool) {
     // Built but not served: nothing writes the tallies, as when the database is frozen.
-    let app = keyward::app::App::build(&TestApp::config(), pool, keyward::clock::Clock::system()).unwrap();
+    let app = keyward::app::App::build(
+        &TestApp::config(),
+        server_pool(&pool).await,
+        keyward::clock::Clock::system(),
+    )
+    .unwrap();
     let caller = keyward::domain::permissions::Caller::service(
         keyward::domain::ids::KeyId::generate(keyward::domain::ids::KeyKind::Service),
         keyward::domain::permissions::TenantScope::Platform,
