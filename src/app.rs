@@ -23,6 +23,8 @@ pub enum ConfigError {
     MasterKeys(String),
     #[error("KEYWARD_AUDIT_SIGNING_KEY_FILE: {0}")]
     AuditKey(String),
+    #[error("audit sinks: {0}")]
+    AuditSinks(String),
 }
 
 /// The built application: the context every use case runs in, and the background work that
@@ -33,6 +35,8 @@ pub struct App {
     usage_flush: Duration,
     spool_dir: Option<std::path::PathBuf>,
     limits: crate::http::server::Limits,
+    sinks: Vec<crate::audit_sinks::Sink>,
+    sink_poll: Duration,
 }
 
 impl App {
@@ -48,6 +52,8 @@ impl App {
         let jwt = config.sessions.jwt().map_err(ConfigError::Sessions)?;
         let master_keys = config.secrets.master_keys().map_err(ConfigError::MasterKeys)?;
         let audit_key = config.audit_key().map_err(ConfigError::AuditKey)?;
+        let sink_settings = config.audit_sinks();
+        let sinks = crate::audit_sinks::sinks(&sink_settings).map_err(ConfigError::AuditSinks)?;
         let ctx = Context {
             pool,
             clock,
@@ -64,6 +70,8 @@ impl App {
             usage_flush: config.usage_flush_interval(),
             spool_dir: config.spool_dir(),
             limits: config.server_limits(),
+            sinks,
+            sink_poll: sink_settings.poll,
         })
     }
 
@@ -92,8 +100,11 @@ impl App {
             .await;
         background::spawn_pruner(ctx.pool.clone(), ctx.clock.clone());
         background::spawn_checkpointer(ctx.clone());
+        let deliveries = crate::audit_sinks::spawn(ctx.pool.clone(), self.sinks, self.sink_poll, ctx.clock.clone());
         let router = crate::http::router(ctx.clone(), self.limits.max_in_flight);
-        crate::http::server::serve(listener, router, self.limits, shutdown).await?;
+        let served = crate::http::server::serve(listener, router, self.limits, shutdown).await;
+        deliveries.stop().await;
+        served?;
         ctx.verify.release_limits(&ctx.pool, ctx.clock.now()).await;
         let unwritten = ctx.verify.flush_or_spool().await;
         // The chains' heads as they end, refusal events just written included.

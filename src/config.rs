@@ -110,6 +110,23 @@ pub struct AppConfig {
     /// checkpoints are signed. `keyward audit keygen --out FILE` makes one.
     #[arg(long, env = "KEYWARD_AUDIT_SIGNING_KEY_FILE")]
     pub audit_signing_key_file: Option<PathBuf>,
+    /// Audit sink: syslog over TCP, `tcp://HOST:PORT`, or over TLS, `tls://HOST:PORT`; every
+    /// event one RFC 5424 message (octet-counted), its MSG the event's JSON.
+    #[arg(long, env = "KEYWARD_AUDIT_SYSLOG")]
+    pub audit_syslog: Option<String>,
+    /// Audit sink: an `https://` URL receiving NDJSON batches of events, signed with
+    /// `KEYWARD_AUDIT_WEBHOOK_SECRET` (`Keyward-Signature: t=…,v1=…`).
+    #[arg(long, env = "KEYWARD_AUDIT_WEBHOOK_URL")]
+    pub audit_webhook_url: Option<String>,
+    /// The secret signing the batches of `KEYWARD_AUDIT_WEBHOOK_URL` (at least 32 characters).
+    #[arg(long, env = "KEYWARD_AUDIT_WEBHOOK_SECRET", hide_env_values = true, value_parser = parse_secret)]
+    pub audit_webhook_secret: Option<SecretString>,
+    /// PEM certificates to trust, besides the public roots, for the sinks' TLS (an internal CA).
+    #[arg(long, env = "KEYWARD_AUDIT_SINK_CA_FILE")]
+    pub audit_sink_ca_file: Option<PathBuf>,
+    /// How often an idle sink looks for new events (ms).
+    #[arg(long, env = "KEYWARD_AUDIT_SINK_POLL_MS", default_value_t = 1000)]
+    pub audit_sink_poll_ms: u64,
 }
 
 impl AppConfig {
@@ -139,6 +156,11 @@ impl AppConfig {
             shutdown_grace_ms: 10_000,
             spool_dir: String::new(),
             audit_signing_key_file: None,
+            audit_syslog: None,
+            audit_webhook_url: None,
+            audit_webhook_secret: None,
+            audit_sink_ca_file: None,
+            audit_sink_poll_ms: 1000,
         }
     }
 
@@ -157,6 +179,17 @@ impl AppConfig {
         crate::crypto::audit_key::AuditKey::from_pem(&pem)
             .map(Some)
             .map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The audit sinks' settings.
+    pub fn audit_sinks(&self) -> crate::audit_sinks::SinkSettings {
+        crate::audit_sinks::SinkSettings {
+            syslog: self.audit_syslog.clone(),
+            webhook_url: self.audit_webhook_url.clone(),
+            webhook_secret: self.audit_webhook_secret.clone(),
+            ca_file: self.audit_sink_ca_file.clone(),
+            poll: Duration::from_millis(self.audit_sink_poll_ms),
+        }
     }
 
     pub fn spool_dir(&self) -> Option<std::path::PathBuf> {

@@ -3,6 +3,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod app;
+pub mod audit_sinks;
 pub mod background;
 pub mod clock;
 pub mod config;

@@ -28,7 +28,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the HTTP API (applies migrations first unless told not to).
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     /// Apply database migrations and exit.
     Migrate(DatabaseConfig),
     /// Print the OpenAPI document.
@@ -275,7 +275,7 @@ async fn run(command: Command) -> Result<(), CliError> {
             eprintln!("migrations applied");
             Ok(())
         }
-        Command::Serve(config) => serve(config).await,
+        Command::Serve(config) => serve(*config).await,
         Command::Sign(args) => sign(args),
         Command::Audit(AuditCommand::Keygen { out }) => audit_keygen(&out),
         Command::Audit(AuditCommand::Verify(args)) => audit_verify(args).await,

@@ -8,6 +8,7 @@ pub mod keys;
 pub mod login_failures;
 pub mod memberships;
 pub mod refresh_tokens;
+pub mod sinks;
 pub mod tenants;
 pub mod usage;
 pub mod users;

@@ -7,7 +7,7 @@
 //! Each scheme module also has its own `parse`/`verify` and a reference `sign`.
 
 pub mod arrow;
-mod canon;
+pub(crate) mod canon;
 pub mod client;
 pub mod content_digest;
 mod error;

@@ -25,6 +25,7 @@ pub struct TestApp {
     /// A platform service token holding every permission.
     pub admin: String,
     shutdown: Option<oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<()>>,
 }
 
 pub struct Reply {
@@ -116,7 +117,7 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(async move {
+        let served = tokio::spawn(async move {
             app.serve(listener, async {
                 let _ = rx.await;
             })
@@ -129,6 +130,7 @@ impl TestApp {
             pool,
             ctx,
             admin,
+            served: Some(served),
             shutdown: Some(tx),
         }
     }
@@ -358,6 +360,18 @@ pub fn server_database_url(pool: &PgPool) -> String {
     format!("{scheme}://{SERVER_ROLE}:{SERVER_ROLE_PASSWORD}@{host}")
 }
 
+impl TestApp {
+    /// Shuts the server down as `keyward serve` does on SIGTERM, and waits until it has.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(served) = self.served.take() {
+            served.await.unwrap();
+        }
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
@@ -433,6 +447,15 @@ pub async fn ensure_role(pool: &PgPool, name: &str, password: &str, attributes: 
     .execute(pool)
     .await
     .unwrap();
+}
+
+/// A TCP port on 127.0.0.1 nothing listens on right now, for a server a test starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Where PostgreSQL's client programs (pg_dump) are.

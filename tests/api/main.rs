@@ -29,6 +29,7 @@ mod server;
 mod service_tokens;
 mod sessions;
 mod signed;
+mod sinks;
 mod storage;
 mod tenants;
 mod usage;

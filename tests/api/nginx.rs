@@ -7,7 +7,7 @@ use sqlx::PgPool;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use crate::helpers::TestApp;
+use crate::helpers::{free_port, TestApp};
 use keyward::domain::permissions::Permission;
 use keyward::signing::{self, keyward_hmac, Request};
 use sha2::Digest;
@@ -115,14 +115,6 @@ impl Drop for Nginx {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn start_nginx(binary: &Path, keyward_port: u16, app_port: u16, gateway_token: &str) -> Nginx {
