@@ -56,6 +56,34 @@ enum AuditCommand {
     /// --tenant / --platform) or offline from an export (--export, --checkpoints, --public-key).
     /// Names the first broken link; exits 0 only when everything holds.
     Verify(VerifyArgs),
+    /// Archive the events before --before: per chain, those up to its newest checkpoint before
+    /// that time, with their checkpoints, to --out (never overwritten); then remove them from the
+    /// database, the checkpoint staying as the chain's anchor. Runs as the owner role
+    /// (KEYWARD_MIGRATION_DATABASE_URL) when set, else as DATABASE_URL's.
+    Archive(ArchiveArgs),
+}
+
+#[derive(clap::Args)]
+struct ArchiveArgs {
+    /// Archive what occurred before this time: RFC 3339, or a date (its midnight, UTC).
+    #[arg(long, value_parser = parse_before)]
+    before: chrono::DateTime<chrono::Utc>,
+    /// The archive to write (NDJSON; `keyward audit verify --archive FILE` checks it).
+    #[arg(long)]
+    out: std::path::PathBuf,
+    #[command(flatten)]
+    database: DatabaseConfig,
+}
+
+fn parse_before(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(at.with_timezone(&chrono::Utc));
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|date| date.and_hms_opt(0, 0, 0))
+        .map(|midnight| midnight.and_utc())
+        .ok_or_else(|| format!("{text:?} is not an RFC 3339 time or a YYYY-MM-DD date"))
 }
 
 #[derive(clap::Args)]
@@ -69,6 +97,9 @@ struct VerifyArgs {
     /// Offline: an NDJSON export of one chain (`Accept: application/x-ndjson`).
     #[arg(long, requires = "checkpoints", requires = "public_key")]
     export: Option<std::path::PathBuf>,
+    /// Offline: an archive `keyward audit archive` wrote, on its own (every chain in it).
+    #[arg(long, conflicts_with_all = ["export", "checkpoints", "tenant", "platform"])]
+    archive: Option<std::path::PathBuf>,
     /// Offline: that chain's checkpoints, as `GET …/audit/checkpoints` answers (or a JSON array).
     #[arg(long, requires = "export")]
     checkpoints: Option<std::path::PathBuf>,
@@ -223,6 +254,19 @@ enum CliError {
     Unreadable(String, String),
     #[error("the audit trail does not verify")]
     Broken,
+    #[error("{}", describe_archive_error(.0))]
+    Archive(#[from] service::archive::ArchiveError),
+}
+
+/// An archive error, with what to do when the role may not remove archived events.
+fn describe_archive_error(error: &service::archive::ArchiveError) -> String {
+    let refused = matches!(error, service::archive::ArchiveError::Database(sqlx::Error::Database(e))
+        if e.code().as_deref() == Some("42501") && e.message().starts_with("permission denied"));
+    if refused {
+        format!("{error}: this role may not archive; run as the owner role (KEYWARD_MIGRATION_DATABASE_URL)")
+    } else {
+        error.to_string()
+    }
 }
 
 impl From<service::Error> for CliError {
@@ -279,6 +323,7 @@ async fn run(command: Command) -> Result<(), CliError> {
         Command::Sign(args) => sign(args),
         Command::Audit(AuditCommand::Keygen { out }) => audit_keygen(&out),
         Command::Audit(AuditCommand::Verify(args)) => audit_verify(args).await,
+        Command::Audit(AuditCommand::Archive(args)) => audit_archive(args).await,
         Command::Admin(AdminCommand::ResealSigningSecrets { env }) => {
             let ctx = admin_context(&env).await?;
             if ctx.master_keys.is_none() {
@@ -353,9 +398,10 @@ type ChainResult = (
 /// `keyward audit verify`: prints one line per chain, `ok …` or what broke.
 async fn audit_verify(args: VerifyArgs) -> Result<(), CliError> {
     let keys = args.public_key.as_deref().map(read_public_keys).transpose()?;
-    let results = match &args.export {
-        Some(export) => verify_export(&args, export, keys.unwrap_or_default())?,
-        None => verify_stored(&args, keys.as_ref()).await?,
+    let results = match (&args.archive, &args.export) {
+        (Some(archive), _) => verify_archive(archive, keys.as_ref())?,
+        (None, Some(export)) => verify_export(&args, export, keys.unwrap_or_default())?,
+        (None, None) => verify_stored(&args, keys.as_ref()).await?,
     };
     let mut broken = false;
     for (chain, result) in results {
@@ -426,9 +472,19 @@ fn verify_export(
         println!("broken: chain {chain}: {stray} belongs to another chain");
         return Err(CliError::Broken);
     }
-    let checked = keyward::domain::audit_check::check_chain(
+    // An export of a chain archived before starts after its anchor: the checkpoint whose hash
+    // the first event's prev_hash names.
+    let anchor = events.first().and_then(|first| {
+        let prev_hash = first.prev_hash.as_ref()?;
+        checkpoints
+            .iter()
+            .find(|c| &c.hash == prev_hash && c.event_id < first.id)
+            .map(|c| c.id)
+    });
+    let checked = keyward::domain::audit_check::check_chain_from(
         events,
         &checkpoints,
+        anchor,
         &keys,
         keyward::crypto::audit_key::verifies,
         chrono::Utc::now(),
@@ -533,6 +589,69 @@ fn read_public_keys(path: &std::path::Path) -> Result<HashMap<String, Vec<u8>>, 
 }
 
 /// Writes a new audit key to `out`, readable by its owner only; refuses to replace a file.
+/// Offline: every chain of an archive, on its own.
+fn verify_archive(
+    path: &std::path::Path,
+    keys: Option<&HashMap<String, Vec<u8>>>,
+) -> Result<Vec<ChainResult>, CliError> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(path).map_err(|e| CliError::Read(path.display().to_string(), e))?;
+    let results = keyward::domain::audit_archive::check_archive(
+        std::io::BufReader::new(file).lines(),
+        keys,
+        keyward::crypto::audit_key::key_id_of,
+        keyward::crypto::audit_key::verifies,
+    )
+    .map_err(|e| unreadable(path, e))?;
+    Ok(results
+        .into_iter()
+        .map(|(tenant, checked)| (chain_name(tenant), checked))
+        .collect())
+}
+
+/// `keyward audit archive`: writes the archive (and syncs it to disk), then removes what it
+/// holds; nothing is removed unless the whole archive was written.
+async fn audit_archive(args: ArchiveArgs) -> Result<(), CliError> {
+    use secrecy::ExposeSecret;
+    let url = args
+        .database
+        .migration_database_url
+        .clone()
+        .filter(|url| !url.expose_secret().is_empty())
+        .unwrap_or_else(|| args.database.database_url.clone());
+    let database = DatabaseConfig {
+        database_url: url,
+        migration_database_url: None,
+        db_max_connections: 2,
+        db_statement_timeout_ms: 0,
+    };
+    let config = AppConfig::minimal(SecretsConfig { master_keys: None });
+    let ctx = App::build(&config, connect(&database).await?, Clock::system())?.into_context();
+    let out = &args.out;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options
+        .open(out)
+        .map_err(|e| CliError::Write(out.display().to_string(), e))?;
+    let mut writer = std::io::BufWriter::new(file);
+    let written = service::archive::write_archive(&ctx, args.before, &mut writer).await?;
+    writer
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(|file| file.sync_all())
+        .map_err(|e| CliError::Write(out.display().to_string(), e))?;
+    let removed = service::archive::remove_archived(&ctx, &written).await?;
+    eprintln!(
+        "archived {} events of {} chains to {}, and removed {removed} from the database",
+        written.events,
+        written.anchors.len(),
+        out.display()
+    );
+    Ok(())
+}
+
 fn audit_keygen(out: &std::path::Path) -> Result<(), CliError> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();

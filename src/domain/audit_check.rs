@@ -50,6 +50,8 @@ pub enum Broken {
     OutOfOrder(i64),
     #[error("event {event} of {at} is under no checkpoint: checkpoints after it were removed, or signing stopped")]
     Unsigned { event: i64, at: String },
+    #[error("the chain resumes at checkpoint {0}, which is not among its checkpoints")]
+    NoAnchor(i64),
 }
 
 /// How old an event may be and not yet be under a checkpoint: heads are signed every minute.
@@ -64,7 +66,23 @@ pub fn check_chain(
     verifies: SignatureCheck,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Checked, Broken> {
+    check_chain_from(events, checkpoints, None, keys, verifies, now)
+}
+
+/// [`check_chain`] of a chain resuming at the checkpoint `anchor` (its events up to there
+/// archived); `None`: from its first event.
+pub fn check_chain_from(
+    events: impl IntoIterator<Item = AuditEvent>,
+    checkpoints: &[Checkpoint],
+    anchor: Option<i64>,
+    keys: &HashMap<String, Vec<u8>>,
+    verifies: SignatureCheck,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Checked, Broken> {
     let mut check = ChainCheck::new(checkpoints, keys, verifies)?;
+    if let Some(anchor) = anchor {
+        check.resume_at(anchor)?;
+    }
     for event in events {
         check.push(event)?;
     }
@@ -104,6 +122,23 @@ impl<'a> ChainCheck<'a> {
             previous: None,
             oldest_unsigned: None,
         })
+    }
+
+    /// Resumes after the events archived up to `checkpoint` (the chain's anchor, one of the
+    /// checkpoints given, so its signature was checked): the next event must link to its hash,
+    /// and counting goes on from its count. Checkpoints before it are not checked again.
+    pub fn resume_at(&mut self, checkpoint: i64) -> Result<(), Broken> {
+        let anchor: &Checkpoint = self
+            .pending
+            .clone()
+            .find(|c| c.id == checkpoint)
+            .ok_or(Broken::NoAnchor(checkpoint))?;
+        while self.pending.next_if(|c| c.event_id <= anchor.event_id).is_some() {}
+        self.previous = Some((anchor.event_id, anchor.hash.clone()));
+        self.checked.events = u64::try_from(anchor.event_count).unwrap_or(0);
+        self.checked.checkpoints += 1;
+        self.checked.signed_up_to = Some(anchor.event_id);
+        Ok(())
     }
 
     /// The chain's next event.

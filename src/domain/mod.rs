@@ -3,6 +3,7 @@
 //! Nothing here does I/O or knows about HTTP.
 
 pub mod audit;
+pub mod audit_archive;
 pub mod audit_check;
 pub mod ids;
 pub mod key;

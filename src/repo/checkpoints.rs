@@ -156,3 +156,73 @@ pub async fn chains(db: impl PgExecutor<'_>) -> Result<Vec<Option<TenantId>>, sq
         .chain(tenants.into_iter().map(|t| Some(TenantId(t))))
         .collect())
 }
+
+/// The chain's newest anchor, where its archived events end: `(checkpoint id, event id)`.
+pub async fn anchor(db: impl PgExecutor<'_>, tenant: Option<TenantId>) -> Result<Option<(i64, i64)>, sqlx::Error> {
+    let sql = format!(
+        "SELECT checkpoint_id, event_id FROM audit_anchors WHERE {} ORDER BY event_id DESC LIMIT 1",
+        super::audit::chain_condition(tenant.is_none())
+    );
+    sqlx::query_as(&sql).bind(tenant.map(|t| t.0)).fetch_optional(db).await
+}
+
+/// The newest checkpoint of the chain that may become its anchor when archiving before
+/// `before`: its event occurred before `before`, it is after the chain's anchor `after_event`,
+/// and every sink has taken its events (a sink's cursor on the chain is at or after it).
+pub async fn archivable(
+    db: impl PgExecutor<'_>,
+    tenant: Option<TenantId>,
+    before: DateTime<Utc>,
+    after_event: i64,
+) -> Result<Option<Checkpoint>, sqlx::Error> {
+    let sql = format!(
+        "SELECT p.id, p.tenant_id, p.event_id, p.event_count, p.hash, p.signed_at, p.key_id, p.signature
+         FROM audit_checkpoints p JOIN audit_events e ON e.id = p.event_id
+         WHERE {chain} AND p.event_id > $3 AND e.occurred_at < $2
+           AND NOT EXISTS (
+             SELECT 1 FROM audit_sinks s
+             LEFT JOIN audit_sink_cursors c
+               ON c.sink = s.name AND c.chain = COALESCE($1::uuid, '00000000-0000-0000-0000-000000000000'::uuid)
+             WHERE COALESCE(c.event_id, 0) < p.event_id)
+         ORDER BY p.event_id DESC, p.id DESC LIMIT 1",
+        chain = super::audit::chain_condition(tenant.is_none()).replace("tenant_id", "p.tenant_id"),
+    );
+    let row = sqlx::query_as::<_, CheckpointRow>(&sql)
+        .bind(tenant.map(|t| t.0))
+        .bind(before)
+        .bind(after_event)
+        .fetch_optional(db)
+        .await?;
+    Ok(row.map(Checkpoint::from))
+}
+
+/// Makes `anchor` the chain's anchor and removes what it covers: the chain's events up to its
+/// event, and its checkpoints before it but earlier anchors' (the triggers let only these
+/// through). Returns how
+/// many events went.
+pub async fn archive_up_to(conn: &mut PgConnection, anchor: &Checkpoint) -> Result<u64, sqlx::Error> {
+    let tenant = anchor.tenant_id.map(|t| t.0);
+    sqlx::query("INSERT INTO audit_anchors (tenant_id, checkpoint_id, event_id) VALUES ($1, $2, $3)")
+        .bind(tenant)
+        .bind(anchor.id)
+        .bind(anchor.event_id)
+        .execute(&mut *conn)
+        .await?;
+    let chain = super::audit::chain_condition(tenant.is_none());
+    let removed = sqlx::query(&format!("DELETE FROM audit_events WHERE {chain} AND id <= $2"))
+        .bind(tenant)
+        .bind(anchor.event_id)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    // Earlier anchors' checkpoints stay: their anchors name them.
+    sqlx::query(&format!(
+        "DELETE FROM audit_checkpoints WHERE {chain} AND event_id < $2
+           AND id NOT IN (SELECT checkpoint_id FROM audit_anchors)"
+    ))
+    .bind(tenant)
+    .bind(anchor.event_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(removed)
+}

@@ -216,7 +216,14 @@ pub async fn check_stored_chain(
         Ok(check) => check,
         Err(broken) => return Ok(Err(broken)),
     };
-    let mut after = 0;
+    // After an archive, the chain goes on from its anchor.
+    let anchor = repo::checkpoints::anchor(&ctx.pool, tenant).await?;
+    if let Some((checkpoint, _)) = anchor {
+        if let Err(broken) = check.resume_at(checkpoint) {
+            return Ok(Err(broken));
+        }
+    }
+    let mut after = anchor.map_or(0, |(_, event)| event);
     loop {
         let page = repo::audit::chain_page(&ctx.pool, tenant, after, CHECK_PAGE).await?;
         let Some(last) = page.last() else { break };

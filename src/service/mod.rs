@@ -2,6 +2,7 @@
 //! change's audit event in one transaction, so either both land or neither does.
 
 pub mod accounts;
+pub mod archive;
 pub mod audit;
 pub mod callers;
 pub mod keys;

@@ -151,6 +151,8 @@ async fn migrate_as_the_owner_grants_the_server_role_only_reading_and_appending_
         );
     }
     assert_eq!(privileges(&pool, SERVER_ROLE, "_sqlx_migrations").await, "");
+    // Only the owner archives: the server role reads anchors and makes none.
+    assert_eq!(privileges(&pool, SERVER_ROLE, "audit_anchors").await, "SELECT");
 }
 
 #[sqlx::test(migrations = false)]
@@ -175,6 +177,30 @@ async fn migrate_refuses_a_server_role_that_is_a_superuser(pool: PgPool) {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("is a superuser"), "{stderr}");
+}
+
+#[sqlx::test(migrations = false)]
+async fn migrate_refuses_a_server_role_that_is_a_member_of_the_owner_role(pool: PgPool) {
+    let owner: String = sqlx::query_scalar("SELECT current_user::text")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    ensure_role(
+        &pool,
+        "keyward_test_member",
+        "keyward-test-member",
+        &format!("IN ROLE {owner}"),
+    )
+    .await;
+    let server = server_database_url(&pool)
+        .replace(SERVER_ROLE, "keyward_test_member")
+        .replace("keyward-test-server", "keyward-test-member");
+
+    let output = migrate(server, database_url(&pool)).await;
+
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("is a member of the owner role"), "{stderr}");
 }
 
 #[sqlx::test]

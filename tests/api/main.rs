@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod archive;
 mod audit;
 mod audit_links;
 mod audit_search;
