@@ -52,44 +52,4 @@ CREATE TRIGGER audit_checkpoints_no_update_delete
     BEFORE UPDATE OR DELETE ON audit_checkpoints
     FOR EACH ROW EXECUTE FUNCTION audit_refuse_change_unless_archived();
 
--- The server role reads anchors and writes none.
-CREATE OR REPLACE FUNCTION keyward_grant_server_role(server regrole) RETURNS void
-LANGUAGE plpgsql AS $$
-DECLARE
-    append_only CONSTANT text[] := ARRAY['audit_events', 'audit_checkpoints', 'audit_signing_keys'];
-    read_only CONSTANT text[] := ARRAY['audit_anchors'];
-    schema_name CONSTANT text := current_schema();
-    t record;
-BEGIN
-    IF server = (SELECT oid FROM pg_roles WHERE rolname = current_user)::regrole THEN
-        RAISE EXCEPTION 'the server role % is the owner role: give DATABASE_URL another role', server;
-    END IF;
-    IF (SELECT rolsuper FROM pg_roles WHERE oid = server) THEN
-        RAISE EXCEPTION 'the server role % is a superuser: give DATABASE_URL a role without SUPERUSER', server;
-    END IF;
-    IF pg_has_role(server, current_user, 'MEMBER') THEN
-        RAISE EXCEPTION 'the server role % is a member of the owner role %: it would have its privileges', server, current_user;
-    END IF;
-    FOR t IN SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE n.nspname = schema_name AND c.relowner = server LIMIT 1 LOOP
-        RAISE EXCEPTION 'the server role % owns %: the owner role must own every table (ALTER TABLE % OWNER TO ...)',
-            server, t.relname, t.relname;
-    END LOOP;
-    EXECUTE format('GRANT USAGE ON SCHEMA %I TO %s', schema_name, server);
-    FOR t IN SELECT tablename FROM pg_tables WHERE schemaname = schema_name AND tablename <> '_sqlx_migrations' LOOP
-        IF t.tablename = ANY (append_only) THEN
-            EXECUTE format('REVOKE ALL ON %I FROM %s', t.tablename, server);
-            EXECUTE format('GRANT SELECT, INSERT ON %I TO %s', t.tablename, server);
-        ELSIF t.tablename = ANY (read_only) THEN
-            EXECUTE format('REVOKE ALL ON %I FROM %s', t.tablename, server);
-            EXECUTE format('GRANT SELECT ON %I TO %s', t.tablename, server);
-        ELSE
-            EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I TO %s', t.tablename, server);
-        END IF;
-    END LOOP;
-    EXECUTE format('REVOKE ALL ON _sqlx_migrations FROM %s', server);
-    EXECUTE format('GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA %I TO %s', schema_name, server);
-END
-$$;
-
-REVOKE EXECUTE ON FUNCTION keyward_grant_server_role(regrole) FROM PUBLIC;
+-- The server role reads anchors and makes none: keyward_grant_server_role gives it SELECT only.

@@ -116,7 +116,7 @@ pub struct AppConfig {
     pub audit_syslog: Option<String>,
     /// Audit sink: an `https://` URL receiving NDJSON batches of events, signed with
     /// `KEYWARD_AUDIT_WEBHOOK_SECRET` (`Keyward-Signature: t=…,v1=…`).
-    #[arg(long, env = "KEYWARD_AUDIT_WEBHOOK_URL")]
+    #[arg(long, env = "KEYWARD_AUDIT_WEBHOOK_URL", hide_env_values = true)]
     pub audit_webhook_url: Option<String>,
     /// The secret signing the batches of `KEYWARD_AUDIT_WEBHOOK_URL` (at least 32 characters).
     #[arg(long, env = "KEYWARD_AUDIT_WEBHOOK_SECRET", hide_env_values = true, value_parser = parse_secret)]

@@ -88,7 +88,7 @@ pub async fn migrate_for(config: &DatabaseConfig, server: &PgPool) -> Result<(),
             .fetch_one(server)
             .await
             .map_err(MigrateForError::Grant)?;
-        sqlx::query("SELECT keyward_grant_server_role(quote_ident($1)::regrole)")
+        sqlx::query("SELECT keyward_grant_server_role(quote_ident($1)::regrole, current_schema())")
             .bind(role)
             .execute(&owner)
             .await
@@ -101,11 +101,13 @@ pub async fn migrate_for(config: &DatabaseConfig, server: &PgPool) -> Result<(),
 }
 
 /// Whether the server's role may change or remove audit events (one role for migrations and
-/// serving): only the triggers stand between a bug and the trail then.
+/// serving, or a member of the owner, even one that must `SET ROLE` first): only the triggers
+/// stand between a bug and the trail then.
 pub async fn may_alter_audit_trail(server: &PgPool) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT has_table_privilege('audit_events', 'UPDATE') OR has_table_privilege('audit_events', 'DELETE') \
-         OR has_table_privilege('audit_events', 'TRUNCATE') OR has_table_privilege('audit_events', 'TRIGGER')",
+         OR has_table_privilege('audit_events', 'TRUNCATE') OR has_table_privilege('audit_events', 'TRIGGER') \
+         OR pg_has_role(current_user, (SELECT relowner FROM pg_class WHERE oid = 'audit_events'::regclass), 'MEMBER')",
     )
     .fetch_one(server)
     .await

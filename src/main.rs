@@ -502,12 +502,7 @@ async fn verify_stored(
             "set DATABASE_URL, or give --export, --checkpoints and --public-key",
         ));
     };
-    let database = DatabaseConfig {
-        database_url: url,
-        migration_database_url: None,
-        db_max_connections: 2,
-        db_statement_timeout_ms: 0,
-    };
+    let database = tool_database(url);
     let config = AppConfig::minimal(SecretsConfig { master_keys: None });
     let ctx = App::build(&config, connect(&database).await?, Clock::system())?.into_context();
     let chains = match chain_asked(args)? {
@@ -589,6 +584,16 @@ fn read_public_keys(path: &std::path::Path) -> Result<HashMap<String, Vec<u8>>, 
 }
 
 /// Writes a new audit key to `out`, readable by its owner only; refuses to replace a file.
+/// The database of a command that reads whole chains: a small pool, no statement timeout.
+fn tool_database(url: SecretString) -> DatabaseConfig {
+    DatabaseConfig {
+        database_url: url,
+        migration_database_url: None,
+        db_max_connections: 2,
+        db_statement_timeout_ms: 0,
+    }
+}
+
 /// Offline: every chain of an archive, on its own.
 fn verify_archive(
     path: &std::path::Path,
@@ -619,12 +624,7 @@ async fn audit_archive(args: ArchiveArgs) -> Result<(), CliError> {
         .clone()
         .filter(|url| !url.expose_secret().is_empty())
         .unwrap_or_else(|| args.database.database_url.clone());
-    let database = DatabaseConfig {
-        database_url: url,
-        migration_database_url: None,
-        db_max_connections: 2,
-        db_statement_timeout_ms: 0,
-    };
+    let database = tool_database(url);
     let config = AppConfig::minimal(SecretsConfig { master_keys: None });
     let ctx = App::build(&config, connect(&database).await?, Clock::system())?.into_context();
     let out = &args.out;

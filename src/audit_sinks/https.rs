@@ -70,7 +70,7 @@ impl Https {
             .body(body)
             .send()
             .await
-            .map_err(|e| DeliveryError::Http(e.without_url().to_string()))?;
+            .map_err(|e| DeliveryError::Http(describe(&e.without_url())))?;
         let status = answer.status();
         if status.is_success() {
             Ok(())
@@ -78,6 +78,18 @@ impl Https {
             Err(DeliveryError::Refused(status.as_u16()))
         }
     }
+}
+
+/// The error and its causes (hyper's, the socket's, TLS's), which name no URL.
+fn describe(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// The events as NDJSON: each its JSON on a line of its own.

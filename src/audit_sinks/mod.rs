@@ -21,13 +21,24 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use crate::clock::Clock;
+use crate::domain::audit::AuditEvent;
+use crate::domain::ids::TenantId;
 use crate::repo;
+use std::collections::HashMap;
 
-/// Events sent to a sink in one batch (one chain's, in order).
+/// Events sent to a sink in one batch (one chain's, in order), at most.
 const BATCH: i64 = 500;
 
+/// Bytes of JSON in one batch, at most (but one event, whatever its size): below common
+/// request-body limits (nginx's default is 1 MiB).
+const BATCH_BYTES: usize = 512 * 1024;
+
+/// How long one batch may take to deliver, connecting included: well within the lease, so that
+/// a replica never delivers after another took over.
+const DELIVERY_DEADLINE: Duration = Duration::from_secs(20);
+
 /// How long a replica's lease on a sink lasts without being renewed.
-const LEASE: Duration = Duration::from_secs(30);
+const LEASE: Duration = Duration::from_secs(60);
 
 /// Longest wait between attempts at a sink that keeps failing.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -57,30 +68,75 @@ pub struct SinkSettings {
     pub poll: Duration,
 }
 
-/// A configured sink, by kind.
-pub enum Sink {
+/// A configured sink: its kind, its name, and the chains it is holding back.
+pub struct Sink {
+    name: String,
+    kind: SinkKind,
+    /// Chains whose batch the receiver refused (say, as too large), retried later on their own
+    /// so that they hold up no other chain.
+    refused: HashMap<Option<TenantId>, Refused>,
+}
+
+enum SinkKind {
     Syslog(syslog::Syslog),
     Https(https::Https),
 }
 
+struct Refused {
+    retry_at: tokio::time::Instant,
+    backoff: Duration,
+}
+
 impl Sink {
-    /// The sink's name: the key of its cursors, so that it stays put across restarts.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Sink::Syslog(_) => "syslog",
-            Sink::Https(_) => "webhook",
+    fn new(kind: SinkKind, destination: &str) -> Sink {
+        let prefix = match &kind {
+            SinkKind::Syslog(_) => "syslog",
+            SinkKind::Https(_) => "webhook",
+        };
+        // The destination names the cursors: a sink pointed elsewhere starts from the first
+        // event, so a new receiver gets everything (the old sink's row is left, see
+        // docs/audit.md). Hashed: a URL may hold a token.
+        let digest = crate::signing::canon::hex_sha256(destination.as_bytes());
+        Sink {
+            name: format!("{prefix}-{}", &digest[..12]),
+            kind,
+            refused: HashMap::new(),
         }
     }
 
-    async fn deliver(
-        &mut self,
-        events: &[crate::domain::audit::AuditEvent],
-        clock: &Clock,
-    ) -> Result<(), DeliveryError> {
-        match self {
-            Sink::Syslog(sink) => sink.deliver(events).await,
-            Sink::Https(sink) => sink.deliver(events, clock.now().timestamp()).await,
-        }
+    /// The sink's name: its kind and a digest of its destination, the key of its cursors.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn deliver(&mut self, events: &[AuditEvent], clock: &Clock) -> Result<(), DeliveryError> {
+        let delivery = async {
+            match &mut self.kind {
+                SinkKind::Syslog(sink) => sink.deliver(events).await,
+                SinkKind::Https(sink) => sink.deliver(events, clock.now().timestamp()).await,
+            }
+        };
+        tokio::time::timeout(DELIVERY_DEADLINE, delivery)
+            .await
+            .unwrap_or(Err(DeliveryError::Timeout))
+    }
+
+    fn is_held_back(&self, chain: Option<TenantId>, now: tokio::time::Instant) -> bool {
+        self.refused.get(&chain).is_some_and(|r| r.retry_at > now)
+    }
+
+    fn hold_back(&mut self, chain: Option<TenantId>) {
+        let backoff = self
+            .refused
+            .get(&chain)
+            .map_or(Duration::from_secs(1), |r| (r.backoff * 2).min(MAX_BACKOFF));
+        self.refused.insert(
+            chain,
+            Refused {
+                retry_at: tokio::time::Instant::now() + backoff,
+                backoff,
+            },
+        );
     }
 }
 
@@ -104,7 +160,9 @@ pub fn sinks(settings: &SinkSettings) -> Result<Vec<Sink>, String> {
     if let Some(url) = syslog {
         let target = syslog::SyslogTarget::parse(&url, &Arc::new(tls.clone()))
             .map_err(|e| format!("KEYWARD_AUDIT_SYSLOG: {e}"))?;
-        sinks.push(Sink::Syslog(syslog::Syslog::new(target)));
+        let sink = syslog::Syslog::new(target);
+        let destination = sink.destination();
+        sinks.push(Sink::new(SinkKind::Syslog(sink), &destination));
     }
     if let Some(url) = webhook {
         let secret = settings
@@ -112,7 +170,7 @@ pub fn sinks(settings: &SinkSettings) -> Result<Vec<Sink>, String> {
             .clone()
             .ok_or("KEYWARD_AUDIT_WEBHOOK_URL is set without KEYWARD_AUDIT_WEBHOOK_SECRET")?;
         let sink = https::Https::new(&url, secret, tls).map_err(|e| format!("KEYWARD_AUDIT_WEBHOOK_URL: {e}"))?;
-        sinks.push(Sink::Https(sink));
+        sinks.push(Sink::new(SinkKind::Https(sink), &url));
     }
     Ok(sinks)
 }
@@ -127,35 +185,77 @@ pub enum Round {
 }
 
 /// One round: find the chains with events after the sink's cursor, take the lease, then send
-/// each such chain one batch, advancing its cursor after each accepted batch.
+/// each such chain one batch, advancing its cursor after each accepted batch. A batch the
+/// receiver refuses as such (a 4xx) holds back only its chain; a receiver that cannot be
+/// reached ends the round.
 pub async fn deliver_round(pool: &PgPool, sink: &mut Sink, holder: Uuid, clock: &Clock) -> Result<Round, RoundError> {
-    let name = sink.name();
+    let name = sink.name.clone();
     let lease = LEASE.as_secs_f64();
-    // Read first: an idle sink costs no write.
-    let pending = {
+    // Reads first: an idle sink, or one another replica delivers to, costs no write.
+    if repo::sinks::held_by_another(pool, &name, holder).await? {
+        return Ok(Round::Idle);
+    }
+    let now = tokio::time::Instant::now();
+    let pending: Vec<_> = {
         let mut conn = pool.acquire().await?;
-        repo::sinks::pending(&mut conn, name).await?
-    };
-    if pending.is_empty() || !repo::sinks::claim(pool, name, holder, lease).await? {
+        repo::sinks::pending(&mut conn, &name).await?
+    }
+    .into_iter()
+    .filter(|chain| !sink.is_held_back(chain.tenant, now))
+    .collect();
+    if pending.is_empty() || !repo::sinks::claim(pool, &name, holder, lease).await? {
         return Ok(Round::Idle);
     }
     let mut delivered = 0;
+    let mut refused = None;
     for chain in pending {
-        let events = repo::audit::chain_page(pool, chain.tenant, chain.after, BATCH).await?;
+        let events = within_budget(repo::audit::chain_page(pool, chain.tenant, chain.after, BATCH).await?);
         let Some(last) = events.last().map(|e| e.id) else {
             continue;
         };
-        sink.deliver(&events, clock).await?;
-        if !repo::sinks::advance(pool, name, chain.tenant, last, holder, lease).await? {
+        match sink.deliver(&events, clock).await {
+            Ok(()) => {
+                sink.refused.remove(&chain.tenant);
+            }
+            Err(error @ DeliveryError::Refused(status)) if refused_as_such(status) => {
+                tracing::warn!(sink = %name, chain = ?chain.tenant, %error, "the receiver refused a batch; that chain is retried later");
+                sink.hold_back(chain.tenant);
+                refused = Some(error);
+                continue;
+            }
+            Err(error) => return Err(error.into()),
+        }
+        if !repo::sinks::advance(pool, &name, chain.tenant, last, holder, lease).await? {
             return Err(RoundError::LeaseLost);
         }
         delivered += events.len();
     }
-    Ok(if delivered > 0 {
-        Round::Delivered(delivered)
-    } else {
-        Round::Idle
-    })
+    match (delivered, refused) {
+        (0, Some(error)) => Err(error.into()),
+        (0, None) => Ok(Round::Idle),
+        (delivered, _) => Ok(Round::Delivered(delivered)),
+    }
+}
+
+/// Whether a receiver's answer refuses the batch itself (too large, malformed for it), not the
+/// moment (408, 429: try again) or every batch alike (5xx).
+fn refused_as_such(status: u16) -> bool {
+    (400..500).contains(&status) && status != 408 && status != 429
+}
+
+/// The events of a batch, cut to [`BATCH_BYTES`] of JSON (at least one event).
+fn within_budget(mut events: Vec<AuditEvent>) -> Vec<AuditEvent> {
+    let mut bytes = 0;
+    let mut keep = 0;
+    for event in &events {
+        bytes += serde_json::to_vec(event).map_or(0, |json| json.len() + 1);
+        if keep > 0 && bytes > BATCH_BYTES {
+            break;
+        }
+        keep += 1;
+    }
+    events.truncate(keep);
+    events
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -227,6 +327,8 @@ async fn deliver_until_closed(pool: PgPool, mut sink: Sink, holder: Uuid, poll: 
             Err(_) if pool.is_closed() => return,
             Err(error) => {
                 tracing::warn!(sink = sink.name(), %error, retry_in_ms = backoff.as_millis() as u64, "could not deliver audit events");
+                // Another replica may reach the receiver: let it take over meanwhile.
+                let _ = repo::sinks::release(&pool, sink.name(), holder).await;
                 let pause = backoff;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 pause

@@ -1,9 +1,12 @@
 //! Syslog over TCP, or over TLS (RFC 5425): each audit event one RFC 5424 message, framed by
 //! octet counting (RFC 6587 §3.4.1: `LEN SP MSG`), its MSG the event's JSON (the NDJSON line).
 //!
-//! Plain syslog has no acknowledgements: a batch counts as delivered once written. A receiver
-//! that went away closes the connection, which is checked before each batch, so that a batch is
-//! not written into a dead connection and lost; a failed write is retried whole on a new one.
+//! Syslog has no acknowledgements of its own: a batch counts as delivered once the receiver's
+//! TCP has acknowledged every byte of it (so a connection a firewall dropped, or a receiver
+//! that is gone, fails the batch instead of swallowing it), and the receiver has not reset the
+//! connection since. What the receiver's kernel took but its process never read (it crashed
+//! right then) can still be lost. A connection idle for 30 s is replaced before use, one the
+//! receiver closed is noticed before writing, and a failed batch is sent whole again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,11 +71,23 @@ impl SyslogTarget {
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Stream for T {}
 
+/// A connection idle this long is replaced before the next batch: a firewall or NAT may have
+/// dropped it without a word, and a batch written into it would only fail later.
+const IDLE_RECONNECT: Duration = Duration::from_secs(30);
+
+/// An open connection: the stream (TCP or TLS over it), the TCP socket under it, when it was
+/// last used.
+struct Connection {
+    stream: Box<dyn Stream>,
+    socket: std::os::fd::RawFd,
+    used: tokio::time::Instant,
+}
+
 /// A syslog sink: its target and, between batches, its open connection.
 pub struct Syslog {
     target: SyslogTarget,
     hostname: String,
-    connection: Option<Box<dyn Stream>>,
+    connection: Option<Connection>,
 }
 
 impl Syslog {
@@ -84,14 +99,20 @@ impl Syslog {
         }
     }
 
-    /// Writes `events` as one batch of framed messages.
+    /// Where the messages go, for the sink's name.
+    pub fn destination(&self) -> String {
+        format!("{:?}", self.target)
+    }
+
+    /// Writes `events` as one batch of framed messages, and waits until the receiver's TCP
+    /// has acknowledged every byte: only then is the batch delivered.
     pub async fn deliver(&mut self, events: &[AuditEvent]) -> Result<(), DeliveryError> {
         let mut batch = Vec::new();
         for event in events {
             frame(&message(event, &self.hostname), &mut batch);
         }
         if let Some(connection) = &mut self.connection {
-            if !still_open(connection.as_mut()) {
+            if connection.used.elapsed() > IDLE_RECONNECT || !still_open(connection.stream.as_mut()) {
                 self.connection = None;
             }
         }
@@ -99,13 +120,23 @@ impl Syslog {
             Some(connection) => connection,
             None => self.connection.insert(self.connect().await?),
         };
-        let written = tokio::time::timeout(IO_TIMEOUT, async {
-            connection.write_all(&batch).await?;
-            connection.flush().await
+        let delivered = tokio::time::timeout(IO_TIMEOUT, async {
+            connection.stream.write_all(&batch).await?;
+            connection.stream.flush().await?;
+            acknowledged(connection.socket).await?;
+            // A receiver that reset the connection instead of reading: not delivered.
+            if still_open(connection.stream.as_mut()) {
+                Ok(())
+            } else {
+                Err(std::io::Error::from(std::io::ErrorKind::ConnectionReset))
+            }
         })
         .await;
-        match written {
-            Ok(Ok(())) => Ok(()),
+        match delivered {
+            Ok(Ok(())) => {
+                connection.used = tokio::time::Instant::now();
+                Ok(())
+            }
             Ok(Err(error)) => {
                 self.connection = None;
                 Err(DeliveryError::Io(error))
@@ -117,13 +148,31 @@ impl Syslog {
         }
     }
 
-    async fn connect(&self) -> Result<Box<dyn Stream>, DeliveryError> {
+    async fn connect(&self) -> Result<Connection, DeliveryError> {
+        use std::os::fd::AsRawFd;
+        let tcp = self.connect_tcp().await?;
+        let socket = tcp.as_raw_fd();
+        let stream = self.secure(tcp).await?;
+        Ok(Connection {
+            stream,
+            socket,
+            used: tokio::time::Instant::now(),
+        })
+    }
+
+    async fn connect_tcp(&self) -> Result<TcpStream, DeliveryError> {
         let target = &self.target;
         let tcp = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect((target.host.as_str(), target.port)))
             .await
             .map_err(|_| DeliveryError::Timeout)?
             .map_err(DeliveryError::Io)?;
         let _ = tcp.set_nodelay(true);
+        Ok(tcp)
+    }
+
+    /// `tcp` as the target has it: as is, or under TLS.
+    async fn secure(&self, tcp: TcpStream) -> Result<Box<dyn Stream>, DeliveryError> {
+        let target = &self.target;
         let Some(tls) = &target.tls else {
             return Ok(Box::new(tcp));
         };
@@ -138,6 +187,35 @@ impl Syslog {
         .map_err(|e| DeliveryError::Tls(e.to_string()))?;
         Ok(Box::new(stream))
     }
+}
+
+/// Waits until the peer's TCP has acknowledged everything written to `socket` (Linux's
+/// `SIOCOUTQ`: bytes sent but not acknowledged, or not sent yet).
+async fn acknowledged(socket: std::os::fd::RawFd) -> std::io::Result<()> {
+    loop {
+        if unacknowledged(socket)? == 0 {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn unacknowledged(socket: std::os::fd::RawFd) -> std::io::Result<libc::c_int> {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int through the pointer it is given; `socket` is
+    // the open TCP socket of a connection this sink holds.
+    let status = unsafe { libc::ioctl(socket, libc::TIOCOUTQ, &mut queued) };
+    if status < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(queued)
+}
+
+/// Elsewhere the kernel does not say: written counts as delivered.
+#[cfg(not(target_os = "linux"))]
+fn unacknowledged(_socket: std::os::fd::RawFd) -> std::io::Result<libc::c_int> {
+    Ok(0)
 }
 
 /// Whether the receiver has not closed the connection: it never sends anything, so anything

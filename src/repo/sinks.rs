@@ -29,6 +29,28 @@ pub async fn claim(db: impl PgExecutor<'_>, sink: &str, holder: Uuid, lease_secs
     Ok(held.unwrap_or(false))
 }
 
+/// Whether another replica holds a running lease on `sink`.
+pub async fn held_by_another(db: impl PgExecutor<'_>, sink: &str, holder: Uuid) -> Result<bool, sqlx::Error> {
+    let held: Option<bool> = sqlx::query_scalar(
+        "SELECT holder IS NOT NULL AND holder <> $2 AND lease_until > now() FROM audit_sinks WHERE name = $1",
+    )
+    .bind(sink)
+    .bind(holder)
+    .fetch_optional(db)
+    .await?;
+    Ok(held.unwrap_or(false))
+}
+
+/// Gives up the lease on `sink` if `holder` has it.
+pub async fn release(db: impl PgExecutor<'_>, sink: &str, holder: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE audit_sinks SET holder = NULL, lease_until = '-infinity' WHERE name = $1 AND holder = $2")
+        .bind(sink)
+        .bind(holder)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
 /// Gives up every lease `holder` has, so that another replica takes over at once.
 pub async fn release_all(db: impl PgExecutor<'_>, holder: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE audit_sinks SET holder = NULL, lease_until = '-infinity' WHERE holder = $1")
@@ -119,14 +141,4 @@ pub async fn advance(
     .fetch_optional(db)
     .await?;
     Ok(advanced.unwrap_or(false))
-}
-
-/// `sink`'s cursor on a chain: the last event it took (0: none).
-pub async fn cursor(db: impl PgExecutor<'_>, sink: &str, tenant: Option<TenantId>) -> Result<i64, sqlx::Error> {
-    let at: Option<i64> = sqlx::query_scalar("SELECT event_id FROM audit_sink_cursors WHERE sink = $1 AND chain = $2")
-        .bind(sink)
-        .bind(chain_key(tenant))
-        .fetch_optional(db)
-        .await?;
-    Ok(at.unwrap_or(0))
 }

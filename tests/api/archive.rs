@@ -6,29 +6,8 @@
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use crate::helpers::TestApp;
-use keyward::crypto::audit_key::AuditKey;
-
-/// A tenant with three key events under a signed checkpoint and two after it.
-async fn trail(pool: PgPool) -> (TestApp, String) {
-    let key = Arc::new(AuditKey::from_pem(&AuditKey::generate_pem()).unwrap());
-    let app = TestApp::spawn_configured(pool, TestApp::config(), move |ctx| keyward::service::Context {
-        audit_key: Some(key),
-        ..ctx
-    })
-    .await;
-    let tenant = app.tenant("acme").await;
-    for name in ["one", "two", "three"] {
-        app.key(&tenant, json!({"name": name})).await;
-    }
-    keyward::service::audit::sign_checkpoints(&app.ctx).await.unwrap();
-    for name in ["four", "five"] {
-        app.key(&tenant, json!({"name": name})).await;
-    }
-    (app, tenant)
-}
+use crate::helpers::{signed_trail as trail, TestApp};
 
 fn archive_path() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("keyward-archive-{}", rand::random::<u64>()));

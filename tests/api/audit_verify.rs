@@ -2,31 +2,10 @@
 //! each way of tampering with the table (as the database superuser, triggers disabled) is named
 //! by the first broken link, and the command exits non-zero.
 
-use serde_json::json;
 use sqlx::PgPool;
-use std::sync::Arc;
 
-use crate::helpers::TestApp;
+use crate::helpers::{signed_trail as trail, TestApp};
 use keyward::crypto::audit_key::AuditKey;
-
-/// A tenant with events, a signed checkpoint over them, and two events after it.
-async fn trail(pool: PgPool) -> (TestApp, String) {
-    let key = Arc::new(AuditKey::from_pem(&AuditKey::generate_pem()).unwrap());
-    let app = TestApp::spawn_configured(pool, TestApp::config(), move |ctx| keyward::service::Context {
-        audit_key: Some(key),
-        ..ctx
-    })
-    .await;
-    let tenant = app.tenant("acme").await;
-    for name in ["one", "two", "three"] {
-        app.key(&tenant, json!({"name": name})).await;
-    }
-    keyward::service::audit::sign_checkpoints(&app.ctx).await.unwrap();
-    for name in ["four", "five"] {
-        app.key(&tenant, json!({"name": name})).await;
-    }
-    (app, tenant)
-}
 
 /// The tenant chain's event ids, oldest first.
 async fn event_ids(app: &TestApp, tenant: &str) -> Vec<i64> {

@@ -426,7 +426,7 @@ pub async fn server_pool(pool: &PgPool) -> PgPool {
 /// grants it.
 pub async fn server_options(pool: &PgPool) -> sqlx::postgres::PgConnectOptions {
     ensure_role(pool, SERVER_ROLE, SERVER_ROLE_PASSWORD, "").await;
-    sqlx::query("SELECT keyward_grant_server_role($1::regrole)")
+    sqlx::query("SELECT keyward_grant_server_role($1::regrole, current_schema())")
         .bind(SERVER_ROLE)
         .execute(pool)
         .await
@@ -447,6 +447,28 @@ pub async fn ensure_role(pool: &PgPool, name: &str, password: &str, attributes: 
     .execute(pool)
     .await
     .unwrap();
+}
+
+/// A server with an audit key, and a tenant whose chain has its `tenant.created` and three
+/// `key.created` events under a signed checkpoint and two `key.created` after it.
+pub async fn signed_trail(pool: PgPool) -> (TestApp, String) {
+    let key = std::sync::Arc::new(
+        keyward::crypto::audit_key::AuditKey::from_pem(&keyward::crypto::audit_key::AuditKey::generate_pem()).unwrap(),
+    );
+    let app = TestApp::spawn_configured(pool, TestApp::config(), move |ctx| Context {
+        audit_key: Some(key),
+        ..ctx
+    })
+    .await;
+    let tenant = app.tenant("acme").await;
+    for name in ["one", "two", "three"] {
+        app.key(&tenant, serde_json::json!({"name": name})).await;
+    }
+    keyward::service::audit::sign_checkpoints(&app.ctx).await.unwrap();
+    for name in ["four", "five"] {
+        app.key(&tenant, serde_json::json!({"name": name})).await;
+    }
+    (app, tenant)
 }
 
 /// A TCP port on 127.0.0.1 nothing listens on right now, for a server a test starts.

@@ -203,6 +203,55 @@ async fn migrate_refuses_a_server_role_that_is_a_member_of_the_owner_role(pool: 
     assert!(stderr.contains("is a member of the owner role"), "{stderr}");
 }
 
+#[sqlx::test(migrations = false)]
+async fn migrate_refuses_a_server_role_that_may_create_roles(pool: PgPool) {
+    ensure_role(
+        &pool,
+        "keyward_test_createrole",
+        "keyward-test-createrole",
+        "CREATEROLE",
+    )
+    .await;
+    let server = server_database_url(&pool)
+        .replace(SERVER_ROLE, "keyward_test_createrole")
+        .replace("keyward-test-server", "keyward-test-createrole");
+
+    let output = migrate(server, database_url(&pool)).await;
+
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("may create roles"), "{stderr}");
+}
+
+#[sqlx::test]
+async fn migrating_takes_back_what_was_granted_the_server_role_by_hand(pool: PgPool) {
+    ensure_role(&pool, SERVER_ROLE, "keyward-test-server", "").await;
+    for grant in [
+        "GRANT TRUNCATE, TRIGGER ON api_keys TO keyward_test_server",
+        "GRANT UPDATE ON SEQUENCE audit_events_id_seq TO keyward_test_server",
+        "GRANT CREATE ON SCHEMA public TO keyward_test_server",
+    ] {
+        sqlx::query(grant).execute(&pool).await.unwrap();
+    }
+
+    let output = migrate(server_database_url(&pool), database_url(&pool)).await;
+
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        privileges(&pool, SERVER_ROLE, "api_keys").await,
+        "DELETE,INSERT,SELECT,UPDATE"
+    );
+    let (sequence_update, schema_create): (bool, bool) = sqlx::query_as(
+        "SELECT has_sequence_privilege($1, 'audit_events_id_seq', 'UPDATE'), has_schema_privilege($1, 'public', 'CREATE')",
+    )
+    .bind(SERVER_ROLE)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(!sequence_update, "setval on the audit sequence");
+    assert!(!schema_create, "objects of its own in the schema");
+}
+
 #[sqlx::test]
 async fn one_role_for_migrations_and_serving_is_warned_about_at_start(pool: PgPool) {
     let app = TestApp::spawn(pool).await;

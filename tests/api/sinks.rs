@@ -321,6 +321,10 @@ struct Received {
     batches: Vec<(String, Vec<u8>)>,
     /// While true, every request is answered 503 (and not kept).
     down: bool,
+    /// A batch holding this text is answered 413 (and not kept).
+    refuse_containing: Option<String>,
+    /// TLS handshakes that failed (the client did not trust the certificate).
+    handshake_failures: usize,
 }
 
 impl Received {
@@ -357,7 +361,10 @@ impl Receiver {
                 let acceptor = acceptor.clone();
                 let kept = kept.clone();
                 tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else { return };
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        kept.lock().unwrap().handshake_failures += 1;
+                        return;
+                    };
                     let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
                         let kept = kept.clone();
                         async move {
@@ -369,8 +376,16 @@ impl Receiver {
                                 .unwrap_or_default();
                             let body = request.into_body().collect().await.unwrap().to_bytes().to_vec();
                             let mut received = kept.lock().unwrap();
-                            let status = if received.down { 503 } else { 200 };
-                            if !received.down {
+                            let refused = received
+                                .refuse_containing
+                                .as_ref()
+                                .is_some_and(|text| String::from_utf8_lossy(&body).contains(text.as_str()));
+                            let status = match (received.down, refused) {
+                                (true, _) => 503,
+                                (false, true) => 413,
+                                (false, false) => 200,
+                            };
+                            if status == 200 {
                                 received.batches.push((signature, body));
                             }
                             hyper::Response::builder()
@@ -464,13 +479,30 @@ async fn an_https_receiver_that_was_down_gets_everything_once_back_across_a_keyw
     assert!(eventually(|| delivered_chains(&receiver.events()) == stored).await);
 }
 
+/// The cursors of the sinks whose names start with `kind` (`syslog`, `webhook`).
+async fn cursors(pool: &PgPool, kind: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM audit_sink_cursors WHERE sink LIKE $1 || '-%'")
+        .bind(kind)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
 #[sqlx::test]
-async fn a_sink_that_is_down_holds_up_neither_changes_nor_verify_nor_the_other_sink(pool: PgPool) {
+async fn a_sink_that_hangs_holds_up_neither_changes_nor_verify_nor_the_other_sink(pool: PgPool) {
     let certificates = certificates();
     let receiver = Receiver::start(&certificates).await;
+    // A syslog receiver that takes connections and never answers the TLS handshake.
+    let black_hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = black_hole.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut connections = Vec::new();
+        while let Ok((tcp, _)) = black_hole.accept().await {
+            connections.push(tcp);
+        }
+    });
     let mut config = webhook_config(&receiver, &certificates);
-    // Nothing listens there: every syslog delivery fails.
-    config.audit_syslog = Some(format!("tcp://127.0.0.1:{}", free_port()));
+    config.audit_syslog = Some(format!("tls://127.0.0.1:{port}"));
     let app = TestApp::spawn_configured(pool, config, |ctx| ctx).await;
 
     let tenant = app.tenant("acme").await;
@@ -479,8 +511,23 @@ async fn a_sink_that_is_down_holds_up_neither_changes_nor_verify_nor_the_other_s
 
     let stored = stored_chains(&app.pool).await;
     assert!(eventually(|| delivered_chains(&receiver.events()) == stored).await);
-    let syslog_cursor = keyward::repo::sinks::cursor(&app.pool, "syslog", None).await.unwrap();
-    assert_eq!(syslog_cursor, 0, "nothing reached the syslog sink");
+    assert_eq!(cursors(&app.pool, "syslog").await, 0, "nothing reached the syslog sink");
+    held.abort();
+}
+
+#[sqlx::test]
+async fn a_chain_whose_batch_is_refused_holds_up_no_other_chain(pool: PgPool) {
+    let certificates = certificates();
+    let receiver = Receiver::start(&certificates).await;
+    let app = TestApp::spawn_configured(pool, webhook_config(&receiver, &certificates), |ctx| ctx).await;
+    let refused = app.tenant("refused").await;
+    receiver.received.lock().unwrap().refuse_containing = Some(refused.clone());
+
+    make_events(&app, "a").await;
+
+    let mut stored = stored_chains(&app.pool).await;
+    stored.remove(&Some(refused));
+    assert!(eventually(|| delivered_chains(&receiver.events()) == stored).await);
 }
 
 #[sqlx::test]
@@ -565,13 +612,10 @@ async fn a_receiver_whose_certificate_is_not_trusted_gets_nothing(pool: PgPool) 
     let app = TestApp::spawn_configured(pool, config, |ctx| ctx).await;
 
     make_events(&app, "a").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
 
+    assert!(eventually(|| receiver.received.lock().unwrap().handshake_failures > 0).await);
     assert!(receiver.events().is_empty());
-    assert_eq!(
-        keyward::repo::sinks::cursor(&app.pool, "webhook", None).await.unwrap(),
-        0
-    );
+    assert_eq!(cursors(&app.pool, "webhook").await, 0);
 }
 
 #[test]
