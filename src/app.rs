@@ -63,6 +63,7 @@ impl App {
             master_keys: master_keys.map(Arc::new),
             audit_key: audit_key.map(Arc::new),
             trusted_proxies: Arc::new(TrustedProxies::new(config.trusted_proxies.clone())),
+            stored_audit_keys: Arc::default(),
         };
         Ok(App {
             ctx,

@@ -124,6 +124,17 @@ impl<'a> ChainCheck<'a> {
         })
     }
 
+    /// A check of the events after `previous` (the id and hash of the event before them;
+    /// `None`: from the chain's first event) against no checkpoint: links and hashes only.
+    pub fn continuing(previous: Option<(i64, String)>) -> ChainCheck<'static> {
+        ChainCheck {
+            pending: Vec::new().into_iter().peekable(),
+            checked: Checked::default(),
+            previous,
+            oldest_unsigned: None,
+        }
+    }
+
     /// Resumes after the events archived up to `checkpoint` (the chain's anchor, one of the
     /// checkpoints given, so its signature was checked): the next event must link to its hash,
     /// and counting goes on from its count. Checkpoints before it are not checked again.

@@ -15,6 +15,9 @@ pub struct DueHead {
     pub event_id: i64,
     pub hash: Vec<u8>,
     pub event_count: i64,
+    /// The event and hash of the chain's last checkpoint (`None`: it has none).
+    pub signed_event_id: Option<i64>,
+    pub signed_hash: Option<Vec<u8>>,
 }
 
 /// Every chain whose newest event is after its last checkpoint, with what to sign. The count
@@ -34,13 +37,13 @@ pub async fn due_heads(conn: &mut PgConnection) -> Result<Vec<DueHead>, sqlx::Er
 fn due_heads_sql(chains: &str, same_chain: &str) -> String {
     let on = |alias: &str| same_chain.replace("{t}", alias);
     format!(
-        "SELECT c.tenant_id, head.id AS event_id, head.hash,
+        "SELECT c.tenant_id, head.id AS event_id, head.hash, cp.event_id AS signed_event_id, cp.hash AS signed_hash,
                 COALESCE(cp.event_count, 0)
                   + (SELECT count(*) FROM audit_events n
                       WHERE {n} AND n.id > COALESCE(cp.event_id, 0) AND n.id <= head.id) AS event_count
          FROM ({chains}) c
          CROSS JOIN LATERAL (SELECT e.id, e.hash FROM audit_events e WHERE {e} ORDER BY e.id DESC LIMIT 1) head
-         LEFT JOIN LATERAL (SELECT p.event_id, p.event_count FROM audit_checkpoints p
+         LEFT JOIN LATERAL (SELECT p.event_id, p.event_count, p.hash FROM audit_checkpoints p
                              WHERE {p} ORDER BY p.id DESC LIMIT 1) cp ON true
          WHERE head.id > COALESCE(cp.event_id, 0)",
         n = on("n"),

@@ -135,7 +135,7 @@ pub async fn checkpoints(
 /// Every public key that has signed checkpoints, and the current one (always the one in
 /// memory, never a row claiming its id): anyone may read them.
 pub async fn public_keys(ctx: &Context) -> Result<Vec<AuditPublicKey>> {
-    let mut keys: Vec<(String, Vec<u8>)> = repo::checkpoints::public_keys(&ctx.pool).await?;
+    let mut keys: Vec<StoredKey> = ctx.stored_audit_keys.get(&ctx.pool).await?;
     if let Some(current) = &ctx.audit_key {
         keys.retain(|(id, _)| id != current.id());
         keys.push((current.id().to_owned(), current.public_key().to_vec()));
@@ -152,6 +152,35 @@ pub async fn public_keys(ctx: &Context) -> Result<Vec<AuditPublicKey>> {
             })
         })
         .collect())
+}
+
+/// The public keys stored in the database, read at most once a minute: anyone may ask for
+/// them, so a flood of anonymous requests costs one query a minute, not one each. A key
+/// another replica starts signing with is served within the minute (each replica serves its
+/// own current key from memory at once).
+#[derive(Debug, Default)]
+pub struct StoredAuditKeys {
+    read: tokio::sync::Mutex<Option<(tokio::time::Instant, Vec<StoredKey>)>>,
+}
+
+/// A stored audit key: its id and raw public key.
+type StoredKey = (String, Vec<u8>);
+
+impl StoredAuditKeys {
+    const FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
+    async fn get(&self, pool: &sqlx::PgPool) -> Result<Vec<StoredKey>> {
+        // Held while reading: concurrent misses wait for one query instead of each sending one.
+        let mut read = self.read.lock().await;
+        if let Some((at, keys)) = read.as_ref() {
+            if at.elapsed() < Self::FRESH_FOR {
+                return Ok(keys.clone());
+            }
+        }
+        let keys = repo::checkpoints::public_keys(pool).await?;
+        *read = Some((tokio::time::Instant::now(), keys.clone()));
+        Ok(keys)
+    }
 }
 
 /// How many chain heads one round signs at most; the rest wait for the next round.
@@ -176,7 +205,16 @@ pub async fn sign_checkpoints(ctx: &Context) -> Result<usize> {
     }
     repo::checkpoints::record_key(&mut tx, key.id(), &key.public_key()).await?;
     let signed_at = ctx.clock.now();
+    let mut signed = 0;
     for head in heads.iter().take(HEADS_PER_ROUND) {
+        // Never sign a head the chain does not lead to: rows rewritten since the last
+        // checkpoint stay unsigned, and `keyward audit verify` names them.
+        if let Err(broken) = check_unsigned_segment(&mut tx, head).await? {
+            let chain = head.tenant_id.map_or("platform".to_owned(), |t| t.to_string());
+            tracing::error!(%chain, %broken, "the audit chain does not verify since its last checkpoint: not signing its head");
+            continue;
+        }
+        signed += 1;
         let hash = hex::encode(&head.hash);
         let message = Checkpoint::message(
             head.tenant_id.map(TenantId),
@@ -189,7 +227,34 @@ pub async fn sign_checkpoints(ctx: &Context) -> Result<usize> {
         repo::checkpoints::insert(&mut tx, head, signed_at, key.id(), &signature).await?;
     }
     tx.commit().await?;
-    Ok(heads.len().min(HEADS_PER_ROUND))
+    Ok(signed)
+}
+
+/// The events of `head`'s chain since its last checkpoint, checked link by link up to the head.
+async fn check_unsigned_segment(
+    conn: &mut sqlx::PgConnection,
+    head: &repo::checkpoints::DueHead,
+) -> Result<std::result::Result<(), Broken>> {
+    let tenant = head.tenant_id.map(TenantId);
+    let start = head.signed_event_id.zip(head.signed_hash.as_ref().map(hex::encode));
+    let mut after = start.as_ref().map_or(0, |(id, _)| *id);
+    let mut check = ChainCheck::continuing(start);
+    let mut last_hash = None;
+    while after < head.event_id {
+        let page = repo::audit::chain_page(&mut *conn, tenant, after, CHECK_PAGE).await?;
+        let Some(last) = page.last().map(|e| e.id) else { break };
+        for event in page.into_iter().take_while(|e| e.id <= head.event_id) {
+            last_hash = Some(event.hash.clone());
+            if let Err(broken) = check.push(event) {
+                return Ok(Err(broken));
+            }
+        }
+        after = last;
+    }
+    if last_hash.as_deref() != Some(hex::encode(&head.hash).as_str()) {
+        return Ok(Err(Broken::Altered(head.event_id)));
+    }
+    Ok(Ok(()))
 }
 
 /// Events read from the database per page when checking a chain.

@@ -41,6 +41,8 @@ pub struct Context {
     pub audit_key: Option<Arc<crate::crypto::audit_key::AuditKey>>,
     /// Reverse proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Arc<crate::config::TrustedProxies>,
+    /// The audit keys stored in the database, as `/v1/audit/public-key` serves them.
+    pub stored_audit_keys: Arc<audit::StoredAuditKeys>,
 }
 
 impl Context {

@@ -246,3 +246,52 @@ async fn checkpoints_need_audit_read_and_a_credential(pool: PgPool) {
     assert_eq!(without_permission.status, StatusCode::FORBIDDEN);
     assert_eq!(nobody.status, StatusCode::UNAUTHORIZED);
 }
+
+#[sqlx::test]
+async fn a_chain_rewritten_since_its_last_checkpoint_is_not_signed_again(pool: PgPool) {
+    let app = signing(pool, audit_key()).await;
+    let tenant = app.tenant("acme").await;
+    sign(&app).await;
+    app.key(&tenant, json!({"name": "checkout"})).await;
+    // As the superuser, triggers off: an event after the checkpoint rewritten in place.
+    let mut tx = app.pool.begin().await.unwrap();
+    for statement in [
+        "ALTER TABLE audit_events DISABLE TRIGGER USER".to_owned(),
+        format!(
+            "UPDATE audit_events SET actor_id = 'someone-else' WHERE id = \
+             (SELECT max(id) FROM audit_events WHERE tenant_id = '{tenant}')"
+        ),
+        "ALTER TABLE audit_events ENABLE TRIGGER USER".to_owned(),
+    ] {
+        sqlx::raw_sql(&statement).execute(&mut *tx).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    sign(&app).await;
+
+    assert_eq!(
+        checkpoints(&app, &tenant).await.len(),
+        1,
+        "the rewritten head stays unsigned"
+    );
+}
+
+#[sqlx::test]
+async fn the_public_keys_are_read_from_the_database_at_most_once_a_minute(pool: PgPool) {
+    let app = signing(pool, audit_key()).await;
+    app.tenant("acme").await;
+    sign(&app).await;
+    let served = public_keys(&app).await;
+    // Another replica's new key, recorded after the first answer.
+    let other = AuditKey::from_pem(&AuditKey::generate_pem()).unwrap();
+    sqlx::query("INSERT INTO audit_signing_keys (id, public_key) VALUES ($1, $2)")
+        .bind(other.id())
+        .bind(other.public_key().to_vec())
+        .execute(&app.pool)
+        .await
+        .unwrap();
+
+    let again = public_keys(&app).await;
+
+    assert_eq!(again, served, "answered from memory");
+}
