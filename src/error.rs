@@ -39,6 +39,8 @@ pub enum ApiError {
     BadRequest(String),
     #[error("the request body is larger than 64 KiB")]
     PayloadTooLarge,
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
     #[error("send the body as JSON with `Content-Type: application/json`")]
     UnsupportedMediaType,
     #[error("the database is not reachable")]
@@ -184,6 +186,14 @@ impl ApiError {
             ApiError::Service(S::Database(_)) => Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR),
             ApiError::BadRequest(detail) => Problem::new(StatusCode::BAD_REQUEST, "bad-request", detail.clone()),
             ApiError::PayloadTooLarge => Problem::for_status(StatusCode::PAYLOAD_TOO_LARGE),
+            ApiError::BodyTimeout => Problem::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                format!(
+                    "the request body did not arrive within {} seconds",
+                    crate::http::extract::BODY_TIMEOUT.as_secs()
+                ),
+            ),
             ApiError::UnsupportedMediaType => Problem::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported-media-type",

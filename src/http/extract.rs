@@ -50,13 +50,26 @@ fn is_json(headers: &axum::http::HeaderMap) -> bool {
         .is_some_and(|v| v == "application/json" || (v.starts_with("application/") && v.ends_with("+json")))
 }
 
+/// How long a request body may take to arrive, all of it: a client trickling its body holds an
+/// in-flight slot (and a connection) no longer than this, not for the whole request timeout.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 async fn read_body<S: Send + Sync>(req: axum::extract::Request, state: &S) -> Result<axum::body::Bytes, ApiError> {
-    axum::body::Bytes::from_request(req, state)
+    tokio::time::timeout(BODY_TIMEOUT, axum::body::Bytes::from_request(req, state))
         .await
+        .map_err(|_| ApiError::BodyTimeout)?
         .map_err(|rejection| match rejection.status() {
             axum::http::StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
             _ => ApiError::BadRequest("the request body could not be read".into()),
         })
+}
+
+/// `body`, at most `limit` bytes, within [`BODY_TIMEOUT`].
+pub async fn body_within(body: axum::body::Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+    tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, limit))
+        .await
+        .map_err(|_| ApiError::BodyTimeout)?
+        .map_err(|_| ApiError::PayloadTooLarge)
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {

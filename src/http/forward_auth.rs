@@ -62,9 +62,7 @@ const MAX_BODY: usize = 64 * 1024;
 async fn authorize(State(ctx): State<Context>, Meta(meta): Meta, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let gateway = gateway(&ctx, &parts.headers).await?;
-    let body = axum::body::to_bytes(body, MAX_BODY)
-        .await
-        .map_err(|_| ApiError::PayloadTooLarge)?;
+    let body = crate::http::extract::body_within(body, MAX_BODY).await?;
     let forwarded = Forwarded {
         method: &parts.method,
         uri: &parts.uri,

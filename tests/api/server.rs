@@ -357,3 +357,44 @@ async fn what_a_shutdown_cannot_write_is_spooled_and_written_by_the_next_start(p
     assert_eq!(spool_files(&dir), 0, "the written spool file was deleted");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Sends a request whose body never arrives in full, and reads the answer.
+async fn trickled_body(app: &TestApp, path: &str, extra_headers: &str) -> String {
+    let mut stream = TcpStream::connect(address(app)).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\n{extra_headers}Content-Length: 100\r\n\r\n{{\"na",
+        app.admin
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    // Bounded by the request timeout (30 s) at worst; the body timeout answers first.
+    while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(60), stream.read(&mut buffer)).await {
+        answer.extend_from_slice(&buffer[..n]);
+        if n == 0 || answer.windows(4).any(|w| w == b"\r\n\r\n") && answer.ends_with(b"}") {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[sqlx::test]
+async fn a_body_that_does_not_arrive_within_ten_seconds_gets_a_408_problem(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+
+    let answer = trickled_body(&app, "/v1/tenants", "").await;
+
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
+    assert!(answer.contains("did not arrive within 10 seconds"), "{answer}");
+}
+
+#[sqlx::test]
+async fn a_gateway_body_that_does_not_arrive_within_ten_seconds_gets_a_408_problem(pool: PgPool) {
+    let app = TestApp::spawn_open_gateway(pool).await;
+
+    let answer = trickled_body(&app, "/v1/authorize", "").await;
+
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("did not arrive within 10 seconds"), "{answer}");
+}
