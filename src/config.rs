@@ -88,6 +88,11 @@ pub struct AppConfig {
     /// A client that has not sent its request headers within this many milliseconds is cut off.
     #[arg(long, env = "KEYWARD_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
     pub header_timeout_ms: u64,
+    /// After its first request, a connection on which no byte moves for this many milliseconds
+    /// is cut off: idle between requests, or stalled sending a response its client stopped
+    /// reading. A request being handled is bounded by the request timeout instead.
+    #[arg(long, env = "KEYWARD_IDLE_TIMEOUT_MS", default_value_t = 60_000)]
+    pub idle_timeout_ms: u64,
     /// Connections open at once; beyond it new ones are closed at once.
     #[arg(long, env = "KEYWARD_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
@@ -150,6 +155,7 @@ impl AppConfig {
             cache_keys: 100_000,
             stale_max: 60,
             header_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
             max_connections: 10_000,
             max_connections_per_address: 1_000,
             max_in_flight: 1_024,
@@ -201,6 +207,7 @@ impl AppConfig {
     pub fn server_limits(&self) -> ServerLimits {
         ServerLimits {
             header_timeout: Duration::from_millis(self.header_timeout_ms.max(1)),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms.max(1)),
             max_connections: self.max_connections.max(1),
             max_connections_per_address: self.max_connections_per_address.max(1),
             max_in_flight: self.max_in_flight.max(1),
@@ -383,6 +390,7 @@ mod tests {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ServerLimits {
     pub header_timeout: Duration,
+    pub idle_timeout: Duration,
     pub max_connections: usize,
     pub max_connections_per_address: usize,
     pub max_in_flight: usize,

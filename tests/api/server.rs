@@ -398,3 +398,61 @@ async fn a_gateway_body_that_does_not_arrive_within_ten_seconds_gets_a_408_probl
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("did not arrive within 10 seconds"), "{answer}");
 }
+
+/// Bytes received on `stream` and not read yet.
+fn buffered(stream: &TcpStream) -> libc::c_int {
+    use std::os::fd::AsRawFd;
+    let mut queued: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer; the socket is open.
+    unsafe { libc::ioctl(stream.as_raw_fd(), libc::FIONREAD, &mut queued) };
+    queued
+}
+
+#[sqlx::test]
+async fn a_client_that_stops_reading_a_response_is_cut_off_once_nothing_moves(pool: PgPool) {
+    const EVENTS: i64 = 1_500;
+    // About 15 MB of export in three pages: far more than the socket buffers hold.
+    sqlx::query(
+        "INSERT INTO audit_events (occurred_at, actor_kind, actor_id, action, outcome, details, hash)
+         SELECT now(), 'system', 'test', 'test.padding', 'success',
+                jsonb_build_object('pad', repeat('x', 10000)), sha256(i::text::bytea)
+         FROM generate_series(1, $1) i",
+    )
+    .bind(EVENTS)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let mut config = TestApp::config();
+    config.idle_timeout_ms = 1_000;
+    let app = TestApp::spawn_configured(pool, config, |ctx| ctx).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(address(&app).parse().unwrap()).await.unwrap();
+    let request = format!(
+        "GET /v1/audit HTTP/1.1\r\nHost: x\r\nAccept: application/x-ndjson\r\nAuthorization: Bearer {}\r\n\r\n",
+        app.admin
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+
+    // The client reads nothing: once its receive buffer is full (the answer has started and
+    // the window is shut), it waits well over the idle timeout, then reads everything there is.
+    for _ in 0..1200 {
+        if buffered(&stream) >= 4096 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut received = Vec::new();
+    let read_all = tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut received)).await;
+
+    assert!(read_all.is_ok(), "the connection was never closed");
+    let events = received
+        .split(|b| *b == b'\n')
+        .filter(|line| line.starts_with(b"{\"id\""))
+        .count();
+    assert!(
+        events < EVENTS as usize,
+        "all {events} events were sent: the stalled response was never cut off"
+    );
+}

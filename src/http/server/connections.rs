@@ -1,9 +1,12 @@
-//! What the accept loop knows of each open connection: whether a request is being answered,
-//! and since when it has been idle. That gives two rules:
-//! - a connection with nothing in flight is cut off once idle for longer than its limit: the
-//!   header timeout until its first request starts (also for a client that sends nothing, or
-//!   less than a request line, which hyper's own header timer never sees), then the keep-alive
-//!   limit;
+//! What the accept loop knows of each open connection: whether a request is being handled or
+//! its response sent, since when it has been idle, and when a byte last moved on it. That gives
+//! two rules:
+//! - until its first request starts, a connection is cut off after the header timeout (also a
+//!   client that sends nothing, or less than a request line, which hyper's own header timer
+//!   never sees); after it, once no byte has moved for the idle timeout while no request is
+//!   being handled: idle between requests, or stalled sending a response its client stopped
+//!   reading (a zero window), while a slow reader that keeps reading is never cut. A request
+//!   being handled is bounded by the request timeout instead;
 //! - when the connection cap is reached, the oldest connection with nothing in flight makes
 //!   room for the new one, so that a flood of idle connections cannot lock others out.
 
@@ -15,8 +18,6 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// How long a connection that has been answered may stay idle between requests.
-pub const KEEP_ALIVE_IDLE: Duration = Duration::from_secs(60);
 /// Memory is given back to the system at most this often.
 const TRIM_AT_MOST_EVERY: Duration = Duration::from_secs(60);
 /// Connections looked at, at most, to find one to cut off when the cap is reached.
@@ -27,11 +28,17 @@ pub struct Activity {
     epoch: Instant,
     /// Requests being answered: from their headers until their response body is dropped.
     busy: AtomicUsize,
+    /// Requests whose handler has not returned yet.
+    handling: AtomicUsize,
+    /// When a byte last moved either way: milliseconds since `epoch`.
+    moved_at: AtomicU64,
     /// Whether a request has started on it.
     served: AtomicBool,
     /// When it last became idle (opened, or a response finished): milliseconds since `epoch`.
     idle_since: AtomicU64,
     cut: Notify,
+    /// Woken when a request starts: the limit then changes from the header timeout.
+    started: Notify,
 }
 
 impl Activity {
@@ -39,39 +46,65 @@ impl Activity {
         Activity {
             epoch,
             busy: AtomicUsize::new(0),
+            handling: AtomicUsize::new(0),
+            moved_at: AtomicU64::new(millis(epoch.elapsed())),
             served: AtomicBool::new(false),
             idle_since: AtomicU64::new(millis(epoch.elapsed())),
             cut: Notify::new(),
+            started: Notify::new(),
         }
     }
 
-    /// Marks a request as started; it counts as in flight until the guard is dropped.
-    pub fn request(self: &Arc<Self>) -> InFlight {
+    /// Marks a request as started; it counts as in flight until the guard is dropped, and as
+    /// being handled until the `Handling` guard is.
+    pub fn request(self: &Arc<Self>) -> (InFlight, Handling) {
         self.served.store(true, Ordering::Release);
+        self.moved();
         self.busy.fetch_add(1, Ordering::AcqRel);
-        InFlight(self.clone())
+        self.handling.fetch_add(1, Ordering::AcqRel);
+        self.started.notify_waiters();
+        (InFlight(self.clone()), Handling(self.clone()))
+    }
+
+    /// Bytes moved on the connection.
+    pub fn moved(&self) {
+        self.moved_at.store(millis(self.epoch.elapsed()), Ordering::Release);
     }
 
     fn idle(&self) -> bool {
         self.busy.load(Ordering::Acquire) == 0
     }
 
-    /// Resolves when the connection has been idle for longer than its limit, or was chosen to
-    /// make room.
-    pub async fn until_cut_off(&self, header_timeout: Duration) {
+    /// Resolves when the connection is to be cut off by the rules above, or was chosen to make
+    /// room.
+    pub async fn until_cut_off(&self, header_timeout: Duration, idle_timeout: Duration) {
         let watch = async {
             loop {
-                let limit = match self.served.load(Ordering::Acquire) {
-                    true => KEEP_ALIVE_IDLE,
-                    false => header_timeout,
-                };
-                if !self.idle() {
-                    tokio::time::sleep(limit).await;
+                let now = Instant::now();
+                let since = |at: &AtomicU64| self.epoch + Duration::from_millis(at.load(Ordering::Acquire));
+                // Registered before `served` is read, so that a request starting in between
+                // still wakes it.
+                let started = self.started.notified();
+                tokio::pin!(started);
+                started.as_mut().enable();
+                let deadline = if !self.served.load(Ordering::Acquire) {
+                    // Until the first request starts (then the limit is another).
+                    let deadline = since(&self.idle_since) + header_timeout;
+                    if now >= deadline {
+                        return;
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep_until(deadline) => {}
+                        () = started => {}
+                    }
                     continue;
-                }
-                let idle_since = Duration::from_millis(self.idle_since.load(Ordering::Acquire));
-                let deadline = self.epoch + idle_since + limit;
-                if Instant::now() >= deadline {
+                } else if self.handling.load(Ordering::Acquire) > 0 {
+                    tokio::time::sleep(idle_timeout).await;
+                    continue;
+                } else {
+                    since(&self.idle_since).max(since(&self.moved_at)) + idle_timeout
+                };
+                if now >= deadline {
                     return;
                 }
                 tokio::time::sleep_until(deadline).await;
@@ -81,6 +114,86 @@ impl Activity {
             () = watch => {}
             () = self.cut.notified() => {}
         }
+    }
+}
+
+/// A request whose handler is running.
+pub struct Handling(Arc<Activity>);
+
+impl Drop for Handling {
+    fn drop(&mut self) {
+        self.0.handling.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A connection's stream, telling its `Activity` whenever bytes move.
+pub struct Moving<T> {
+    inner: T,
+    activity: Arc<Activity>,
+}
+
+impl<T> Moving<T> {
+    pub fn new(inner: T, activity: Arc<Activity>) -> Self {
+        Moving { inner, activity }
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Moving<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.moved();
+        }
+        polled
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Moving<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(polled, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.moved();
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, data);
+        if matches!(polled, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.moved();
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -244,7 +357,9 @@ mod tests {
         assert!(third.is_some());
         let cut = tokio::time::timeout(
             Duration::from_secs(1),
-            oldest.activity.until_cut_off(Duration::from_secs(60)),
+            oldest
+                .activity
+                .until_cut_off(Duration::from_secs(60), Duration::from_secs(60)),
         );
         assert!(cut.await.is_ok(), "the oldest idle connection was not cut off");
     }
@@ -292,20 +407,86 @@ mod tests {
         let silent = connections.admit().unwrap();
 
         let header_timeout = Duration::from_millis(100);
-        let cut = tokio::time::timeout(Duration::from_secs(5), silent.activity.until_cut_off(header_timeout));
+        let cut = tokio::time::timeout(
+            Duration::from_secs(5),
+            silent.activity.until_cut_off(header_timeout, Duration::from_secs(60)),
+        );
+
+        assert!(cut.await.is_ok());
+    }
+
+    const SHORT: Duration = Duration::from_millis(100);
+
+    #[tokio::test]
+    async fn a_connection_whose_request_is_being_handled_is_not_cut_off() {
+        let connections = Connections::new(10);
+        let busy = connections.admit().unwrap();
+        let _request = busy.activity.request();
+
+        let cut = tokio::time::timeout(SHORT * 10, busy.activity.until_cut_off(SHORT, SHORT));
+
+        assert!(cut.await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_response_whose_client_stopped_reading_is_cut_off_once_nothing_moves() {
+        let connections = Connections::new(10);
+        let stalled = connections.admit().unwrap();
+        let (_in_flight, handling) = stalled.activity.request();
+        drop(handling); // the handler answered; its body is being sent
+
+        let cut = tokio::time::timeout(Duration::from_secs(10), stalled.activity.until_cut_off(SHORT, SHORT));
 
         assert!(cut.await.is_ok());
     }
 
     #[tokio::test]
-    async fn a_connection_answering_a_request_is_not_cut_off() {
+    async fn a_slow_reader_that_keeps_reading_is_not_cut_off() {
         let connections = Connections::new(10);
-        let busy = connections.admit().unwrap();
-        let _request = busy.activity.request();
+        let slow = connections.admit().unwrap();
+        let (in_flight, handling) = slow.activity.request();
+        drop(handling);
+        let activity = slow.activity.clone();
+        let reading = async move {
+            // The body is handed over, then goes out a little at a time for a long while.
+            drop(in_flight);
+            for _ in 0..20 {
+                tokio::time::sleep(SHORT / 2).await;
+                activity.moved();
+            }
+        };
 
-        let header_timeout = Duration::from_millis(100);
-        let cut = tokio::time::timeout(Duration::from_secs(1), busy.activity.until_cut_off(header_timeout));
+        let cut = tokio::select! {
+            () = slow.activity.until_cut_off(SHORT, SHORT) => true,
+            () = reading => false,
+        };
 
-        assert!(cut.await.is_err());
+        assert!(!cut, "cut off while bytes kept moving");
+    }
+
+    #[tokio::test]
+    async fn once_a_request_starts_the_idle_timeout_counts_not_the_header_timeout() {
+        let connections = Connections::new(10);
+        let connection = connections.admit().unwrap();
+        let activity = connection.activity.clone();
+        let watching = tokio::spawn(async move { activity.until_cut_off(Duration::from_secs(60), SHORT).await });
+        // The watch is asleep until the header timeout when the request comes.
+        tokio::time::sleep(SHORT).await;
+        drop(connection.activity.request());
+
+        let cut = tokio::time::timeout(SHORT * 10, watching).await;
+
+        assert!(cut.is_ok(), "still waiting for the header timeout");
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_is_cut_off_after_the_idle_timeout() {
+        let connections = Connections::new(10);
+        let idle = connections.admit().unwrap();
+        drop(idle.activity.request());
+
+        let cut = tokio::time::timeout(Duration::from_secs(10), idle.activity.until_cut_off(SHORT, SHORT));
+
+        assert!(cut.await.is_ok());
     }
 }

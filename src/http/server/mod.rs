@@ -1,8 +1,9 @@
 //! The accept loop: what stands between slow or hostile clients and the router.
 //! - A client that does not send its request headers within the header timeout is cut off, so
 //!   half-open requests cannot pile up.
-//! - A connection with nothing in flight is cut off once idle too long: the header timeout
-//!   until its first request, then `connections::KEEP_ALIVE_IDLE` (see `connections`).
+//! - A connection is cut off once nothing moves on it for too long: the header timeout until
+//!   its first request, then `idle_timeout` while no request is being handled, idle or stalled
+//!   sending a response its client does not read (see `connections`).
 //! - At most `max_connections` connections are open at once: beyond that, the oldest idle one
 //!   makes room for the new one, or, when every one is answering a request, the new one is
 //!   closed at once. At most `max_connections_per_address` are open from one address (an IPv6
@@ -128,10 +129,11 @@ pub async fn serve(
         let activity = admitted.activity.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
-            let in_flight = activity.request();
+            let (in_flight, handling) = activity.request();
             let mut router = router.clone();
             async move {
                 let response = router.call(request.map(axum::body::Body::new)).await?;
+                drop(handling);
                 // In flight until the whole body is sent (or the client goes away).
                 Ok::<_, std::convert::Infallible>(response.map(move |body| {
                     axum::body::Body::new(body.map_frame(move |frame| {
@@ -141,15 +143,16 @@ pub async fn serve(
                 }))
             }
         });
+        let stream = connections::Moving::new(stream, admitted.activity.clone());
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         let connection = graceful.watch(connection.into_owned());
-        let header_timeout = limits.header_timeout;
+        let (header_timeout, idle_timeout) = (limits.header_timeout, limits.idle_timeout);
         tasks.spawn(async move {
             tokio::select! {
                 result = connection => if let Err(error) = result {
                     tracing::debug!(%error, "connection ended with an error");
                 },
-                () = admitted.activity.until_cut_off(header_timeout) => {
+                () = admitted.activity.until_cut_off(header_timeout, idle_timeout) => {
                     tracing::debug!(%peer, "connection cut off: idle too long, or making room");
                 }
             }
