@@ -30,6 +30,9 @@ USE_DEV_DB = if [ -z "$${DATABASE_URL:-}" ]; then \
 	  export DATABASE_URL; \
 	fi
 
+# Filter: a database URL with its password (if any) shown as ***, for what `run` prints.
+HIDE_PASSWORD = sed -E 's\#(://[^:/@]*):[^@/]*@\#\1:***@\#'
+
 # Shell snippet for serving: with the dev cluster, migrate as its owner role and serve as the
 # role that may only read and append to the audit trail (the two-role setup, docs/audit.md).
 USE_DEV_DB_ROLES = if [ -z "$${DATABASE_URL:-}" ]; then \
@@ -89,11 +92,13 @@ run:
 	$(USE_DEV_JWT); \
 	$(USE_DEV_MASTER_KEY); \
 	$(USE_DEV_AUDIT_KEY); \
-	echo "==> DATABASE_URL=$$DATABASE_URL KEYWARD_MIGRATION_DATABASE_URL=$${KEYWARD_MIGRATION_DATABASE_URL:-(unset: one role)}"; \
+	shown_db="$$(printf '%s' "$$DATABASE_URL" | $(HIDE_PASSWORD))"; \
+	shown_owner="$$(printf '%s' "$${KEYWARD_MIGRATION_DATABASE_URL:-}" | $(HIDE_PASSWORD))"; \
+	echo "==> DATABASE_URL=$$shown_db KEYWARD_MIGRATION_DATABASE_URL=$${shown_owner:-(unset: one role)}"; \
 	echo "==> first admin token (in another terminal, once the server has applied the migrations):"; \
-	echo "    DATABASE_URL=$$DATABASE_URL KEYWARD_MIGRATION_DATABASE_URL=$${KEYWARD_MIGRATION_DATABASE_URL:-} $(CARGO) run $(PROFILE_FLAG) -- admin create-service-token --platform --name bootstrap --permissions tenants:admin,keys:read,keys:write,keys:verify,audit:read"; \
+	echo "    DATABASE_URL=$$shown_db KEYWARD_MIGRATION_DATABASE_URL=$$shown_owner $(CARGO) run $(PROFILE_FLAG) -- admin create-service-token --platform --name bootstrap --permissions tenants:admin,keys:read,keys:write,keys:verify,audit:read"; \
 	echo "==> or a platform admin user (password on stdin):"; \
-	echo "    DATABASE_URL=$$DATABASE_URL KEYWARD_MIGRATION_DATABASE_URL=$${KEYWARD_MIGRATION_DATABASE_URL:-} $(CARGO) run $(PROFILE_FLAG) -- admin create-user --email you@example.com --platform-admin"; \
+	echo "    DATABASE_URL=$$shown_db KEYWARD_MIGRATION_DATABASE_URL=$$shown_owner $(CARGO) run $(PROFILE_FLAG) -- admin create-user --email you@example.com --platform-admin"; \
 	exec $(CARGO) run $(PROFILE_FLAG) -- serve
 
 # #[sqlx::test] creates a database per test, so DATABASE_URL must name a role
