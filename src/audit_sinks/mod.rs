@@ -43,6 +43,13 @@ const LEASE: Duration = Duration::from_secs(60);
 /// Longest wait between attempts at a sink that keeps failing.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// An event with its JSON (the NDJSON line, without the newline), encoded once per batch for
+/// both the size budget and the sink.
+pub struct Encoded {
+    pub event: AuditEvent,
+    pub json: String,
+}
+
 /// Why a batch did not reach a sink. Never holds a secret: URLs are left out of HTTP errors.
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
@@ -109,7 +116,7 @@ impl Sink {
         &self.name
     }
 
-    async fn deliver(&mut self, events: &[AuditEvent], clock: &Clock) -> Result<(), DeliveryError> {
+    async fn deliver(&mut self, events: &[Encoded], clock: &Clock) -> Result<(), DeliveryError> {
         let delivery = async {
             match &mut self.kind {
                 SinkKind::Syslog(sink) => sink.deliver(events).await,
@@ -210,7 +217,7 @@ pub async fn deliver_round(pool: &PgPool, sink: &mut Sink, holder: Uuid, clock: 
     let mut refused = None;
     for chain in pending {
         let events = within_budget(repo::audit::chain_page(pool, chain.tenant, chain.after, BATCH).await?);
-        let Some(last) = events.last().map(|e| e.id) else {
+        let Some(last) = events.last().map(|e| e.event.id) else {
             continue;
         };
         match sink.deliver(&events, clock).await {
@@ -243,19 +250,19 @@ fn refused_as_such(status: u16) -> bool {
     (400..500).contains(&status) && status != 408 && status != 429
 }
 
-/// The events of a batch, cut to [`BATCH_BYTES`] of JSON (at least one event).
-fn within_budget(mut events: Vec<AuditEvent>) -> Vec<AuditEvent> {
+/// The events of a batch, encoded, cut to [`BATCH_BYTES`] of JSON (at least one event).
+fn within_budget(events: Vec<AuditEvent>) -> Vec<Encoded> {
     let mut bytes = 0;
-    let mut keep = 0;
-    for event in &events {
-        bytes += serde_json::to_vec(event).map_or(0, |json| json.len() + 1);
-        if keep > 0 && bytes > BATCH_BYTES {
+    let mut batch = Vec::with_capacity(events.len());
+    for event in events {
+        let json = serde_json::to_string(&event).unwrap_or_default();
+        bytes += json.len() + 1;
+        if !batch.is_empty() && bytes > BATCH_BYTES {
             break;
         }
-        keep += 1;
+        batch.push(Encoded { event, json });
     }
-    events.truncate(keep);
-    events
+    batch
 }
 
 #[derive(Debug, thiserror::Error)]

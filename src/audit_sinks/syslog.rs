@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::DeliveryError;
+use super::{DeliveryError, Encoded};
 use crate::domain::audit::{AuditEvent, Outcome};
 
 /// RFC 5424 facility 13, "log audit".
@@ -106,19 +106,22 @@ impl Syslog {
 
     /// Writes `events` as one batch of framed messages, and waits until the receiver's TCP
     /// has acknowledged every byte: only then is the batch delivered.
-    pub async fn deliver(&mut self, events: &[AuditEvent]) -> Result<(), DeliveryError> {
+    pub async fn deliver(&mut self, events: &[Encoded]) -> Result<(), DeliveryError> {
         let mut batch = Vec::new();
-        for event in events {
-            frame(&message(event, &self.hostname), &mut batch);
+        for encoded in events {
+            frame(&message(&encoded.event, &encoded.json, &self.hostname), &mut batch);
         }
-        if let Some(connection) = &mut self.connection {
+        // Taken out while in use: a delivery cut short (by its deadline) drops the connection
+        // with its half-written batch, instead of leaving it for the next batch to follow.
+        let mut reusable = self.connection.take();
+        if let Some(connection) = &mut reusable {
             if connection.used.elapsed() > IDLE_RECONNECT || !still_open(connection.stream.as_mut()) {
-                self.connection = None;
+                reusable = None;
             }
         }
-        let connection = match &mut self.connection {
+        let mut connection = match reusable {
             Some(connection) => connection,
-            None => self.connection.insert(self.connect().await?),
+            None => self.connect().await?,
         };
         let delivered = tokio::time::timeout(IO_TIMEOUT, async {
             connection.stream.write_all(&batch).await?;
@@ -135,16 +138,11 @@ impl Syslog {
         match delivered {
             Ok(Ok(())) => {
                 connection.used = tokio::time::Instant::now();
+                self.connection = Some(connection);
                 Ok(())
             }
-            Ok(Err(error)) => {
-                self.connection = None;
-                Err(DeliveryError::Io(error))
-            }
-            Err(_) => {
-                self.connection = None;
-                Err(DeliveryError::Timeout)
-            }
+            Ok(Err(error)) => Err(DeliveryError::Io(error)),
+            Err(_) => Err(DeliveryError::Timeout),
         }
     }
 
@@ -237,17 +235,16 @@ pub fn frame(message: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(message.as_bytes());
 }
 
-/// The RFC 5424 message of `event`:
+/// The RFC 5424 message of `event`, whose JSON is `json`:
 /// `<PRI>1 TIMESTAMP HOSTNAME keyward - ACTION - JSON`, facility "log audit", severity
 /// informational for a success and notice for a refusal or failure.
-pub fn message(event: &AuditEvent, hostname: &str) -> String {
+pub fn message(event: &AuditEvent, json: &str, hostname: &str) -> String {
     let severity = match event.outcome {
         Outcome::Success => 6,
         Outcome::Denied | Outcome::Failure => 5,
     };
     let pri = FACILITY_LOG_AUDIT * 8 + severity;
     let timestamp = event.occurred_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-    let json = serde_json::to_string(event).unwrap_or_default();
     format!(
         "<{pri}>1 {timestamp} {hostname} keyward - {msgid} - {json}",
         msgid = header_field(&event.action, 32),
@@ -305,8 +302,8 @@ mod tests {
 
     #[test]
     fn a_success_is_an_informational_log_audit_message_with_the_event_as_json() {
-        let text = message(&event(Outcome::Success), "host");
         let json = serde_json::to_string(&event(Outcome::Success)).unwrap();
+        let text = message(&event(Outcome::Success), &json, "host");
         assert_eq!(
             text,
             format!("<110>1 2026-12-04T19:00:00.000000Z host keyward - key.created - {json}")
@@ -315,7 +312,7 @@ mod tests {
 
     #[test]
     fn a_refusal_is_a_notice() {
-        assert!(message(&event(Outcome::Denied), "host").starts_with("<109>1 "));
+        assert!(message(&event(Outcome::Denied), "{}", "host").starts_with("<109>1 "));
     }
 
     #[test]

@@ -103,28 +103,25 @@ pub fn check_archive(
         else {
             return Err(ArchiveError::Orphan(n));
         };
-        let checked = (|| {
-            let mut check = ChainCheck::new(&checkpoints, keys, verifies)?;
+        let mut check = ChainCheck::new(&checkpoints, keys, verifies).and_then(|mut check| {
             if let Some(anchor) = resumes_at {
                 check.resume_at(anchor)?;
             }
-            while let Some(Ok((_, ArchiveLine::Event { .. }))) = lines.peek() {
-                if let Some(Ok((_, ArchiveLine::Event { event }))) = lines.next() {
-                    check.push(*event)?;
+            Ok(check)
+        });
+        // The chain's events; after the first broken link the rest are only read past. An
+        // unreadable line stops at the outer loop.
+        let is_event =
+            |line: &Result<(usize, ArchiveLine), ArchiveError>| matches!(line, Ok((_, ArchiveLine::Event { .. })));
+        while let Some(Ok((_, ArchiveLine::Event { event }))) = lines.next_if(is_event) {
+            if let Ok(running) = &mut check {
+                if let Err(broken) = running.push(*event) {
+                    check = Err(broken);
                 }
             }
-            // Every archived event is under a checkpoint: check as if signing were long overdue.
-            check.finish(chrono::DateTime::<chrono::Utc>::MAX_UTC)
-        })();
-        if checked.is_err() {
-            // Skip the rest of this chain's events.
-            while let Some(Ok((_, ArchiveLine::Event { .. }))) = lines.peek() {
-                lines.next();
-            }
         }
-        if let Some(Err(_)) = lines.peek() {
-            lines.next().transpose()?;
-        }
+        // Every archived event is under a checkpoint: check as if signing were long overdue.
+        let checked = check.and_then(|check| check.finish(chrono::DateTime::<chrono::Utc>::MAX_UTC));
         results.push((tenant_id, checked));
     }
     Ok(results)

@@ -282,3 +282,39 @@ pub async fn chain_page(
         .map(AuditEvent::try_from)
         .collect()
 }
+
+/// A chain's events (`None`: the platform's) read a page at a time, oldest first: those after
+/// `after`, and up to `until` (inclusive) when given.
+pub struct ChainPages {
+    tenant: Option<TenantId>,
+    after: i64,
+    until: Option<i64>,
+    page: i64,
+}
+
+impl ChainPages {
+    pub fn new(tenant: Option<TenantId>, after: i64, until: Option<i64>, page: i64) -> Self {
+        ChainPages {
+            tenant,
+            after,
+            until,
+            page,
+        }
+    }
+
+    /// The next page, `None` at the end.
+    pub async fn next(&mut self, db: impl PgExecutor<'_>) -> Result<Option<Vec<AuditEvent>>, sqlx::Error> {
+        if self.until.is_some_and(|until| self.after >= until) {
+            return Ok(None);
+        }
+        let mut events = chain_page(db, self.tenant, self.after, self.page).await?;
+        let Some(last) = events.last().map(|e| e.id) else {
+            return Ok(None);
+        };
+        self.after = last;
+        if let Some(until) = self.until {
+            events.retain(|e| e.id <= until);
+        }
+        Ok((!events.is_empty()).then_some(events))
+    }
+}

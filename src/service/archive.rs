@@ -73,15 +73,12 @@ pub async fn write_archive(ctx: &Context, before: DateTime<Utc>, out: &mut impl 
                 checkpoints,
             },
         )?;
-        let mut after = after_event;
-        while after < anchor.event_id {
-            let page = repo::audit::chain_page(&ctx.pool, tenant, after, PAGE).await?;
-            let Some(last) = page.last().map(|e| e.id) else { break };
-            for event in page.into_iter().take_while(|e| e.id <= anchor.event_id) {
+        let mut pages = repo::audit::ChainPages::new(tenant, after_event, Some(anchor.event_id), PAGE);
+        while let Some(page) = pages.next(&ctx.pool).await? {
+            for event in page {
                 write_line(out, &ArchiveLine::Event { event: Box::new(event) })?;
                 written.events += 1;
             }
-            after = last;
         }
         written.anchors.push(anchor);
     }

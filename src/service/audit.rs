@@ -237,19 +237,17 @@ async fn check_unsigned_segment(
 ) -> Result<std::result::Result<(), Broken>> {
     let tenant = head.tenant_id.map(TenantId);
     let start = head.signed_event_id.zip(head.signed_hash.as_ref().map(hex::encode));
-    let mut after = start.as_ref().map_or(0, |(id, _)| *id);
+    let after = start.as_ref().map_or(0, |(id, _)| *id);
     let mut check = ChainCheck::continuing(start);
     let mut last_hash = None;
-    while after < head.event_id {
-        let page = repo::audit::chain_page(&mut *conn, tenant, after, CHECK_PAGE).await?;
-        let Some(last) = page.last().map(|e| e.id) else { break };
-        for event in page.into_iter().take_while(|e| e.id <= head.event_id) {
+    let mut pages = repo::audit::ChainPages::new(tenant, after, Some(head.event_id), CHECK_PAGE);
+    while let Some(page) = pages.next(&mut *conn).await? {
+        for event in page {
             last_hash = Some(event.hash.clone());
             if let Err(broken) = check.push(event) {
                 return Ok(Err(broken));
             }
         }
-        after = last;
     }
     if last_hash.as_deref() != Some(hex::encode(&head.hash).as_str()) {
         return Ok(Err(Broken::Altered(head.event_id)));
@@ -288,11 +286,9 @@ pub async fn check_stored_chain(
             return Ok(Err(broken));
         }
     }
-    let mut after = anchor.map_or(0, |(_, event)| event);
-    loop {
-        let page = repo::audit::chain_page(&ctx.pool, tenant, after, CHECK_PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = last.id;
+    let after = anchor.map_or(0, |(_, event)| event);
+    let mut pages = repo::audit::ChainPages::new(tenant, after, None, CHECK_PAGE);
+    while let Some(page) = pages.next(&ctx.pool).await? {
         for event in page {
             if let Err(broken) = check.push(event) {
                 return Ok(Err(broken));
