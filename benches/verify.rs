@@ -27,11 +27,11 @@ use keyward::config::{AppConfig, SecretsConfig};
 use keyward::crypto::secrets::MasterKeys;
 use keyward::domain::audit::{Actor, ActorKind, RequestMeta};
 use keyward::domain::ids::{KeyId, KeyKind};
-use keyward::domain::key::{Environment, Key, ServiceTokenSpec};
+use keyward::domain::key::{Environment, ServiceTokenSpec};
 use keyward::domain::permissions::{Permission, TenantScope};
-use keyward::domain::tenant::TenantStatus;
 use keyward::domain::token::{checksum, NewToken, TokenHash, TokenPrefix, BODY_LEN, START_LEN};
 use keyward::service::Context;
+use keyward::verify::Verifiable;
 use rand::distributions::Alphanumeric;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -769,8 +769,8 @@ async fn million_key_phases(report: &mut Report, api: &Api, million: Million<'_>
     report.push(fill_cache(&cached, tokens, order, million.url).await);
     report.memory("every key cached", resident_kib());
     report.note(format!(
-        "a cached key holds an Arc'd (Key, Option<TenantStatus>) of {} bytes before the Key's own heap allocations",
-        std::mem::size_of::<(Key, Option<TenantStatus>)>() + 2 * std::mem::size_of::<usize>()
+        "a cached key holds an Arc'd Verifiable of {} bytes (its grants shared, no other allocation for these keys)",
+        std::mem::size_of::<Verifiable>() + 2 * std::mem::size_of::<usize>()
     ));
     verify_seeded(report, api, cached, UNIFORM, tokens, &million).await;
 

@@ -11,12 +11,12 @@ use super::credentials;
 use super::extract::Meta;
 use super::verify::{RateLimitState, VerifyResponse};
 use crate::domain::ids::{KeyId, KeyKind};
-use crate::domain::key::Key;
 use crate::domain::permissions::Caller;
 use crate::error::{ApiError, Problem};
 use crate::service::{self, callers, Context};
 use crate::verify::forward_auth::{self, Checked, Forwarded, PresentedKey};
-use crate::verify::VerifyCode;
+use crate::verify::{Verifiable, VerifyCode};
+use std::sync::Arc;
 
 pub fn router() -> OpenApiRouter<Context> {
     OpenApiRouter::new().routes(routes!(authorize))
@@ -136,7 +136,7 @@ async fn gateway(ctx: &Context, headers: &HeaderMap) -> Result<Caller, service::
     }
 }
 
-fn answer(code: VerifyCode, key: Option<Key>) -> Response {
+fn answer(code: VerifyCode, key: Option<Arc<Verifiable>>) -> Response {
     match (code, key) {
         (VerifyCode::Valid, Some(key)) => {
             let mut response = StatusCode::OK.into_response();
@@ -148,10 +148,10 @@ fn answer(code: VerifyCode, key: Option<Key>) -> Response {
             };
             set(
                 "x-keyward-tenant-id",
-                key.tenant_id.map(|t| t.to_string()).unwrap_or_default(),
+                key.tenant_id().map(|t| t.to_string()).unwrap_or_default(),
             );
-            set("x-keyward-key-id", key.id.to_string());
-            set("x-keyward-scopes", key.grants.names().join(","));
+            set("x-keyward-key-id", key.id().to_string());
+            set("x-keyward-scopes", key.grants().names().join(","));
             set("x-keyward-code", code.as_str().to_owned());
             response
         }

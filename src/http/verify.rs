@@ -129,13 +129,13 @@ impl VerifyResponse {
             remaining,
             ratelimit: rate.map(|rate| RateLimitState::new(rate, now)),
             scheme,
-            tenant_id: key.as_ref().and_then(|k| k.tenant_id),
-            environment: key.as_ref().map(|k| k.environment),
-            expires_at: key.as_ref().and_then(|k| k.expires_at),
-            key_id: key.as_ref().map(|k| k.id.clone()),
-            owner_id: key.as_ref().and_then(|k| k.owner_id.clone()),
-            metadata: key.as_ref().map(|k| k.metadata.clone()),
-            scopes: key.map(|k| k.grants.names().into_iter().map(str::to_owned).collect()),
+            tenant_id: key.as_ref().and_then(|k| k.tenant_id()),
+            environment: key.as_ref().map(|k| k.environment()),
+            expires_at: key.as_ref().and_then(|k| k.expires_at()),
+            key_id: key.as_ref().map(|k| k.id().clone()),
+            owner_id: key.as_ref().and_then(|k| k.owner_id().map(str::to_owned)),
+            metadata: key.as_ref().map(|k| k.metadata()),
+            scopes: key.map(|k| k.grants().names().into_iter().map(str::to_owned).collect()),
         }
     }
 }

@@ -82,10 +82,30 @@ impl TryFrom<KeyRow> for Key {
     }
 }
 
-pub(crate) const COLUMNS: &str = "k.id, k.tenant_id, k.kind, k.name, k.environment, k.prefix, k.start, k.scopes, \
-    k.metadata, k.owner_id, k.created_at, k.created_by, k.expires_at, k.revoked_at, k.revoked_reason, \
-    k.enabled, k.last_used_at, k.rotated_from, k.limit_family, k.signing_secret, k.signing_secret_version, \
-    k.remaining, k.rate_limit, k.rate_limit_window_seconds";
+/// A key's columns for `KeyRow`, with `$last_used` as its `last_used_at`.
+macro_rules! key_columns {
+    ($last_used:literal) => {
+        concat!(
+            "k.id, k.tenant_id, k.kind, k.name, k.environment, k.prefix, k.start, k.scopes, \
+             k.metadata, k.owner_id, k.created_at, k.created_by, k.expires_at, k.revoked_at, k.revoked_reason, \
+             k.enabled, ",
+            $last_used,
+            ", k.rotated_from, k.limit_family, k.signing_secret, k.signing_secret_version, \
+             k.remaining, k.rate_limit, k.rate_limit_window_seconds"
+        )
+    };
+}
+
+/// A key as shown. Its last use is the newer of `api_keys.last_used_at` (service tokens, and
+/// what the pruner folded in) and the newest successful verification counted for it
+/// (`verification_counts`, one index probe): verifying a key writes no `api_keys` row.
+pub(crate) const COLUMNS: &str = key_columns!(
+    "GREATEST(k.last_used_at, (SELECT c.last_at FROM verification_counts c \
+      WHERE c.key_id = k.id AND c.code = 'VALID' ORDER BY c.minute DESC LIMIT 1)) AS last_used_at"
+);
+
+/// A key as verification reads it: its last use is not needed there, and not looked up.
+pub(crate) const VERIFY_COLUMNS: &str = key_columns!("k.last_used_at");
 
 pub async fn insert(conn: &mut PgConnection, key: &Key, hash: &TokenHash) -> Result<(), sqlx::Error> {
     sqlx::query(

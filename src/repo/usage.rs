@@ -17,24 +17,47 @@ pub struct Count {
     pub minute: DateTime<Utc>,
 }
 
+/// What a counter adds: how many verifications, and when the newest was (kept for successful
+/// verifications of a key only: it is the key's last use).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tally {
+    pub count: i64,
+    pub last_at: Option<DateTime<Utc>>,
+}
+
+impl Tally {
+    pub fn one(last_at: Option<DateTime<Utc>>) -> Self {
+        Tally { count: 1, last_at }
+    }
+
+    pub fn add(&mut self, other: Tally) {
+        self.count += other.count;
+        self.last_at = self.last_at.max(other.last_at);
+    }
+}
+
 /// Adds every count in one statement.
-pub async fn add(db: &PgPool, counts: &[(Count, i64)]) -> Result<(), sqlx::Error> {
+pub async fn add(db: &PgPool, counts: &[(Count, Tally)]) -> Result<(), sqlx::Error> {
     let tenants: Vec<Option<uuid::Uuid>> = counts.iter().map(|(c, _)| c.tenant.map(|t| t.0)).collect();
     let keys: Vec<Option<&str>> = counts.iter().map(|(c, _)| c.key.as_ref().map(KeyId::as_str)).collect();
     let codes: Vec<&str> = counts.iter().map(|(c, _)| c.code).collect();
     let minutes: Vec<DateTime<Utc>> = counts.iter().map(|(c, _)| c.minute).collect();
-    let numbers: Vec<i64> = counts.iter().map(|(_, n)| *n).collect();
+    let numbers: Vec<i64> = counts.iter().map(|(_, t)| t.count).collect();
+    let last: Vec<Option<DateTime<Utc>>> = counts.iter().map(|(_, t)| t.last_at).collect();
     sqlx::query(
-        "INSERT INTO verification_counts (tenant_id, key_id, code, minute, count)
-         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::bigint[])
+        "INSERT INTO verification_counts (tenant_id, key_id, code, minute, count, last_at)
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::bigint[],
+                              $6::timestamptz[])
          ON CONFLICT (tenant_id, minute, key_id, code)
-         DO UPDATE SET count = verification_counts.count + EXCLUDED.count",
+         DO UPDATE SET count = verification_counts.count + EXCLUDED.count,
+                       last_at = GREATEST(verification_counts.last_at, EXCLUDED.last_at)",
     )
     .bind(tenants)
     .bind(keys)
     .bind(codes)
     .bind(minutes)
     .bind(numbers)
+    .bind(last)
     .execute(db)
     .await?;
     Ok(())
@@ -81,11 +104,24 @@ pub async fn rows(db: impl PgExecutor<'_>, tenant: TenantId, query: &UsageQuery)
         .collect())
 }
 
-/// Forgets counts of minutes before `before`.
+/// Forgets counts of minutes before `before`; the last use they held moves to
+/// `api_keys.last_used_at` in the same statement, so that a key's last use outlives them.
 pub async fn prune(db: impl PgExecutor<'_>, before: DateTime<Utc>) -> Result<u64, sqlx::Error> {
-    let result = sqlx::query("DELETE FROM verification_counts WHERE minute < $1")
-        .bind(before)
-        .execute(db)
-        .await?;
-    Ok(result.rows_affected())
+    let deleted: i64 = sqlx::query_scalar(
+        "WITH gone AS (
+             DELETE FROM verification_counts WHERE minute < $1 RETURNING key_id, code, last_at
+         ), newest AS (
+             SELECT key_id, max(last_at) AS at FROM gone
+             WHERE code = 'VALID' AND key_id IS NOT NULL AND last_at IS NOT NULL GROUP BY key_id
+         ), folded AS (
+             UPDATE api_keys k SET last_used_at = n.at FROM newest n
+             WHERE k.id = n.key_id AND (k.last_used_at IS NULL OR k.last_used_at < n.at)
+             RETURNING 1
+         )
+         SELECT count(*) FROM gone",
+    )
+    .bind(before)
+    .fetch_one(db)
+    .await?;
+    Ok(u64::try_from(deleted).unwrap_or(0))
 }

@@ -18,18 +18,18 @@ pub async fn authenticate(ctx: &Context, bearer: &str) -> Result<Caller> {
     if token.prefix() != TokenPrefix::Service {
         return Err(Error::Unauthenticated);
     }
-    let (key, tenant_status) = ctx
+    let key = ctx
         .verify
         .find_by_hash(&ctx.pool, KeyKind::Service, &token.hash())
         .await?
         .ok_or(Error::Unauthenticated)?;
     let now = ctx.clock.now();
-    if key.status(now) != KeyStatus::Active || tenant_status == Some(TenantStatus::Suspended) {
+    if key.status(now) != KeyStatus::Active || key.tenant_status() == Some(TenantStatus::Suspended) {
         return Err(Error::Unauthenticated);
     }
-    ctx.verify.note_use(&key.id, now);
-    let scope = key.tenant_id.map_or(TenantScope::Platform, TenantScope::Tenant);
-    let mut caller = Caller::service(key.id.clone(), scope, key.permissions().to_vec());
-    caller.expires_at = key.expires_at;
+    ctx.verify.note_token_use(key.id(), now);
+    let scope = key.tenant_id().map_or(TenantScope::Platform, TenantScope::Tenant);
+    let mut caller = Caller::service(key.id().clone(), scope, key.permissions().to_vec());
+    caller.expires_at = key.expires_at();
     Ok(caller)
 }

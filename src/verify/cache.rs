@@ -20,23 +20,27 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use super::verifiable::{GrantSets, Signer, Verifiable};
 use super::Change;
 use crate::domain::ids::{KeyId, KeyKind, TenantId};
 use crate::domain::key::Key;
-use crate::domain::tenant::{TenantSettings, TenantStatus};
+use crate::domain::tenant::TenantStatus;
 use crate::domain::token::TokenHash;
 
-const TIME_TO_LIVE: Duration = Duration::from_secs(30);
+/// How long an entry is trusted at most. Changes reach every replica through notifications, and
+/// a listener that stops hearing them is noticed within about a second (`changes`), so this is
+/// only the bound for a change nobody announced (a row edited by hand in the database).
+const TIME_TO_LIVE: Duration = Duration::from_secs(300);
 /// Keys kept by default, in each of the two caches.
 pub const DEFAULT_CAPACITY: usize = 100_000;
 /// Invalidation records are pruned at most this often, once there are this many.
 const PRUNE_EVERY: Duration = Duration::from_secs(1);
 const PRUNE_ABOVE: usize = 1024;
 
-/// A key found by its token hash, with its tenant's status (`None`: a platform service token).
-pub type ByHash = (Key, Option<TenantStatus>);
-/// A customer key found by id, with its tenant's status and settings.
-pub type ById = (Key, TenantStatus, TenantSettings);
+/// A key found by its token hash (with its tenant's status).
+pub type ByHash = Verifiable;
+/// A customer key found by id, with its signing secret and its tenant's settings.
+pub type ById = Signer;
 
 /// When a lookup began: the generation then, and the instant (entries age from it).
 #[derive(Clone, Copy)]
@@ -48,17 +52,28 @@ pub struct Ticket {
 /// What the cache says about a key.
 pub enum Lookup<T> {
     /// Known: the key (`Some`), or known not to exist (`None`).
-    Hit(Option<T>),
+    Hit(Option<Arc<T>>),
     /// Not known: look it up, then `put` the answer with this ticket. `stale` is what a lookup
     /// confirmed within the stale limit and no change since has touched: the answer to give
     /// when the database cannot be reached (nobody can change the key then either).
-    Miss { ticket: Ticket, stale: Option<Option<T>> },
+    Miss {
+        ticket: Ticket,
+        stale: Option<Option<Arc<T>>>,
+    },
 }
 
-#[derive(Clone)]
 struct Entry<T> {
     value: Option<Arc<T>>,
     ticket: Ticket,
+}
+
+impl<T> Clone for Entry<T> {
+    fn clone(&self) -> Self {
+        Entry {
+            value: self.value.clone(),
+            ticket: self.ticket,
+        }
+    }
 }
 
 /// What an entry is about: the key and tenant it found, or the token or id that found nothing.
@@ -149,6 +164,8 @@ struct Inner {
     generation: AtomicU64,
     invalidations: RwLock<Invalidations>,
     known: RwLock<Known>,
+    /// The grant sets the cached keys share.
+    grants: GrantSets,
 }
 
 #[derive(Clone)]
@@ -186,6 +203,7 @@ impl KeyCache {
                 generation: AtomicU64::new(1),
                 invalidations: RwLock::default(),
                 known: RwLock::default(),
+                grants: GrantSets::default(),
             }),
         }
     }
@@ -240,6 +258,11 @@ impl KeyCache {
             .is_ok_and(|known| known.complete && !known.ids.contains(&id_fingerprint(id.as_str())))
     }
 
+    /// What verification keeps of `key` (to answer now, and to `put`).
+    pub fn verifiable(&self, key: &Key, tenant_status: Option<TenantStatus>) -> Arc<Verifiable> {
+        Arc::new(Verifiable::of(key, tenant_status, &self.inner.grants))
+    }
+
     pub fn get(&self, kind: KeyKind, hash: &TokenHash) -> Lookup<ByHash> {
         let ticket = self.ticket();
         let Some(entry) = self.inner.by_hash.get(&(kind, *hash)) else {
@@ -250,8 +273,8 @@ impl KeyCache {
 
     /// What an entry found for a lookup that began with `ticket` says: a hit when trusted, else
     /// a miss, with the entry as the stale answer when it may serve as one.
-    fn answer<T: Clone>(&self, ticket: Ticket, entry: &Entry<T>, subjects: Subjects<'_>) -> Lookup<T> {
-        let value = || entry.value.as_deref().cloned();
+    fn answer<T>(&self, ticket: Ticket, entry: &Entry<T>, subjects: Subjects<'_>) -> Lookup<T> {
+        let value = || entry.value.clone();
         if self.trusted(entry.ticket, subjects) {
             return Lookup::Hit(value());
         }
@@ -260,11 +283,8 @@ impl KeyCache {
     }
 
     /// Keeps what a lookup that began with `ticket` found (`None`: no such key).
-    pub fn put(&self, ticket: Ticket, kind: KeyKind, hash: TokenHash, found: Option<&ByHash>) {
-        let entry = Entry {
-            value: found.map(|found| Arc::new(found.clone())),
-            ticket,
-        };
+    pub fn put(&self, ticket: Ticket, kind: KeyKind, hash: TokenHash, found: Option<Arc<ByHash>>) {
+        let entry = Entry { value: found, ticket };
         self.inner.by_hash.insert((kind, hash), entry);
     }
 
@@ -276,11 +296,8 @@ impl KeyCache {
         self.answer(ticket, &entry, by_id_subjects(id, entry.value.as_deref()))
     }
 
-    pub fn put_signer(&self, ticket: Ticket, id: &KeyId, found: Option<&ById>) {
-        let entry = Entry {
-            value: found.map(|found| Arc::new(found.clone())),
-            ticket,
-        };
+    pub fn put_signer(&self, ticket: Ticket, id: &KeyId, found: Option<Arc<ById>>) {
+        let entry = Entry { value: found, ticket };
         self.inner.by_id.insert(id.clone(), entry);
     }
 
@@ -366,9 +383,9 @@ impl KeyCache {
 
 fn by_hash_subjects<'a>(hash: &'a TokenHash, found: Option<&'a ByHash>) -> Subjects<'a> {
     match found {
-        Some((key, _)) => Subjects {
-            key: Some(&key.id),
-            tenant: key.tenant_id,
+        Some(key) => Subjects {
+            key: Some(key.id()),
+            tenant: key.tenant_id(),
             token: None,
         },
         None => Subjects {
@@ -381,8 +398,8 @@ fn by_hash_subjects<'a>(hash: &'a TokenHash, found: Option<&'a ByHash>) -> Subje
 
 fn by_id_subjects<'a>(id: &'a KeyId, found: Option<&'a ById>) -> Subjects<'a> {
     Subjects {
-        key: Some(found.map_or(id, |(key, _, _)| &key.id)),
-        tenant: found.and_then(|(key, _, _)| key.tenant_id),
+        key: Some(found.map_or(id, |signer| signer.key.id())),
+        tenant: found.and_then(|signer| signer.key.tenant_id()),
         token: None,
     }
 }
@@ -391,11 +408,15 @@ fn by_id_subjects<'a>(id: &'a KeyId, found: Option<&'a ById>) -> Subjects<'a> {
 mod tests {
     use super::*;
 
-    fn found(tenant: TenantId) -> ByHash {
-        (Key::example(Some(tenant)), Some(TenantStatus::Active))
+    fn found(tenant: TenantId) -> Arc<ByHash> {
+        Arc::new(Verifiable::of(
+            &Key::example(Some(tenant)),
+            Some(TenantStatus::Active),
+            &GrantSets::default(),
+        ))
     }
 
-    fn hit<T>(lookup: Lookup<T>) -> Option<Option<T>> {
+    fn hit<T>(lookup: Lookup<T>) -> Option<Option<Arc<T>>> {
         match lookup {
             Lookup::Hit(found) => Some(found),
             Lookup::Miss { .. } => None,
@@ -409,7 +430,7 @@ mod tests {
         }
     }
 
-    fn stale<T>(lookup: Lookup<T>) -> Option<Option<T>> {
+    fn stale<T>(lookup: Lookup<T>) -> Option<Option<Arc<T>>> {
         match lookup {
             Lookup::Miss { stale, .. } => stale,
             Lookup::Hit(_) => panic!("expected a miss"),
@@ -426,11 +447,11 @@ mod tests {
             ticket(cache.get(KeyKind::Customer, &hash)),
             KeyKind::Customer,
             hash,
-            Some(&key),
+            Some(key.clone()),
         );
 
-        let (cached, _) = hit(cache.get(KeyKind::Customer, &hash)).unwrap().unwrap();
-        assert_eq!(cached.id, key.0.id);
+        let cached = hit(cache.get(KeyKind::Customer, &hash)).unwrap().unwrap();
+        assert_eq!(cached.id(), key.id());
     }
 
     #[test]
@@ -440,8 +461,8 @@ mod tests {
         let key = found(TenantId::generate());
         let before = ticket(cache.get(KeyKind::Customer, &hash));
 
-        cache.evict(&Change::Key(key.0.id.clone()));
-        cache.put(before, KeyKind::Customer, hash, Some(&key));
+        cache.evict(&Change::Key(key.id().clone()));
+        cache.put(before, KeyKind::Customer, hash, Some(key));
 
         assert!(hit(cache.get(KeyKind::Customer, &hash)).is_none());
     }
@@ -455,7 +476,7 @@ mod tests {
             ticket(cache.get(KeyKind::Customer, &hash)),
             KeyKind::Customer,
             hash,
-            Some(&key),
+            Some(key.clone()),
         );
 
         cache.evict(&Change::Key(KeyId::generate(KeyKind::Customer)));
@@ -472,13 +493,13 @@ mod tests {
             ticket(cache.get(KeyKind::Customer, &a)),
             KeyKind::Customer,
             a,
-            Some(&found(acme)),
+            Some(found(acme)),
         );
         cache.put(
             ticket(cache.get(KeyKind::Customer, &b)),
             KeyKind::Customer,
             b,
-            Some(&found(globex)),
+            Some(found(globex)),
         );
 
         cache.evict(&Change::Tenant(acme));
@@ -572,13 +593,13 @@ mod tests {
             ticket(cache.get(KeyKind::Customer, &hash)),
             KeyKind::Customer,
             hash,
-            Some(&key),
+            Some(key.clone()),
         );
 
         cache.clear();
 
-        let (served, _) = stale(cache.get(KeyKind::Customer, &hash)).unwrap().unwrap();
-        assert_eq!(served.id, key.0.id);
+        let served = stale(cache.get(KeyKind::Customer, &hash)).unwrap().unwrap();
+        assert_eq!(served.id(), key.id());
     }
 
     #[test]
@@ -590,10 +611,10 @@ mod tests {
             ticket(cache.get(KeyKind::Customer, &hash)),
             KeyKind::Customer,
             hash,
-            Some(&key),
+            Some(key.clone()),
         );
 
-        cache.evict(&Change::Key(key.0.id.clone()));
+        cache.evict(&Change::Key(key.id().clone()));
         cache.clear();
 
         assert!(stale(cache.get(KeyKind::Customer, &hash)).is_none());
@@ -624,7 +645,7 @@ mod tests {
             ticket(cache.get(KeyKind::Customer, &hot)),
             KeyKind::Customer,
             hot,
-            Some(&found(tenant)),
+            Some(found(tenant)),
         );
 
         for n in 0..10_000 {
@@ -633,7 +654,7 @@ mod tests {
                 ticket(cache.get(KeyKind::Customer, &cold)),
                 KeyKind::Customer,
                 cold,
-                Some(&found(tenant)),
+                Some(found(tenant)),
             );
             assert!(
                 hit(cache.get(KeyKind::Customer, &hot)).is_some(),

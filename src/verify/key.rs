@@ -1,11 +1,11 @@
 //! Plain keys: format and checksum first (no I/O), then the cache or one indexed lookup by hash,
-//! the key's state, then its limits. Successes note `last_used_at` and refusals their audit
-//! event through the usage writer, so no verification waits on a database write.
+//! the key's state, then its limits. Every outcome is counted (a success's count is also the key's
+//! last use) and refusals get their coalesced audit event through the usage writer, so no
+//! verification waits on a database write.
 
-use super::{judge, usage, Spent, Verdict, VerifyCode};
+use super::{judge, usage, Spent, Verdict, Verifiable, VerifyCode};
 use crate::domain::audit::{AuditAction, NewAuditEvent, Outcome, RequestMeta};
 use crate::domain::ids::KeyKind;
-use crate::domain::key::Key;
 use crate::domain::permissions::Caller;
 use crate::domain::tenant::TenantStatus;
 use crate::domain::token::{PresentedToken, TokenPrefix};
@@ -33,17 +33,18 @@ pub async fn verify_key(
             .verify
             .find_by_hash(&ctx.pool, KeyKind::Customer, &token.hash())
             .await?
-            .filter(|(key, _)| caller.sees_keys_of(key.tenant_id))
+            .filter(|key| caller.sees_keys_of(key.tenant_id()))
             .ok_or(VerifyCode::NotFound),
     };
     let mut id_mismatch = false;
     let (key, code) = match found {
-        Ok((key, _)) if expected_id.is_some_and(|id| id != key.id.as_str()) => {
+        Ok(key) if expected_id.is_some_and(|id| id != key.id().as_str()) => {
             id_mismatch = true;
             (Some(key), VerifyCode::NotFound)
         }
-        Ok((key, tenant_status)) => {
-            let code = judge(&key, tenant_status.unwrap_or(TenantStatus::Active), &required, now);
+        Ok(key) => {
+            let tenant_status = key.tenant_status().unwrap_or(TenantStatus::Active);
+            let code = judge(&key, tenant_status, &required, now);
             (Some(key), code)
         }
         Err(code) => (None, code),
@@ -57,7 +58,7 @@ pub async fn verify_key(
         Ok(_) => code,
         Err(refused) => refused.code,
     };
-    record_outcome(ctx, caller, meta, key.as_ref(), code, || {
+    record_outcome(ctx, caller, meta, key.as_deref(), code, || {
         let mut details = serde_json::json!({
             "code": code.as_str(),
             "required_scopes": required.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
@@ -68,10 +69,7 @@ pub async fn verify_key(
         details
     });
     match (key, limited) {
-        (Some(key), Ok(spent)) if code == VerifyCode::Valid => {
-            ctx.verify.note_use(&key.id, now);
-            Ok(Verdict::valid(key, None, spent))
-        }
+        (Some(key), Ok(spent)) if code == VerifyCode::Valid => Ok(Verdict::valid(key, None, spent)),
         (_, Err(refused)) => Ok(Verdict::limited(refused, None)),
         _ => Ok(Verdict::refused(code, None)),
     }
@@ -85,15 +83,15 @@ pub(super) fn record_outcome(
     ctx: &Context,
     caller: &Caller,
     meta: &RequestMeta,
-    key: Option<&Key>,
+    key: Option<&Verifiable>,
     code: VerifyCode,
     details: impl FnOnce() -> serde_json::Value,
 ) {
     let now = ctx.clock.now();
-    let tenant = key.and_then(|k| k.tenant_id).or(caller.bound_tenant());
+    let tenant = key.and_then(|k| k.tenant_id()).or(caller.bound_tenant());
     let outcome = usage::Outcome {
         tenant,
-        key: key.map(|k| &k.id),
+        key: key.map(|k| k.id()),
         code,
         at: now,
     };
@@ -108,7 +106,7 @@ pub(super) fn record_outcome(
         )
         .details(details());
         match key {
-            Some(key) => event.target("key", &key.id),
+            Some(key) => event.target("key", key.id()),
             None => event,
         }
     });

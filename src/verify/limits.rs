@@ -27,9 +27,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::store::{self, BudgetSlice};
-use super::{Change, VerifyCode};
+use super::{Change, Verifiable, VerifyCode};
 use crate::domain::ids::KeyId;
-use crate::domain::key::{Key, RateLimit};
+use crate::domain::key::RateLimit;
 
 /// How long a slice of `remaining` is spent from before what is left of it is given back.
 pub const SLICE_LIFETIME: Duration = Duration::from_secs(2);
@@ -137,13 +137,13 @@ impl Buckets {
 }
 
 impl Limits {
-    fn cell(&self, key: &Key) -> Arc<Cell> {
+    fn cell(&self, id: &KeyId, family: &KeyId) -> Arc<Cell> {
         let mut book = self.book.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if !book.family_of.contains_key(&key.id) {
-            book.family_of.insert(key.id.clone(), key.limit_family.clone());
+        if !book.family_of.contains_key(id) {
+            book.family_of.insert(id.clone(), family.clone());
         }
         book.families
-            .entry(key.limit_family.clone())
+            .entry(family.clone())
             .or_insert_with(|| {
                 Arc::new(Cell {
                     family: tokio::sync::Mutex::new(Family::default()),
@@ -157,20 +157,20 @@ impl Limits {
     pub async fn consume(
         &self,
         pool: &PgPool,
-        key: &Key,
+        key: &Verifiable,
         now: DateTime<Utc>,
     ) -> Result<Result<Spent, Refused>, sqlx::Error> {
-        if key.rate_limit.is_none() && key.remaining.is_none() {
+        let Some(limits) = key.limits() else {
             return Ok(Ok(Spent::default()));
-        }
-        let cell = self.cell(key);
+        };
+        let cell = self.cell(key.id(), &limits.family);
         let mut family = cell.family.lock().await;
         if cell.stale.swap(false, Ordering::AcqRel) {
-            family.give_back_all(pool, &key.limit_family).await;
+            family.give_back_all(pool, &limits.family).await;
         }
-        let rate = match key.rate_limit {
+        let rate = match limits.rate_limit {
             None => None,
-            Some(rate) => match family.spend_rate(pool, &key.limit_family, rate, now).await? {
+            Some(rate) => match family.spend_rate(pool, &limits.family, rate, now).await? {
                 Ok(status) => Some(status),
                 Err(status) => {
                     return Ok(Err(Refused {
@@ -180,10 +180,10 @@ impl Limits {
                 }
             },
         };
-        if key.remaining.is_none() {
+        if !limits.usage_limited {
             return Ok(Ok(Spent { remaining: None, rate }));
         }
-        match family.spend_budget(pool, &key.limit_family).await? {
+        match family.spend_budget(pool, &limits.family).await? {
             Budget::Spent(left) => Ok(Ok(Spent {
                 remaining: Some(left),
                 rate,

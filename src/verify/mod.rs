@@ -25,6 +25,7 @@ mod spool;
 pub mod store;
 mod usage;
 mod verdict;
+mod verifiable;
 
 use sqlx::{PgPool, Postgres, Transaction};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,14 +38,14 @@ pub use limits::{RateStatus, Spent};
 pub use signed::verify_request;
 pub use usage::Unwritten;
 pub use verdict::{judge, Verdict, VerifyCode};
+pub use verifiable::{KeyLimits, Verifiable};
 
 use crate::clock::Clock;
 use crate::domain::audit::NewAuditEvent;
 use crate::domain::ids::{KeyId, KeyKind};
-use crate::domain::key::Key;
 use crate::domain::permissions::{authorize, Action, Caller, Principal};
 use crate::domain::scope::{parse_scopes, Scope, MAX_SCOPES_PER_KEY};
-use crate::domain::tenant::{TenantSettings, TenantStatus};
+
 use crate::domain::token::TokenHash;
 use crate::domain::validation::ValidationErrors;
 use crate::service::Context;
@@ -54,6 +55,7 @@ use limits::Limits;
 use replays::{ReplayStore, ReplayWriter};
 use secrets::{SigningSecrets, Unsealed};
 use usage::{UsageRecorder, UsageWriter};
+use verifiable::Signer;
 
 /// How a deployment verifies: the SigV4 credential scopes it accepts and whether gateways may
 /// call `/v1/authorize` without a gateway token.
@@ -206,7 +208,7 @@ impl Engine {
     async fn consume_limits(
         &self,
         pool: &PgPool,
-        key: &Key,
+        key: &Verifiable,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Result<Spent, limits::Refused>, sqlx::Error> {
         // Bounded like a lookup: a slice cut short is at worst lost to the key, never doubled.
@@ -252,9 +254,10 @@ impl Engine {
         self.usage.flush().await
     }
 
-    /// Notes that a key was used (coalesced, written in the background).
-    pub fn note_use(&self, id: &KeyId, at: chrono::DateTime<chrono::Utc>) {
-        self.usage.key_used(id, at);
+    /// Notes that a service token was used (coalesced, written in the background). A customer
+    /// key's use needs no note: its counted `VALID` outcome is its last use.
+    pub fn note_token_use(&self, id: &KeyId, at: chrono::DateTime<chrono::Utc>) {
+        self.usage.token_used(id, at);
     }
 
     /// Counts a verification's outcome; `event` makes the audit event of a refusal of a real
@@ -276,7 +279,7 @@ impl Engine {
         pool: &PgPool,
         kind: KeyKind,
         hash: &TokenHash,
-    ) -> Result<Option<(Key, Option<TenantStatus>)>, sqlx::Error> {
+    ) -> Result<Option<Arc<Verifiable>>, sqlx::Error> {
         if self.memory.cache.token_unknown(hash) {
             self.drain.caught_up().await;
             if self.memory.cache.token_unknown(hash) && !self.confirmations.take() {
@@ -286,9 +289,14 @@ impl Engine {
         match self.memory.cache.get(kind, hash) {
             Lookup::Hit(found) => Ok(found),
             Lookup::Miss { ticket, stale } => {
-                let found = self.lookup(stale, store::find_by_hash(pool, kind, hash)).await?;
+                let read = async {
+                    let found = store::find_by_hash(pool, kind, hash).await?;
+                    let cache = &self.memory.cache;
+                    Ok(found.map(|(key, tenant_status)| cache.verifiable(&key, tenant_status)))
+                };
+                let found = self.lookup(stale, read).await?;
                 if let Looked::Confirmed(found) = &found {
-                    self.memory.cache.put(ticket, kind, *hash, found.as_ref());
+                    self.memory.cache.put(ticket, kind, *hash, found.clone());
                 }
                 Ok(found.into_inner())
             }
@@ -297,11 +305,7 @@ impl Engine {
 
     /// The customer key with this id and its tenant's status and settings, found as
     /// [`find_by_hash`](Self::find_by_hash) finds a key.
-    async fn find_customer_by_id(
-        &self,
-        pool: &PgPool,
-        id: &KeyId,
-    ) -> Result<Option<(Key, TenantStatus, TenantSettings)>, sqlx::Error> {
+    async fn find_customer_by_id(&self, pool: &PgPool, id: &KeyId) -> Result<Option<Arc<Signer>>, sqlx::Error> {
         if self.memory.cache.id_unknown(id) {
             self.drain.caught_up().await;
             if self.memory.cache.id_unknown(id) && !self.confirmations.take() {
@@ -311,9 +315,20 @@ impl Engine {
         match self.memory.cache.get_signer(id) {
             Lookup::Hit(found) => Ok(found),
             Lookup::Miss { ticket, stale } => {
-                let found = self.lookup(stale, store::find_customer_by_id(pool, id)).await?;
+                let read = async {
+                    let found = store::find_customer_by_id(pool, id).await?;
+                    let cache = &self.memory.cache;
+                    Ok(found.map(|(key, tenant_status, settings)| {
+                        Arc::new(Signer {
+                            key: cache.verifiable(&key, Some(tenant_status)),
+                            secret: key.signing_secret,
+                            settings,
+                        })
+                    }))
+                };
+                let found = self.lookup(stale, read).await?;
                 if let Looked::Confirmed(found) = &found {
-                    self.memory.cache.put_signer(ticket, id, found.as_ref());
+                    self.memory.cache.put_signer(ticket, id, found.clone());
                 }
                 Ok(found.into_inner())
             }
@@ -360,14 +375,14 @@ impl Engine {
         }
     }
 
-    /// The signing secret of `key`, unsealed once while the key stays unchanged.
+    /// The signing secret of key `id`, unsealed once while the key stays unchanged.
     fn signing_secret(
         &self,
         master: &crate::crypto::secrets::MasterKeys,
-        key: &Key,
+        id: &KeyId,
         sealed: &crate::domain::key::Sealed,
     ) -> Result<Arc<Unsealed>, crate::crypto::secrets::SecretError> {
-        self.memory.secrets.open(master, &key.id, sealed)
+        self.memory.secrets.open(master, id, sealed)
     }
 
     /// Whether the change listener is subscribed and knows every key (`/readyz`).

@@ -7,13 +7,12 @@
 
 use super::key::record_outcome;
 use super::replays::Signature;
-use super::{judge, Verdict, VerifyCode};
+use super::{judge, Verdict, Verifiable, VerifyCode};
 use crate::domain::audit::RequestMeta;
 use crate::domain::ids::{KeyId, KeyKind};
-use crate::domain::key::Key;
 use crate::domain::permissions::Caller;
 use crate::domain::scope::covers_all;
-use crate::domain::tenant::TenantSettings;
+use crate::domain::tenant::{TenantSettings, TenantStatus};
 use crate::service::{Context, Error, Result};
 use crate::signing::{self, Policy, Scheme};
 
@@ -41,12 +40,14 @@ pub async fn verify_request(
         Some(id) => ctx.verify.find_customer_by_id(&ctx.pool, &id).await?,
         None => None,
     };
-    let Some((key, tenant_status, settings)) = found.filter(|(key, _, _)| caller.sees_keys_of(key.tenant_id)) else {
+    let Some(signer) = found.filter(|signer| caller.sees_keys_of(signer.key.tenant_id())) else {
         return Ok(refused(ctx, caller, meta, scheme, None, VerifyCode::NotFound));
     };
+    let (key, settings) = (&signer.key, &signer.settings);
+    let tenant_status = key.tenant_status().unwrap_or(TenantStatus::Active);
     // The key's own state and its tenant's, as for a plain key; scopes come after the signature.
-    let state = match judge(&key, tenant_status, &[], now) {
-        VerifyCode::Valid if key.signing_secret.is_none() => Some(VerifyCode::NotFound),
+    let state = match judge(key, tenant_status, &[], now) {
+        VerifyCode::Valid if signer.secret.is_none() => Some(VerifyCode::NotFound),
         VerifyCode::Valid if parsed.scheme() == Scheme::AwsSigV2 && !settings.sigv2_enabled => {
             Some(VerifyCode::SchemeDisabled)
         }
@@ -54,18 +55,18 @@ pub async fn verify_request(
         refused => Some(refused),
     };
     if let Some(code) = state {
-        return Ok(refused(ctx, caller, meta, scheme, Some(&key), code));
+        return Ok(refused(ctx, caller, meta, scheme, Some(key), code));
     }
 
-    let (Some(sealed), Some(master)) = (&key.signing_secret, ctx.master_keys.as_deref()) else {
+    let (Some(sealed), Some(master)) = (&signer.secret, ctx.master_keys.as_deref()) else {
         return Err(Error::NotConfigured(
             "signing secrets need KEYWARD_MASTER_KEYS to be set",
         ));
     };
     let unsealed = ctx
         .verify
-        .signing_secret(master, &key, sealed)
-        .map_err(|_| Error::SecretUndecryptable(key.id.clone()))?;
+        .signing_secret(master, key.id(), sealed)
+        .map_err(|_| Error::SecretUndecryptable(key.id().clone()))?;
     let policy = Policy {
         max_skew: settings.max_skew(),
         sigv4: ctx.verify.settings().sigv4.clone(),
@@ -73,7 +74,7 @@ pub async fn verify_request(
     };
     if let Err(error) = parsed.verify(request, unsealed.secret(), now, &policy) {
         let code = VerifyCode::from(error.refusal());
-        return Ok(refused(ctx, caller, meta, scheme, Some(&key), code));
+        return Ok(refused(ctx, caller, meta, scheme, Some(key), code));
     }
     if !covers_all(key.granted_scopes(), &required) {
         return Ok(refused(
@@ -81,7 +82,7 @@ pub async fn verify_request(
             caller,
             meta,
             scheme,
-            Some(&key),
+            Some(key),
             VerifyCode::InsufficientScope,
         ));
     }
@@ -90,30 +91,29 @@ pub async fn verify_request(
         let retention = TenantSettings::replay_retention();
         let window_end = parsed.replay_window_end(retention).unwrap_or(now + retention).max(now);
         let signature = Signature {
-            key: key.id.clone(),
+            key: key.id().clone(),
             digest: *parsed.replay_id().as_bytes(),
             expires_at: window_end,
         };
         let first = ctx.verify.remember_signature(&ctx.pool, signature).await?;
         if !first {
-            return Ok(refused(ctx, caller, meta, scheme, Some(&key), VerifyCode::Replayed));
+            return Ok(refused(ctx, caller, meta, scheme, Some(key), VerifyCode::Replayed));
         }
     }
-    let spent = match ctx.verify.consume_limits(&ctx.pool, &key, now).await? {
+    let spent = match ctx.verify.consume_limits(&ctx.pool, key, now).await? {
         Ok(spent) => spent,
         Err(limited) => {
-            let verdict = refused(ctx, caller, meta, scheme, Some(&key), limited.code);
+            let verdict = refused(ctx, caller, meta, scheme, Some(key), limited.code);
             return Ok(Verdict {
                 rate: limited.rate,
                 ..verdict
             });
         }
     };
-    record_outcome(ctx, caller, meta, Some(&key), VerifyCode::Valid, || {
+    record_outcome(ctx, caller, meta, Some(key), VerifyCode::Valid, || {
         serde_json::Value::Null
     });
-    ctx.verify.note_use(&key.id, now);
-    Ok(Verdict::valid(key, scheme, spent))
+    Ok(Verdict::valid(key.clone(), scheme, spent))
 }
 
 /// Counts the refusal and builds the verdict.
@@ -122,7 +122,7 @@ fn refused(
     caller: &Caller,
     meta: &RequestMeta,
     scheme: Option<Scheme>,
-    key: Option<&Key>,
+    key: Option<&Verifiable>,
     code: VerifyCode,
 ) -> Verdict {
     record_outcome(ctx, caller, meta, key, code, || {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use super::VerifyCode;
 use crate::domain::audit::{Actor, ActorKind, AuditAction, NewAuditEvent, Outcome, RequestMeta};
 use crate::domain::ids::{KeyId, TenantId};
-use crate::repo::usage::Count;
+use crate::repo::usage::{Count, Tally};
 
 #[derive(Default, Serialize, Deserialize)]
 pub struct Spooled {
@@ -26,6 +26,9 @@ pub struct SpooledCount {
     code: String,
     minute: DateTime<Utc>,
     count: i64,
+    /// The newest successful verification counted (absent in spools of earlier versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_at: Option<DateTime<Utc>>,
 }
 
 /// A coalesced `key.verify_failed` event: its key, code and minute, count, and the first
@@ -47,18 +50,19 @@ pub struct SpooledRefusal {
 }
 
 impl SpooledCount {
-    pub fn of(counter: &Count, count: i64) -> Self {
+    pub fn of(counter: &Count, tally: Tally) -> Self {
         SpooledCount {
             tenant: counter.tenant.map(|t| t.0),
             key: counter.key.as_ref().map(|k| k.as_str().to_owned()),
             code: counter.code.to_owned(),
             minute: counter.minute,
-            count,
+            count: tally.count,
+            last_at: tally.last_at,
         }
     }
 
     /// Back as a counter; `None` for a code this version does not know.
-    pub fn counter(&self) -> Option<(Count, i64)> {
+    pub fn counter(&self) -> Option<(Count, Tally)> {
         let code: VerifyCode = self.code.parse().ok()?;
         let counter = Count {
             tenant: self.tenant.map(TenantId),
@@ -66,7 +70,11 @@ impl SpooledCount {
             code: code.as_str(),
             minute: self.minute,
         };
-        Some((counter, self.count))
+        let tally = Tally {
+            count: self.count,
+            last_at: self.last_at,
+        };
+        Some((counter, tally))
     }
 }
 

@@ -14,7 +14,7 @@ use crate::domain::key::Key;
 use crate::domain::tenant::{TenantSettings, TenantStatus};
 use crate::domain::token::TokenHash;
 use crate::repo::bad_column;
-use crate::repo::keys::{KeyRow, COLUMNS};
+use crate::repo::keys::{KeyRow, VERIFY_COLUMNS};
 
 #[derive(sqlx::FromRow)]
 struct KeyWithTenantRow {
@@ -31,7 +31,7 @@ pub async fn find_by_hash(
     hash: &TokenHash,
 ) -> Result<Option<(Key, Option<TenantStatus>)>, sqlx::Error> {
     let row = sqlx::query_as::<_, KeyWithTenantRow>(&format!(
-        "SELECT {COLUMNS}, t.status AS tenant_status
+        "SELECT {VERIFY_COLUMNS}, t.status AS tenant_status
          FROM api_keys k LEFT JOIN tenants t ON t.id = k.tenant_id
          WHERE k.token_hash = $1 AND k.kind = $2"
     ))
@@ -61,7 +61,7 @@ pub async fn find_customer_by_id(
         tenant_settings: serde_json::Value,
     }
     let row = sqlx::query_as::<_, Row>(&format!(
-        "SELECT {COLUMNS}, t.status AS tenant_status, t.settings AS tenant_settings
+        "SELECT {VERIFY_COLUMNS}, t.status AS tenant_status, t.settings AS tenant_settings
          FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
          WHERE k.id = $1 AND k.kind = 'customer'"
     ))

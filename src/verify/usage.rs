@@ -5,7 +5,9 @@
 //! - A refused verification of a real key gets one coalesced `key.verify_failed` audit event per
 //!   key, code and minute on each replica, with how many there were; a token that matches no
 //!   key gets none (it is counted under the caller's tenant).
-//! - `last_used_at` updates are coalesced per key.
+//! - A key's last use is the instant its minute's `VALID` counter keeps: verifying a key writes
+//!   no `api_keys` row. Service tokens (callers, not verified keys) have their `last_used_at`
+//!   updates coalesced per token.
 //!
 //! All of it is written every interval, on `flush` and on shutdown; events wait for their minute
 //! to end (or a flush), so that the count is complete. [`UsageRecorder`] is the half every
@@ -26,7 +28,7 @@ use crate::clock::Clock;
 use crate::domain::audit::NewAuditEvent;
 use crate::domain::ids::{KeyId, TenantId};
 use crate::repo;
-use crate::repo::usage::Count;
+use crate::repo::usage::{Count, Tally};
 use std::path::{Path, PathBuf};
 
 const CHANNEL_CAPACITY: usize = 16_384;
@@ -60,7 +62,7 @@ struct RefusalKey {
 
 /// What one write takes out of the tallies: the counters, and the events due.
 struct Batch {
-    counts: Vec<(Count, i64)>,
+    counts: Vec<(Count, Tally)>,
     events: Vec<(RefusalKey, Coalesced)>,
 }
 
@@ -72,7 +74,7 @@ struct Coalesced {
 
 #[derive(Default)]
 struct Tallies {
-    counts: HashMap<Count, i64>,
+    counts: HashMap<Count, Tally>,
     refusals: HashMap<RefusalKey, Coalesced>,
     /// Refusals whose event was written before their minute ended (a flush): the rest of that
     /// minute is counted only, so there is still one event per key, code and minute.
@@ -86,7 +88,7 @@ pub struct Unwritten {
     pub counts: usize,
     /// Coalesced `key.verify_failed` events.
     pub events: usize,
-    /// `last_used_at` updates.
+    /// Service tokens' `last_used_at` updates.
     pub last_uses: usize,
 }
 
@@ -146,8 +148,9 @@ fn minute_of(at: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 impl UsageRecorder {
-    /// Notes a use. Under overload a note may be dropped: a later use records it again.
-    pub fn key_used(&self, id: &KeyId, at: DateTime<Utc>) {
+    /// Notes a service token's use. Under overload a note may be dropped: a later use records
+    /// it again.
+    pub fn token_used(&self, id: &KeyId, at: DateTime<Utc>) {
         let _ = self.sender.try_send(Message::Used(id.clone(), at));
     }
 
@@ -162,12 +165,13 @@ impl UsageRecorder {
             code: outcome.code.as_str(),
             minute,
         };
+        let tally = Tally::one((outcome.code == VerifyCode::Valid && outcome.key.is_some()).then_some(outcome.at));
         let full = tallies.counts.len() >= MAX_PENDING_COUNTS;
         match tallies.counts.get_mut(&counter) {
-            Some(count) => *count += 1,
+            Some(counted) => counted.add(tally),
             None if full => return self.dropped_one(),
             None => {
-                tallies.counts.insert(counter, 1);
+                tallies.counts.insert(counter, tally);
             }
         }
         let (Some(key), false) = (outcome.key, outcome.code == VerifyCode::Valid) else {
@@ -341,7 +345,7 @@ impl UsageWriter {
             return unwritten;
         };
         let spooled = Spooled {
-            counts: tallies.counts.iter().map(|(c, n)| SpooledCount::of(c, *n)).collect(),
+            counts: tallies.counts.iter().map(|(c, t)| SpooledCount::of(c, *t)).collect(),
             last_uses: last_used.iter().map(|(id, at)| (id.as_str().to_owned(), *at)).collect(),
             refusals: tallies
                 .refusals
@@ -372,8 +376,8 @@ impl UsageWriter {
         };
         let mut paths = Vec::new();
         for (path, spooled) in found {
-            for (counter, count) in spooled.counts.iter().filter_map(SpooledCount::counter) {
-                *tallies.counts.entry(counter).or_insert(0) += count;
+            for (counter, tally) in spooled.counts.iter().filter_map(SpooledCount::counter) {
+                add(&mut tallies.counts, counter, tally);
             }
             for (id, at) in spooled.last_uses {
                 let entry = last_used.entry(KeyId::from_trusted(id)).or_insert(at);
@@ -401,7 +405,7 @@ impl UsageWriter {
                 events: Vec::new(),
             };
         };
-        let counts: Vec<(Count, i64)> = tallies.counts.drain().collect();
+        let counts: Vec<(Count, Tally)> = tallies.counts.drain().collect();
         let due: Vec<RefusalKey> = tallies
             .refusals
             .keys()
@@ -424,10 +428,10 @@ impl UsageWriter {
         Batch { counts, events }
     }
 
-    fn put_back_counts(&self, counts: Vec<(Count, i64)>) {
+    fn put_back_counts(&self, counts: Vec<(Count, Tally)>) {
         let Ok(mut tallies) = self.tallies.lock() else { return };
-        for (counter, count) in counts {
-            *tallies.counts.entry(counter).or_insert(0) += count;
+        for (counter, tally) in counts {
+            add(&mut tallies.counts, counter, tally);
         }
     }
 
@@ -443,6 +447,13 @@ impl UsageWriter {
             }
         }
     }
+}
+
+fn add(counts: &mut HashMap<Count, Tally>, counter: Count, tally: Tally) {
+    counts
+        .entry(counter)
+        .and_modify(|counted| counted.add(tally))
+        .or_insert(tally);
 }
 
 /// The coalesced event as written: the first refusal's, with the minute's count.

@@ -5,8 +5,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use std::sync::Arc;
+
 use super::limits::{RateStatus, Refused, Spent};
-use crate::domain::key::{Key, KeyStatus};
+use super::Verifiable;
+use crate::domain::key::KeyStatus;
 use crate::domain::scope::{covers_all, Scope};
 use crate::domain::tenant::TenantStatus;
 use crate::signing::{Refusal, Scheme};
@@ -18,7 +21,7 @@ pub struct Verdict {
     /// Signed requests: the scheme the request was signed with, when one was recognised.
     pub scheme: Option<Scheme>,
     /// The key, on `VALID` only.
-    pub key: Option<Key>,
+    pub key: Option<Arc<Verifiable>>,
     /// Verifications left after this one, for keys with a usage limit.
     pub remaining: Option<i64>,
     /// For keys with a rate limit: its state after this call (also when it refused the call).
@@ -26,7 +29,7 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    pub fn valid(key: Key, scheme: Option<Scheme>, spent: Spent) -> Self {
+    pub fn valid(key: Arc<Verifiable>, scheme: Option<Scheme>, spent: Spent) -> Self {
         Verdict {
             code: VerifyCode::Valid,
             scheme,
@@ -94,7 +97,7 @@ impl VerifyCode {
 }
 
 /// Judges a key that was found. The key's own state comes first, then its tenant's, then scopes.
-pub fn judge(key: &Key, tenant_status: TenantStatus, required: &[Scope], now: DateTime<Utc>) -> VerifyCode {
+pub fn judge(key: &Verifiable, tenant_status: TenantStatus, required: &[Scope], now: DateTime<Utc>) -> VerifyCode {
     match key.status(now) {
         KeyStatus::Revoked => VerifyCode::Revoked,
         KeyStatus::Expired => VerifyCode::Expired,

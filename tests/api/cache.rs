@@ -7,8 +7,7 @@ use sqlx::PgPool;
 
 use crate::helpers::{own_pool, TestApp};
 
-/// Polls `check` for up to two seconds: notifications reach other replicas asynchronously.
-/// Whether `check` holds within 10 s: far below the cache's 30 s time to live, so what holds
+/// Whether `check` holds within 10 s: far below the cache's 5 min time to live, so what holds
 /// came from a notification (or a reconnect), and far above what a loaded 2-core CI machine
 /// needs to reconnect a listener (a second, sometimes two).
 async fn eventually(mut check: impl AsyncFnMut() -> bool) -> bool {

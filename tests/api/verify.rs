@@ -266,18 +266,88 @@ async fn verify_records_last_used_without_a_write_per_call(pool: PgPool) {
     for _ in 0..5 {
         assert_eq!(app.verify(&token, &[]).await["code"], "VALID");
     }
-    let before_flush: Option<chrono::DateTime<chrono::Utc>> =
-        sqlx::query_scalar("SELECT last_used_at FROM api_keys WHERE id = $1")
-            .bind(id)
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
-    assert_eq!(before_flush, None, "verify must not write synchronously");
+    let before_flush = app.get(&format!("/v1/tenants/{tenant}/keys/{id}"), &app.admin).await;
+    assert_eq!(
+        before_flush.body["last_used_at"],
+        serde_json::Value::Null,
+        "verify must not write synchronously"
+    );
 
     app.flush().await;
 
     let shown = app.get(&format!("/v1/tenants/{tenant}/keys/{id}"), &app.admin).await;
     assert!(shown.body["last_used_at"].is_string(), "{:?}", shown.body);
+}
+
+/// The row version of a key: it changes with every write of the row.
+async fn row_version(app: &TestApp, id: &str) -> String {
+    sqlx::query_scalar("SELECT xmin::text FROM api_keys WHERE id = $1")
+        .bind(id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test]
+async fn verifying_a_key_writes_no_key_row_yet_its_last_use_is_shown(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let (key, token) = app.key(&tenant, json!({"name": "k"})).await;
+    let id = key["id"].as_str().unwrap();
+    let version = row_version(&app, id).await;
+
+    assert_eq!(app.verify(&token, &[]).await["code"], "VALID");
+    app.flush().await;
+
+    assert_eq!(row_version(&app, id).await, version, "the key's row was written");
+    let shown = app.get(&format!("/v1/tenants/{tenant}/keys/{id}"), &app.admin).await;
+    let last_used: chrono::DateTime<chrono::Utc> = shown.body["last_used_at"].as_str().unwrap().parse().unwrap();
+    assert!((app.clock().now() - last_used).num_seconds().abs() <= 1, "{last_used}");
+}
+
+#[sqlx::test]
+async fn the_last_use_is_the_newest_success_not_a_later_refusal(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let (key, token) = app.key(&tenant, json!({"name": "k", "scopes": ["billing:read"]})).await;
+    let id = key["id"].as_str().unwrap();
+    assert_eq!(app.verify(&token, &["billing:read"]).await["code"], "VALID");
+    app.flush().await;
+    let after_success = app.get(&format!("/v1/tenants/{tenant}/keys/{id}"), &app.admin).await;
+
+    app.advance(120);
+    assert_eq!(
+        app.verify(&token, &["billing:write"]).await["code"],
+        "INSUFFICIENT_SCOPE"
+    );
+    app.flush().await;
+
+    let shown = app.get(&format!("/v1/tenants/{tenant}/keys/{id}"), &app.admin).await;
+    assert_eq!(shown.body["last_used_at"], after_success.body["last_used_at"]);
+}
+
+#[sqlx::test]
+async fn a_keys_last_use_outlives_the_pruning_of_its_counts(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let (key, token) = app.key(&tenant, json!({"name": "k"})).await;
+    let id = key["id"].as_str().unwrap();
+    assert_eq!(app.verify(&token, &[]).await["code"], "VALID");
+    app.flush().await;
+    let used = app.get(&format!("/v1/tenants/{tenant}/keys/{id}"), &app.admin).await;
+    assert!(used.body["last_used_at"].is_string(), "{:?}", used.body);
+
+    app.advance(401 * 24 * 3600);
+    keyward::background::prune(&app.pool, app.clock().now()).await.unwrap();
+
+    let counts: i64 = sqlx::query_scalar("SELECT count(*) FROM verification_counts WHERE key_id = $1")
+        .bind(id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(counts, 0, "the counts were not pruned");
+    let shown = app.get(&format!("/v1/tenants/{tenant}/keys/{id}"), &app.admin).await;
+    assert_eq!(shown.body["last_used_at"], used.body["last_used_at"]);
 }
 
 #[sqlx::test]

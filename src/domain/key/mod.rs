@@ -98,7 +98,7 @@ pub struct Sealed {
 
 /// What a key grants, which also says what it is: a customer key grants its holder scopes in
 /// the tenant's own API; a service token grants keyward permissions.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Grants {
     Scopes(Vec<Scope>),
     Permissions(Vec<Permission>),
