@@ -136,6 +136,11 @@ async fn listen_once(
     // A channel of this listener's own: the heartbeats concern no other replica.
     let heartbeat_channel = format!("keyward_heartbeat_{:016x}", rand::random::<u64>());
     let mut listener = PgListener::connect_with(pool).await?;
+    // A lost connection ends this listener (see `Lost`) instead of being re-established inside
+    // `try_recv`: that reconnection waits for the database, and when the wait is cancelled (the
+    // loop below polls `try_recv` with a timeout) it completes in a later call, which then says
+    // nothing of the loss, so notifications missed meanwhile would go unnoticed.
+    listener.eager_reconnect(false);
     listener.listen_all([CHANNEL, heartbeat_channel.as_str()]).await?;
     // Anything may have changed while nobody was listening. Keys created from here on arrive
     // as notifications, so the keys read now and those make the complete set.
@@ -168,7 +173,7 @@ async fn listen_once(
                 // Polled once each: ready only with what the connection already holds. (Not a
                 // zero timeout: timers have millisecond ticks.)
                 while let Some(received) = futures_util::FutureExt::now_or_never(listener.try_recv()) {
-                    apply(memory, &heartbeats, &heartbeat_channel, received?);
+                    apply(memory, &heartbeats, &heartbeat_channel, received?.ok_or_else(lost)?);
                 }
                 for done in waiting {
                     let _ = done.send(());
@@ -177,21 +182,28 @@ async fn listen_once(
             }
             _ = tokio::time::sleep(HEARTBEAT_EVERY) => continue,
         };
-        apply(memory, &heartbeats, &heartbeat_channel, received);
+        apply(memory, &heartbeats, &heartbeat_channel, received.ok_or_else(lost)?);
     }
 }
 
-/// What one notification (or a dropped connection, `None`) changes.
-fn apply(memory: &Memory, heartbeats: &Heartbeats, heartbeat_channel: &str, received: Option<PgNotification>) {
-    match received {
-        Some(notification) if notification.channel() == heartbeat_channel => heartbeats.heard(notification.payload()),
-        Some(notification) => match read_payload(notification.payload()) {
-            (Some(origin), _) if origin == memory.origin => {}
-            (_, Some(change)) => memory.evict(&change),
-            (_, None) => memory.clear(),
-        },
-        // The connection dropped (and is re-established): notifications may be lost.
-        None => memory.clear(),
+/// The listening connection dropped: notifications may have been missed, so the listener
+/// starts over (clearing the cache, subscribing again, reading every key).
+fn lost() -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::ConnectionReset,
+        "the listening connection was lost",
+    ))
+}
+
+/// What one notification changes.
+fn apply(memory: &Memory, heartbeats: &Heartbeats, heartbeat_channel: &str, notification: PgNotification) {
+    if notification.channel() == heartbeat_channel {
+        return heartbeats.heard(notification.payload());
+    }
+    match read_payload(notification.payload()) {
+        (Some(origin), _) if origin == memory.origin => {}
+        (_, Some(change)) => memory.evict(&change),
+        (_, None) => memory.clear(),
     }
 }
 

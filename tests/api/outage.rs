@@ -171,6 +171,9 @@ async fn through_a_database_outage_keys_confirmed_lately_answer_on_every_replica
         assert_eq!(body["type"], "urn:keyward:problem:unavailable");
         assert_eq!(status_of(app, "sk_live_garbage").await.1["code"], "MALFORMED");
         assert_eq!(ready(app).await, StatusCode::SERVICE_UNAVAILABLE);
+        // The listener knows it lost its connection (it would otherwise miss what changes
+        // while it is away, and trust its cache after).
+        assert!(!app.ctx.verify.listening(), "replica {n} still counts itself listening");
         let health = app.call(reqwest::Method::GET, "/healthz", None, None).await;
         assert_eq!(health.status, StatusCode::OK);
     }
