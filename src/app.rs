@@ -102,7 +102,7 @@ impl App {
         background::spawn_pruner(ctx.pool.clone(), ctx.clock.clone());
         background::spawn_checkpointer(ctx.clone());
         let deliveries = crate::audit_sinks::spawn(ctx.pool.clone(), self.sinks, self.sink_poll, ctx.clock.clone());
-        let router = crate::http::router(ctx.clone(), self.limits.max_in_flight);
+        let router = crate::http::router(ctx.clone(), self.limits);
         let served = crate::http::server::serve(listener, router, self.limits, shutdown).await;
         deliveries.stop().await;
         served?;

@@ -102,6 +102,10 @@ pub struct AppConfig {
     /// Requests handled at once; beyond it requests get 503 with Retry-After at once.
     #[arg(long, env = "KEYWARD_MAX_IN_FLIGHT", default_value_t = 1_024)]
     pub max_in_flight: usize,
+    /// Requests handled at once for one client (its address behind trusted proxies; IPv6 by
+    /// /64); beyond it that client's requests get 503 with Retry-After at once.
+    #[arg(long, env = "KEYWARD_MAX_IN_FLIGHT_PER_CLIENT", default_value_t = 256)]
+    pub max_in_flight_per_client: usize,
     /// On shutdown, how many milliseconds in-flight requests get to finish before what is left
     /// is cut off.
     #[arg(long, env = "KEYWARD_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
@@ -159,6 +163,7 @@ impl AppConfig {
             max_connections: 10_000,
             max_connections_per_address: 1_000,
             max_in_flight: 1_024,
+            max_in_flight_per_client: 256,
             shutdown_grace_ms: 10_000,
             spool_dir: String::new(),
             audit_signing_key_file: None,
@@ -211,6 +216,7 @@ impl AppConfig {
             max_connections: self.max_connections.max(1),
             max_connections_per_address: self.max_connections_per_address.max(1),
             max_in_flight: self.max_in_flight.max(1),
+            max_in_flight_per_client: self.max_in_flight_per_client.max(1),
             shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
         }
     }
@@ -394,5 +400,6 @@ pub struct ServerLimits {
     pub max_connections: usize,
     pub max_connections_per_address: usize,
     pub max_in_flight: usize,
+    pub max_in_flight_per_client: usize,
     pub shutdown_grace: Duration,
 }

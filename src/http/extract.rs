@@ -166,7 +166,7 @@ impl FromRequestParts<Context> for Meta {
 /// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`, what a dual-stack listener reports for IPv4
 /// clients) are the IPv4 address they carry, so every rule keyed on an address (throttles, the
 /// audit trail) treats an IPv4 client alike on any listener.
-fn client_address(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &TrustedProxies) -> IpAddr {
+pub(crate) fn client_address(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &TrustedProxies) -> IpAddr {
     let peer = peer.to_canonical();
     if !trusted.trusts(peer) {
         return peer;

@@ -9,6 +9,7 @@ pub mod forward_auth;
 pub mod health;
 pub mod keys;
 pub mod members;
+mod per_client;
 pub mod server;
 pub mod service_tokens;
 pub mod sessions;
@@ -126,9 +127,11 @@ fn with_common_responses(mut spec: utoipa::openapi::OpenApi) -> utoipa::openapi:
 }
 
 /// The whole application: routes, the spec at `/openapi.json`, and the middleware stack. At
-/// most `max_in_flight` requests are handled at once; beyond that a request is shed at once with
-/// 503 and `Retry-After` instead of waiting in a queue.
-pub fn router(ctx: Context, max_in_flight: usize) -> Router {
+/// most `max_in_flight` requests are handled at once, and `max_in_flight_per_client` for one
+/// client (`per_client`); beyond either a request is shed at once with 503 and `Retry-After`
+/// instead of waiting in a queue.
+pub fn router(ctx: Context, limits: crate::config::ServerLimits) -> Router {
+    let per_client = per_client::PerClient::new(limits.max_in_flight_per_client, ctx.trusted_proxies.clone());
     let (routes, spec) = api().split_for_parts();
     let spec = with_common_responses(spec);
     let spec_json = spec.to_pretty_json().unwrap_or_default();
@@ -164,6 +167,7 @@ pub fn router(ctx: Context, max_in_flight: usize) -> Router {
         }))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(middleware::from_fn_with_state(per_client, per_client::limit))
         .layer(
             tower::ServiceBuilder::new()
                 .layer(axum::error_handling::HandleErrorLayer::new(
@@ -171,7 +175,7 @@ pub fn router(ctx: Context, max_in_flight: usize) -> Router {
                 ))
                 .load_shed()
                 // One limit for every route (a plain concurrency limit would be one per route).
-                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(max_in_flight)),
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(limits.max_in_flight)),
         )
         .with_state(ctx)
 }

@@ -18,6 +18,7 @@ pub mod changes;
 pub mod forward_auth;
 mod key;
 mod limits;
+mod lookups;
 mod replays;
 mod secrets;
 mod signed;
@@ -89,6 +90,7 @@ pub struct Engine {
     memory: Memory,
     drain: changes::Drain,
     confirmations: Arc<Confirmations>,
+    lookups: lookups::HashLookups,
     replays: ReplayStore,
     usage: UsageRecorder,
     settings: Arc<Settings>,
@@ -151,6 +153,7 @@ impl Engine {
             memory: memory.clone(),
             drain,
             confirmations: Arc::default(),
+            lookups: lookups::HashLookups::new(memory.cache.clone()),
             replays,
             usage,
             settings: Arc::new(settings),
@@ -266,6 +269,11 @@ impl Engine {
         self.usage.outcome(outcome, event);
     }
 
+    /// How many batches of lookups by token hash have been read (see `lookups`).
+    pub fn lookup_batches(&self) -> u64 {
+        self.lookups.batches()
+    }
+
     /// How many outcomes or refusal events went unrecorded because the tallies were full.
     pub fn dropped_outcomes(&self) -> u64 {
         self.usage.dropped()
@@ -289,12 +297,7 @@ impl Engine {
         match self.memory.cache.get(kind, hash) {
             Lookup::Hit(found) => Ok(found),
             Lookup::Miss { ticket, stale } => {
-                let read = async {
-                    let found = store::find_by_hash(pool, kind, hash).await?;
-                    let cache = &self.memory.cache;
-                    Ok(found.map(|(key, tenant_status)| cache.verifiable(&key, tenant_status)))
-                };
-                let found = self.lookup(stale, read).await?;
+                let found = self.lookup(stale, self.lookups.find(pool, kind, hash)).await?;
                 if let Looked::Confirmed(found) = &found {
                     self.memory.cache.put(ticket, kind, *hash, found.clone());
                 }

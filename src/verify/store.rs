@@ -9,7 +9,7 @@ use super::cache::{id_fingerprint, KnownKeys};
 use super::replays::Signature;
 use std::collections::HashSet;
 
-use crate::domain::ids::{KeyId, KeyKind};
+use crate::domain::ids::KeyId;
 use crate::domain::key::Key;
 use crate::domain::tenant::{TenantSettings, TenantStatus};
 use crate::domain::token::TokenHash;
@@ -23,28 +23,38 @@ struct KeyWithTenantRow {
     tenant_status: Option<String>,
 }
 
-/// The key of the given kind whose token hashes to `hash`, with its tenant's status
-/// (`None` for platform service tokens).
-pub async fn find_by_hash(
+/// Every key whose token hashes to one of `hashes` (either kind), with the hash and its tenant's
+/// status: a batch of lookups in one statement (see `lookups`).
+pub async fn find_by_hashes(
     db: impl PgExecutor<'_>,
-    kind: KeyKind,
-    hash: &TokenHash,
-) -> Result<Option<(Key, Option<TenantStatus>)>, sqlx::Error> {
-    let row = sqlx::query_as::<_, KeyWithTenantRow>(&format!(
-        "SELECT {VERIFY_COLUMNS}, t.status AS tenant_status
+    hashes: &[TokenHash],
+) -> Result<Vec<(TokenHash, Key, Option<TenantStatus>)>, sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        found: KeyWithTenantRow,
+        token_hash: Vec<u8>,
+    }
+    let hashes: Vec<&[u8]> = hashes.iter().map(|hash| hash.as_bytes().as_slice()).collect();
+    let rows = sqlx::query_as::<_, Row>(&format!(
+        "SELECT {VERIFY_COLUMNS}, t.status AS tenant_status, k.token_hash
          FROM api_keys k LEFT JOIN tenants t ON t.id = k.tenant_id
-         WHERE k.token_hash = $1 AND k.kind = $2"
+         WHERE k.token_hash = ANY($1)"
     ))
-    .bind(hash.as_bytes().as_slice())
-    .bind(kind.as_str())
-    .fetch_optional(db)
+    .bind(hashes)
+    .fetch_all(db)
     .await?;
-    let Some(row) = row else { return Ok(None) };
-    let status = match row.tenant_status {
-        Some(text) => Some(TenantStatus::parse(&text).ok_or_else(|| bad_column("tenants.status", &text))?),
-        None => None,
-    };
-    Ok(Some((Key::try_from(row.key)?, status)))
+    let mut found = Vec::with_capacity(rows.len());
+    for row in rows {
+        let hash = <[u8; 32]>::try_from(row.token_hash.as_slice())
+            .map_err(|_| bad_column("api_keys.token_hash", &hex::encode(&row.token_hash)))?;
+        let status = match row.found.tenant_status {
+            Some(text) => Some(TenantStatus::parse(&text).ok_or_else(|| bad_column("tenants.status", &text))?),
+            None => None,
+        };
+        found.push((TokenHash::from_bytes(hash), Key::try_from(row.found.key)?, status));
+    }
+    Ok(found)
 }
 
 /// The customer key with this id, with its tenant's status and settings (signed requests

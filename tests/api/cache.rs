@@ -6,6 +6,7 @@ use serde_json::json;
 use sqlx::PgPool;
 
 use crate::helpers::{own_pool, TestApp};
+use keyward::domain::token::TokenHash;
 
 /// Whether `check` holds within 10 s: far below the cache's 5 min time to live, so what holds
 /// came from a notification (or a reconnect), and far above what a loaded 2-core CI machine
@@ -380,4 +381,33 @@ async fn keys_created_and_revoked_across_a_forced_listener_reconnect_are_seen(po
     assert!(eventually(async || second.verify(&new_token, &[]).await["code"] == "VALID").await);
     assert!(eventually(async || second.verify(&old_token, &[]).await["code"] == "REVOKED").await);
     second.pool.close().await;
+}
+
+#[sqlx::test]
+async fn keys_looked_up_together_are_read_in_one_batch_each_with_its_own_answer(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    let mut keys = Vec::new();
+    for n in 0..32 {
+        keys.push(app.key(&tenant, json!({"name": format!("k{n}")})).await);
+    }
+    // A service token's hash is known but is no customer key: looked up, and not found.
+    let service_token = app.service_token(Some(&tenant), &[]).await;
+    let (engine, pool) = (&app.ctx.verify, &app.ctx.pool);
+    let before = engine.lookup_batches();
+
+    let (customer, service) = (keyward::domain::ids::KeyKind::Customer, TokenHash::of(&service_token));
+    let lookups = keys
+        .iter()
+        .map(|(_, token)| TokenHash::of(token))
+        .chain([service])
+        .map(|hash| async move { engine.find_by_hash(pool, customer, &hash).await.unwrap() });
+    let found = futures_util::future::join_all(lookups).await;
+
+    for ((key, _), found) in keys.iter().zip(&found) {
+        assert_eq!(found.as_ref().map(|f| f.id().as_str()), key["id"].as_str());
+    }
+    assert!(found[32].is_none(), "a service token was found as a customer key");
+    let batches = engine.lookup_batches() - before;
+    assert!((1..=4).contains(&batches), "33 lookups took {batches} batches");
 }

@@ -215,6 +215,73 @@ async fn requests_beyond_the_in_flight_limit_are_shed_with_503_and_retry_after(p
     drop(in_flight);
 }
 
+/// Starts a verification for `client` (as a trusted proxy on loopback forwards it) whose body
+/// never arrives: it stays in flight.
+async fn in_flight_for(app: &TestApp, client: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(address(app)).await.unwrap();
+    let head = format!(
+        "POST /v1/verify HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: {client}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{",
+        app.admin
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream
+}
+
+async fn healthz_for(app: &TestApp, client: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(format!("{}/healthz", app.base))
+        .header("x-forwarded-for", client)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[sqlx::test]
+async fn a_client_at_its_in_flight_cap_is_shed_while_other_clients_are_answered(pool: PgPool) {
+    let config = keyward::config::AppConfig {
+        max_in_flight_per_client: 2,
+        trusted_proxies: vec!["127.0.0.1/32".parse().unwrap()],
+        ..TestApp::config()
+    };
+    let app = TestApp::spawn_configured(pool, config, |ctx| ctx).await;
+    let held = [
+        in_flight_for(&app, "203.0.113.7").await,
+        in_flight_for(&app, "203.0.113.7").await,
+    ];
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let shed = healthz_for(&app, "203.0.113.7").await;
+    let other = healthz_for(&app, "198.51.100.9").await;
+
+    assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(shed.headers()["retry-after"], "1");
+    let body: serde_json::Value = shed.json().await.unwrap();
+    assert_eq!(body["type"], "urn:keyward:problem:overloaded");
+    assert_eq!(
+        other.status(),
+        StatusCode::OK,
+        "another client behind the proxy was shed"
+    );
+    drop(held);
+}
+
+#[sqlx::test]
+async fn a_client_whose_requests_finish_gets_its_in_flight_slots_back(pool: PgPool) {
+    let config = keyward::config::AppConfig {
+        max_in_flight_per_client: 1,
+        ..TestApp::config()
+    };
+    let app = TestApp::spawn_configured(pool, config, |ctx| ctx).await;
+    let held = in_flight(&app).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(healthz(&app).await.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    assert_eq!(healthz(&app).await.status(), StatusCode::OK);
+}
+
 #[sqlx::test]
 async fn shutdown_does_not_wait_for_a_slow_client_beyond_the_grace(pool: PgPool) {
     let config = keyward::config::AppConfig {

@@ -11,7 +11,8 @@
 //! - Shutdown stops accepting, lets in-flight requests finish within `shutdown_grace`, then
 //!   cuts off whatever is left: a slow client cannot hold the process up.
 //!
-//! Requests in flight are bounded by the router (`Limits::max_in_flight`, shed with 503).
+//! Requests in flight are bounded by the router (`Limits::max_in_flight`, and per client
+//! `max_in_flight_per_client`, shed with 503).
 
 use axum::extract::ConnectInfo;
 use axum::Router;
@@ -67,14 +68,6 @@ impl Drop for AddressSlot {
     }
 }
 
-/// The address a connection counts against: IPv4 as it is, IPv6 by its /64.
-fn client_address(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
-        v4 => v4,
-    }
-}
-
 /// How often the accept loop reaps finished connections and tidies what it keeps of them.
 const HOUSEKEEPING: Duration = Duration::from_secs(5);
 
@@ -117,7 +110,7 @@ pub async fn serve(
             },
         };
         while tasks.try_join_next().is_some() {}
-        let ip = client_address(peer.ip());
+        let ip = super::per_client::counted_address(peer.ip());
         let Some(address_slot) = PerAddress::admit(&per_address, ip, limits.max_connections_per_address) else {
             continue; // dropping the stream closes it
         };
@@ -173,28 +166,4 @@ pub async fn serve(
     }
     tasks.abort_all();
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ipv6_clients_count_by_their_64_bit_prefix() {
-        let one: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
-        let other: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
-        let elsewhere: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert_eq!(client_address(one), client_address(other));
-        assert_ne!(client_address(one), client_address(elsewhere));
-    }
-
-    #[test]
-    fn ipv4_clients_count_by_their_address_also_when_mapped_to_ipv6() {
-        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
-        assert_eq!(client_address(mapped), "192.0.2.7".parse::<IpAddr>().unwrap());
-        assert_ne!(
-            client_address("192.0.2.7".parse().unwrap()),
-            client_address("192.0.2.8".parse().unwrap())
-        );
-    }
 }
