@@ -11,7 +11,7 @@ use crate::background;
 use crate::clock::Clock;
 use crate::config::{AppConfig, TrustedProxies};
 use crate::crypto::password::Passwords;
-use crate::service::Context;
+use crate::service::{Context, ContextParts};
 use crate::verify;
 
 /// A configuration `App::build` refuses, naming the setting.
@@ -54,7 +54,7 @@ impl App {
         let audit_key = config.audit_key().map_err(ConfigError::AuditKey)?;
         let sink_settings = config.audit_sinks();
         let sinks = crate::audit_sinks::sinks(&sink_settings).map_err(ConfigError::AuditSinks)?;
-        let ctx = Context {
+        let ctx: Context = ContextParts {
             pool,
             clock,
             verify: engine,
@@ -64,7 +64,8 @@ impl App {
             audit_key: audit_key.map(Arc::new),
             trusted_proxies: Arc::new(TrustedProxies::new(config.trusted_proxies.clone())),
             stored_audit_keys: Arc::default(),
-        };
+        }
+        .into();
         Ok(App {
             ctx,
             tasks,

@@ -24,11 +24,30 @@ use crate::domain::ids::KeyId;
 use crate::domain::permissions::{Caller, Denied};
 use crate::domain::validation::ValidationErrors;
 
+/// What every use case needs (see [`ContextParts`]), shared: cloning it (axum does, more than
+/// once per request) is one reference count, not one per part.
+#[derive(Clone, Debug)]
+pub struct Context(Arc<ContextParts>);
+
+impl std::ops::Deref for Context {
+    type Target = ContextParts;
+
+    fn deref(&self) -> &ContextParts {
+        &self.0
+    }
+}
+
+impl From<ContextParts> for Context {
+    fn from(parts: ContextParts) -> Self {
+        Context(Arc::new(parts))
+    }
+}
+
 /// What every use case needs: the database, the clock, the verify engine, and for user sessions
 /// the password hasher and the access-token keys (`None`: sessions not configured). Built by
 /// `App::build` from the configuration.
 #[derive(Clone, Debug)]
-pub struct Context {
+pub struct ContextParts {
     pub pool: PgPool,
     pub clock: Clock,
     /// The verify engine: its cache, usage writer and settings, and the change protocol.
@@ -46,9 +65,17 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn with_jwt(mut self, jwt: Jwt) -> Self {
-        self.jwt = Some(Arc::new(jwt));
-        self
+    /// The parts, to build a context that differs in some of them.
+    pub fn into_parts(self) -> ContextParts {
+        Arc::try_unwrap(self.0).unwrap_or_else(|shared| (*shared).clone())
+    }
+
+    pub fn with_jwt(self, jwt: Jwt) -> Self {
+        ContextParts {
+            jwt: Some(Arc::new(jwt)),
+            ..self.into_parts()
+        }
+        .into()
     }
 }
 

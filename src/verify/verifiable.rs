@@ -158,15 +158,7 @@ impl Verifiable {
 
     /// As `Key::status`: revoked wins over expired, which wins over disabled.
     pub fn status(&self, now: DateTime<Utc>) -> KeyStatus {
-        if self.revoked {
-            KeyStatus::Revoked
-        } else if self.expires_at.is_some_and(|at| at <= now) {
-            KeyStatus::Expired
-        } else if !self.enabled {
-            KeyStatus::Disabled
-        } else {
-            KeyStatus::Active
-        }
+        KeyStatus::at(now, self.revoked, self.expires_at, self.enabled)
     }
 }
 

@@ -16,9 +16,12 @@ fn audit_key() -> Arc<AuditKey> {
 }
 
 async fn signing(pool: PgPool, key: Arc<AuditKey>) -> TestApp {
-    TestApp::spawn_configured(pool, TestApp::config(), move |ctx| keyward::service::Context {
-        audit_key: Some(key),
-        ..ctx
+    TestApp::spawn_configured(pool, TestApp::config(), move |ctx| {
+        keyward::service::ContextParts {
+            audit_key: Some(key),
+            ..ctx.into_parts()
+        }
+        .into()
     })
     .await
 }

@@ -9,7 +9,7 @@ use keyward::crypto::jwt::Jwt;
 use keyward::domain::audit::{Actor, ActorKind, RequestMeta};
 use keyward::domain::key::ServiceTokenSpec;
 use keyward::domain::permissions::{Permission, TenantScope};
-use keyward::service::Context;
+use keyward::service::{Context, ContextParts};
 use reqwest::{Method, StatusCode};
 use secrecy::SecretString;
 use serde_json::{json, Value};
@@ -455,9 +455,12 @@ pub async fn signed_trail(pool: PgPool) -> (TestApp, String) {
     let key = std::sync::Arc::new(
         keyward::crypto::audit_key::AuditKey::from_pem(&keyward::crypto::audit_key::AuditKey::generate_pem()).unwrap(),
     );
-    let app = TestApp::spawn_configured(pool, TestApp::config(), move |ctx| Context {
-        audit_key: Some(key),
-        ..ctx
+    let app = TestApp::spawn_configured(pool, TestApp::config(), move |ctx| {
+        ContextParts {
+            audit_key: Some(key),
+            ..ctx.into_parts()
+        }
+        .into()
     })
     .await;
     let tenant = app.tenant("acme").await;

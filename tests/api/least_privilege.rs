@@ -54,9 +54,12 @@ async fn migrate(server: String, owner: String) -> Output {
 async fn the_server_role_cannot_change_or_remove_audit_rows_even_with_the_triggers_disabled(pool: PgPool) {
     let key =
         keyward::crypto::audit_key::AuditKey::from_pem(&keyward::crypto::audit_key::AuditKey::generate_pem()).unwrap();
-    let app = TestApp::spawn_configured(pool.clone(), TestApp::config(), move |ctx| keyward::service::Context {
-        audit_key: Some(std::sync::Arc::new(key)),
-        ..ctx
+    let app = TestApp::spawn_configured(pool.clone(), TestApp::config(), move |ctx| {
+        keyward::service::ContextParts {
+            audit_key: Some(std::sync::Arc::new(key)),
+            ..ctx.into_parts()
+        }
+        .into()
     })
     .await;
     app.tenant("acme").await;

@@ -95,9 +95,14 @@ async fn a_client_that_sends_nothing_is_cut_off(pool: PgPool) {
 
 /// Opens a connection and starts a verification whose body never arrives: it stays in flight.
 async fn in_flight(app: &TestApp) -> TcpStream {
+    in_flight_with(app, "").await
+}
+
+/// As `in_flight`, with more header lines (each ending in CRLF).
+async fn in_flight_with(app: &TestApp, headers: &str) -> TcpStream {
     let mut stream = TcpStream::connect(address(app)).await.unwrap();
     let head = format!(
-        "POST /v1/verify HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{",
+        "POST /v1/verify HTTP/1.1\r\nHost: x\r\n{headers}Authorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{",
         app.admin
     );
     stream.write_all(head.as_bytes()).await.unwrap();
@@ -218,13 +223,7 @@ async fn requests_beyond_the_in_flight_limit_are_shed_with_503_and_retry_after(p
 /// Starts a verification for `client` (as a trusted proxy on loopback forwards it) whose body
 /// never arrives: it stays in flight.
 async fn in_flight_for(app: &TestApp, client: &str) -> TcpStream {
-    let mut stream = TcpStream::connect(address(app)).await.unwrap();
-    let head = format!(
-        "POST /v1/verify HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: {client}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{",
-        app.admin
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream
+    in_flight_with(app, &format!("X-Forwarded-For: {client}\r\n")).await
 }
 
 async fn healthz_for(app: &TestApp, client: &str) -> reqwest::Response {

@@ -287,9 +287,10 @@ async fn logins_with_no_email_shape_are_throttled_by_address(pool: PgPool) {
 async fn a_full_password_queue_answers_503_with_retry_after(pool: PgPool) {
     let mut config = TestApp::config();
     config.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
-    let app = TestApp::spawn_configured(pool, config, |mut ctx| {
-        ctx.passwords = Passwords::with_queue(1, 0);
-        ctx
+    let app = TestApp::spawn_configured(pool, config, |ctx| {
+        let mut parts = ctx.into_parts();
+        parts.passwords = Passwords::with_queue(1, 0);
+        parts.into()
     })
     .await;
 

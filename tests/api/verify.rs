@@ -239,10 +239,11 @@ async fn malformed_token_is_refused_without_touching_the_database(pool: PgPool) 
         .acquire_timeout(std::time::Duration::from_millis(200))
         .connect_lazy("postgres://nobody@127.0.0.1:1/nowhere")
         .unwrap();
-    let ctx = keyward::service::Context {
+    let ctx: keyward::service::Context = keyward::service::ContextParts {
         pool: unreachable,
-        ..app.ctx.clone()
-    };
+        ..app.ctx.clone().into_parts()
+    }
+    .into();
     let caller = keyward::domain::permissions::Caller::service(
         keyward::domain::ids::KeyId::generate(keyward::domain::ids::KeyKind::Service),
         keyward::domain::permissions::TenantScope::Platform,

@@ -165,18 +165,26 @@ pub struct RateLimit {
     pub window_seconds: i32,
 }
 
-impl Key {
-    /// Revoked wins over expired, which wins over disabled.
-    pub fn status(&self, now: DateTime<Utc>) -> KeyStatus {
-        if self.revoked_at.is_some() {
+impl KeyStatus {
+    /// A key's status at `now` from what decides it: revoked wins over expired, which wins over
+    /// disabled.
+    pub fn at(now: DateTime<Utc>, revoked: bool, expires_at: Option<DateTime<Utc>>, enabled: bool) -> KeyStatus {
+        if revoked {
             KeyStatus::Revoked
-        } else if self.expires_at.is_some_and(|at| at <= now) {
+        } else if expires_at.is_some_and(|at| at <= now) {
             KeyStatus::Expired
-        } else if !self.enabled {
+        } else if !enabled {
             KeyStatus::Disabled
         } else {
             KeyStatus::Active
         }
+    }
+}
+
+impl Key {
+    /// Revoked wins over expired, which wins over disabled.
+    pub fn status(&self, now: DateTime<Utc>) -> KeyStatus {
+        KeyStatus::at(now, self.revoked_at.is_some(), self.expires_at, self.enabled)
     }
 
     pub fn kind(&self) -> KeyKind {
