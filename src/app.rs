@@ -64,6 +64,7 @@ impl App {
             audit_key: audit_key.map(Arc::new),
             trusted_proxies: Arc::new(TrustedProxies::new(config.trusted_proxies.clone())),
             stored_audit_keys: Arc::default(),
+            metrics: Arc::default(),
         }
         .into();
         Ok(App {

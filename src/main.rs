@@ -19,7 +19,11 @@ use keyward::signing::client::ClientScheme;
 use keyward::{app, db, service};
 
 #[derive(Parser)]
-#[command(name = "keyward", version, about = "Multi-tenant API-key management")]
+#[command(
+    name = "keyward",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("KEYWARD_GIT_COMMIT"), ")"),
+    about = "Multi-tenant API-key management"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -287,11 +291,35 @@ fn describe_invalid(errors: &ValidationErrors) -> String {
         .join("; ")
 }
 
-fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("KEYWARD_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+/// Logs go to stderr: as JSON lines with `KEYWARD_LOG_FORMAT=json` and by default when stderr is
+/// not a terminal (a file, a pipe, a container's log driver), as text with `text` and by default
+/// on a terminal; colour only on a terminal.
+fn init_logging() {
+    use std::io::IsTerminal;
+    let terminal = std::io::stderr().is_terminal();
+    let json = match std::env::var("KEYWARD_LOG_FORMAT").as_deref() {
+        Ok("json") => true,
+        Ok("text") => false,
+        Ok(other) => {
+            eprintln!("KEYWARD_LOG_FORMAT must be `json` or `text`, not {other:?}; logging as JSON");
+            true
+        }
+        Err(_) => !terminal,
+    };
+    let filter = EnvFilter::try_from_env("KEYWARD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .init();
+        .with_ansi(terminal && !json);
+    if json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
+}
+
+fn main() -> ExitCode {
+    init_logging();
     let cli = Cli::parse();
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -340,7 +368,7 @@ async fn run(command: Command) -> Result<(), CliError> {
             email,
             platform_admin,
         }) => {
-            let password = read_password()?;
+            let password = read_secret("password")?;
             let ctx = admin_context(&env).await?;
             let user = service::accounts::create_user(&ctx, &cli_actor(), &email, &password, platform_admin).await?;
             eprintln!("created user {} ({})", user.email, user.id);
@@ -671,8 +699,13 @@ fn sign(args: SignArgs) -> Result<(), CliError> {
     use secrecy::ExposeSecret;
     let secret = match std::env::var("KEYWARD_SIGNING_SECRET") {
         Ok(secret) => SecretString::from(secret),
-        Err(_) => read_password()?,
+        Err(_) => read_secret("signing secret")?,
     };
+    if secret.expose_secret().is_empty() {
+        return Err(CliError::Usage(
+            "the signing secret is empty: set KEYWARD_SIGNING_SECRET or pass the secret on stdin",
+        ));
+    }
     let body = match (&args.data, &args.data_file) {
         (Some(text), _) => text.as_bytes().to_vec(),
         (None, Some(path)) => std::fs::read(path).map_err(|e| CliError::Read(path.display().to_string(), e))?,
@@ -731,16 +764,17 @@ fn cli_actor() -> Actor {
     }
 }
 
-/// The password from a terminal prompt (not echoed) or the first line of stdin.
-fn read_password() -> Result<SecretString, CliError> {
+/// A secret (`what`: "password", "signing secret") from a terminal prompt (not echoed) or the
+/// first line of stdin.
+fn read_secret(what: &str) -> Result<SecretString, CliError> {
     use std::io::IsTerminal;
     let text = if std::io::stdin().is_terminal() {
-        rpassword::prompt_password("password: ").map_err(|e| CliError::Read("the password".into(), e))?
+        rpassword::prompt_password(format!("{what}: ")).map_err(|e| CliError::Read(format!("the {what}"), e))?
     } else {
         let mut line = String::new();
         std::io::stdin()
             .read_line(&mut line)
-            .map_err(|e| CliError::Read("the password from stdin".into(), e))?;
+            .map_err(|e| CliError::Read(format!("the {what} from stdin"), e))?;
         line.trim_end_matches(['\r', '\n']).to_owned()
     };
     Ok(SecretString::from(text))

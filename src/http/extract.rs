@@ -99,7 +99,29 @@ impl FromRequestParts<Context> for Authenticated {
 
     async fn from_request_parts(parts: &mut Parts, ctx: &Context) -> Result<Self, Self::Rejection> {
         let bearer = bearer(parts).ok_or(service::Error::Unauthenticated)?;
-        Ok(Authenticated(callers::authenticate(ctx, &bearer).await?))
+        let caller = callers::authenticate(ctx, &bearer).await?;
+        CallerOfRequest::note(parts, &caller);
+        Ok(Authenticated(caller))
+    }
+}
+
+/// Who a request turned out to be from, for its log line: the request log middleware puts an
+/// empty one in the request, and authenticating fills it (with the caller's id, never its
+/// credential).
+#[derive(Clone, Default)]
+pub struct CallerOfRequest(std::sync::Arc<std::sync::OnceLock<String>>);
+
+impl CallerOfRequest {
+    fn note(parts: &Parts, caller: &Caller) {
+        if let Some(slot) = parts.extensions.get::<CallerOfRequest>() {
+            let actor = caller.actor();
+            let _ = slot.0.set(format!("{}:{}", actor.kind.as_str(), actor.id));
+        }
+    }
+
+    /// The caller's `kind:id`, once authenticated.
+    pub fn get(&self) -> Option<&str> {
+        self.0.get().map(String::as_str)
     }
 }
 
@@ -112,7 +134,11 @@ impl FromRequestParts<Context> for MaybeAuthenticated {
 
     async fn from_request_parts(parts: &mut Parts, ctx: &Context) -> Result<Self, Self::Rejection> {
         match bearer(parts) {
-            Some(bearer) => Ok(MaybeAuthenticated(Some(callers::authenticate(ctx, &bearer).await?))),
+            Some(bearer) => {
+                let caller = callers::authenticate(ctx, &bearer).await?;
+                CallerOfRequest::note(parts, &caller);
+                Ok(MaybeAuthenticated(Some(caller)))
+            }
             None if parts.headers.contains_key(header::AUTHORIZATION) => Err(service::Error::Unauthenticated.into()),
             None => Ok(MaybeAuthenticated(None)),
         }
@@ -133,7 +159,7 @@ impl<S: Send + Sync> FromRequestParts<S> for BearerCredential {
 /// Where the request came from, for audit events.
 pub struct Meta(pub RequestMeta);
 
-const MAX_REQUEST_ID_LEN: usize = 128;
+pub(crate) const MAX_REQUEST_ID_LEN: usize = 128;
 const MAX_USER_AGENT_LEN: usize = 512;
 
 impl FromRequestParts<Context> for Meta {

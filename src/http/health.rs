@@ -10,13 +10,34 @@ use crate::error::{ApiError, ProblemResponse};
 use crate::service::Context;
 
 pub fn router() -> OpenApiRouter<Context> {
-    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz))
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(version))
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
     #[schema(example = "ok")]
     pub status: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Version {
+    #[schema(example = "0.1.0")]
+    pub version: &'static str,
+    /// The git commit built, or `unknown`.
+    #[schema(example = "845a4c7d1e2f")]
+    pub commit: &'static str,
+}
+
+/// The version served, and the commit it was built from.
+#[utoipa::path(get, path = "/version", tag = "health", responses((status = 200, body = Version)))]
+async fn version() -> Json<Version> {
+    Json(Version {
+        version: env!("CARGO_PKG_VERSION"),
+        commit: env!("KEYWARD_GIT_COMMIT"),
+    })
 }
 
 /// The process is up.

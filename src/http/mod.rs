@@ -17,7 +17,7 @@ pub mod tenants;
 pub mod usage;
 pub mod verify;
 
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -141,6 +141,7 @@ pub fn router(ctx: Context, limits: crate::config::ServerLimits) -> Router {
             "/openapi.json",
             axum::routing::get(move || async move { ([(header::CONTENT_TYPE, "application/json")], spec_json) }),
         )
+        .route("/metrics", axum::routing::get(metrics))
         .fallback(|| async { Problem::for_status(StatusCode::NOT_FOUND) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
@@ -151,6 +152,14 @@ pub fn router(ctx: Context, limits: crate::config::ServerLimits) -> Router {
         .layer(SetResponseHeaderLayer::overriding(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
         ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,
@@ -167,6 +176,7 @@ pub fn router(ctx: Context, limits: crate::config::ServerLimits) -> Router {
         }))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(middleware::from_fn(drop_unfit_request_id))
         .layer(middleware::from_fn_with_state(per_client, per_client::limit))
         .layer(
             tower::ServiceBuilder::new()
@@ -177,7 +187,89 @@ pub fn router(ctx: Context, limits: crate::config::ServerLimits) -> Router {
                 // One limit for every route (a plain concurrency limit would be one per route).
                 .layer(tower::limit::GlobalConcurrencyLimitLayer::new(limits.max_in_flight)),
         )
+        .layer(middleware::from_fn_with_state(ctx.metrics.clone(), observe_request))
         .with_state(ctx)
+}
+
+/// Counts each request by method, route template and status, with its latency, and logs it in
+/// one line at `info` (target `keyward::request`): method, route template, status, latency,
+/// request id and caller id. Never the path as sent (it may hold ids a log should not collect
+/// in bulk), a query string or a header.
+async fn observe_request(
+    State(metrics): State<std::sync::Arc<crate::metrics::Metrics>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let method = crate::metrics::method_label(req.method().as_str());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_owned());
+    let caller = extract::CallerOfRequest::default();
+    req.extensions_mut().insert(caller.clone());
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    metrics.request(method, route.as_deref(), status, elapsed.as_secs_f64());
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .and_then(|id| id.to_str().ok())
+        .filter(|id| id.len() <= extract::MAX_REQUEST_ID_LEN)
+        .unwrap_or("-");
+    tracing::info!(
+        target: "keyward::request",
+        method,
+        route = route.as_deref().unwrap_or("unmatched"),
+        status,
+        latency_ms = elapsed.as_secs_f64() * 1000.0,
+        request_id,
+        caller = caller.get().unwrap_or("-"),
+        "request"
+    );
+    response
+}
+
+/// `GET /metrics`: Prometheus (OpenMetrics text); no credentials, and nothing in it names a key,
+/// a tenant or a path as requested.
+async fn metrics(State(ctx): State<Context>) -> Response {
+    let (cached_by_hash, cached_by_id) = ctx.verify.cached_keys();
+    let readings = crate::metrics::Readings {
+        cached_by_hash,
+        cached_by_id,
+        lookup_batches: ctx.verify.lookup_batches(),
+        dropped_outcomes: ctx.verify.dropped_outcomes(),
+        listening: ctx.verify.listening(),
+        pool_size: ctx.pool.size(),
+        pool_idle: u64::try_from(ctx.pool.num_idle()).unwrap_or(u64::MAX),
+    };
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        ctx.metrics.render(readings),
+    )
+        .into_response()
+}
+
+/// A request id the caller sent is kept (in the response, the logs and the audit events it
+/// causes) when it is 1 to 128 characters of letters, digits and `-_.:/+=@`; any other is
+/// dropped, so that a new one is made for the request.
+async fn drop_unfit_request_id(mut req: Request, next: Next) -> Response {
+    let fit = |id: &HeaderValue| {
+        let id = id.as_bytes();
+        (1..=extract::MAX_REQUEST_ID_LEN).contains(&id.len())
+            && id.iter().all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=@".contains(b))
+    };
+    let ids = req.headers().get_all("x-request-id");
+    let mut ids = ids.iter();
+    let keep = matches!((ids.next(), ids.next()), (Some(id), None) if fit(id));
+    if !keep {
+        req.headers_mut().remove("x-request-id");
+    }
+    next.run(req).await
 }
 
 /// Error responses made outside the handlers (unknown route, wrong method, timeout) get a

@@ -62,6 +62,8 @@ pub struct ContextParts {
     pub trusted_proxies: Arc<crate::config::TrustedProxies>,
     /// The audit keys stored in the database, as `/v1/audit/public-key` serves them.
     pub stored_audit_keys: Arc<audit::StoredAuditKeys>,
+    /// What `GET /metrics` reports.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Context {

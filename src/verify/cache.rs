@@ -208,6 +208,12 @@ impl KeyCache {
         }
     }
 
+    /// Entries held: by token hash, and by key id.
+    pub fn sizes(&self) -> (u64, u64) {
+        let len = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        (len(self.inner.by_hash.len()), len(self.inner.by_id.len()))
+    }
+
     fn ticket(&self) -> Ticket {
         // The instant first: an entry must not outlive a record made after its lookup began.
         let started = Instant::now();

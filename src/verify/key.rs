@@ -88,6 +88,7 @@ pub(super) fn record_outcome(
     details: impl FnOnce() -> serde_json::Value,
 ) {
     let now = ctx.clock.now();
+    ctx.metrics.verification(code.as_str());
     let tenant = key.and_then(|k| k.tenant_id()).or(caller.bound_tenant());
     let outcome = usage::Outcome {
         tenant,

@@ -269,6 +269,11 @@ impl Engine {
         self.usage.outcome(outcome, event);
     }
 
+    /// Keys the cache holds: by token hash, and by key id.
+    pub fn cached_keys(&self) -> (u64, u64) {
+        self.memory.cache.sizes()
+    }
+
     /// How many batches of lookups by token hash have been read (see `lookups`).
     pub fn lookup_batches(&self) -> u64 {
         self.lookups.batches()

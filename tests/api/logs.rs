@@ -187,3 +187,75 @@ async fn no_password_token_or_hash_appears_in_the_logs(pool: PgPool) {
         );
     }
 }
+
+/// The JSON lines of a log, parsed.
+fn json_lines(log: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not a JSON line: {line:?}")))
+        .collect()
+}
+
+#[sqlx::test]
+async fn each_request_is_logged_once_as_json_with_its_route_status_request_id_and_caller(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let tenant = app.tenant("acme").await;
+    // stderr is a file, not a terminal: JSON lines, without KEYWARD_LOG_FORMAT and at the default level.
+    let log = std::env::temp_dir().join(format!("keyward-request-log-{}.log", rand::random::<u64>()));
+    let mut server = ServeProcess::start(app.command(), std::fs::File::create(&log).unwrap().into()).await;
+
+    let reply = reqwest::Client::new()
+        .get(format!("{}/v1/tenants/{tenant}/keys?limit=5", server.base))
+        .bearer_auth(&app.admin)
+        .header("x-request-id", "req-log-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    server.kill();
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains('\u{1b}'), "colour codes in a log file");
+    let requests: Vec<Value> = json_lines(&log)
+        .into_iter()
+        .filter(|line| line["target"] == "keyward::request" && line["fields"]["request_id"] == "req-log-1")
+        .collect();
+    assert_eq!(requests.len(), 1, "{text}");
+    let fields = &requests[0]["fields"];
+    assert_eq!(requests[0]["level"], "INFO");
+    assert_eq!(fields["method"], "GET");
+    assert_eq!(fields["route"], "/v1/tenants/{tenant_id}/keys");
+    assert_eq!(fields["status"], 200);
+    assert!(fields["latency_ms"].as_f64().is_some(), "{fields}");
+    assert!(
+        fields["caller"].as_str().unwrap().starts_with("service:svc_"),
+        "{fields}"
+    );
+    assert!(!text.contains(&app.admin), "the caller's token reached the log");
+    assert!(!text.contains("limit=5"), "a query string reached the log");
+    let _ = std::fs::remove_file(&log);
+}
+
+#[sqlx::test]
+async fn the_log_is_text_when_asked_for(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let log = std::env::temp_dir().join(format!("keyward-text-log-{}.log", rand::random::<u64>()));
+    let mut command = app.command();
+    command.env("KEYWARD_LOG_FORMAT", "text");
+    let mut server = ServeProcess::start(command, std::fs::File::create(&log).unwrap().into()).await;
+    reqwest::get(format!("{}/healthz", server.base)).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    server.kill();
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    let line = text
+        .lines()
+        .find(|line| line.contains("keyward::request"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains("INFO") && line.contains(r#"route="/healthz""#), "{line}");
+    assert!(serde_json::from_str::<Value>(line).is_err(), "{line}");
+    assert!(!text.contains('\u{1b}'), "colour codes in a log file");
+    let _ = std::fs::remove_file(&log);
+}

@@ -21,6 +21,7 @@ mod layers;
 mod least_privilege;
 mod limits;
 mod logs;
+mod metrics;
 mod nginx;
 mod openapi;
 mod outage;

@@ -522,3 +522,63 @@ async fn a_client_that_stops_reading_a_response_is_cut_off_once_nothing_moves(po
         "all {events} events were sent: the stalled response was never cut off"
     );
 }
+
+#[sqlx::test]
+async fn every_response_carries_the_browser_facing_security_headers(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+
+    for path in ["/healthz", "/no/such/route"] {
+        let reply = reqwest::get(format!("{}{path}", app.base)).await.unwrap();
+        let headers = reply.headers();
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+    }
+}
+
+async fn request_id_answered(app: &TestApp, sent: Option<&str>) -> String {
+    let mut request = reqwest::Client::new().get(format!("{}/healthz", app.base));
+    if let Some(sent) = sent {
+        request = request.header("x-request-id", sent);
+    }
+    let reply = request.send().await.unwrap();
+    reply.headers()["x-request-id"].to_str().unwrap().to_owned()
+}
+
+#[sqlx::test]
+async fn a_sane_request_id_is_kept_and_any_other_replaced_by_a_new_one(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+
+    assert_eq!(request_id_answered(&app, Some("req-42:a/b")).await, "req-42:a/b");
+    for unfit in ["has space", "quote\"d", &"x".repeat(129)] {
+        let answered = request_id_answered(&app, Some(unfit)).await;
+        assert!(
+            uuid::Uuid::parse_str(&answered).is_ok(),
+            "{unfit:?} answered {answered:?}"
+        );
+    }
+    let made = request_id_answered(&app, None).await;
+    assert!(uuid::Uuid::parse_str(&made).is_ok(), "{made:?}");
+}
+
+#[sqlx::test]
+async fn the_version_and_commit_are_served_and_printed(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+
+    let served: serde_json::Value = reqwest::get(format!("{}/version", app.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let printed = app.command().arg("--version").output().unwrap();
+
+    assert_eq!(served["version"], env!("CARGO_PKG_VERSION"));
+    let commit = served["commit"].as_str().unwrap();
+    assert!(!commit.is_empty());
+    let printed = String::from_utf8(printed.stdout).unwrap();
+    assert_eq!(
+        printed.trim(),
+        format!("keyward {} (commit {commit})", env!("CARGO_PKG_VERSION"))
+    );
+}

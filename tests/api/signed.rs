@@ -671,3 +671,19 @@ async fn one_signature_sent_at_once_to_two_replicas_is_accepted_once(pool: PgPoo
 
     assert_eq!(valid, [1; 10]);
 }
+
+#[test]
+fn keyward_sign_refuses_an_empty_signing_secret() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(["sign", "--key-id", "key_01JDQ3W6Z8G7X2V9K4M5N6P7Q8"])
+        .arg("https://api.example.com/v1/orders")
+        .env_remove("KEYWARD_SIGNING_SECRET")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+
+    assert!(!output.status.success(), "signed with an empty secret");
+    assert!(output.stdout.is_empty(), "printed headers for an empty secret");
+    let said = String::from_utf8(output.stderr).unwrap();
+    assert!(said.contains("signing secret is empty"), "{said}");
+}
