@@ -291,8 +291,10 @@ pub struct SessionConfig {
     /// Ed25519 private key (PKCS#8 PEM) for EdDSA access tokens, instead of a secret.
     #[arg(long, env = "KEYWARD_JWT_PRIVATE_KEY_FILE", conflicts_with = "jwt_secret")]
     pub jwt_private_key_file: Option<PathBuf>,
+    /// The `iss` of access tokens issued, and the only one accepted.
     #[arg(long, env = "KEYWARD_JWT_ISSUER", default_value = "keyward")]
     pub jwt_issuer: String,
+    /// The `aud` of access tokens issued, and the only one accepted.
     #[arg(long, env = "KEYWARD_JWT_AUDIENCE", default_value = "keyward-api")]
     pub jwt_audience: String,
 }

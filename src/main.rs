@@ -121,8 +121,10 @@ struct SignArgs {
     /// The key id (`key_…`), the public access key id.
     #[arg(long)]
     key_id: String,
+    /// How to sign: keyward's HMAC headers, AWS SigV4, RFC 9421 message signatures or Arrow.
     #[arg(long, value_enum, default_value_t = SignScheme::Hmac)]
     scheme: SignScheme,
+    /// The request's method.
     #[arg(long, short = 'X', default_value = "GET")]
     method: String,
     /// A header to send and sign, `Name: value` (repeatable).
@@ -178,6 +180,7 @@ enum AdminCommand {
     DisableUser {
         #[command(flatten)]
         env: AdminEnv,
+        /// The user's email address (their login).
         #[arg(long)]
         email: String,
     },
@@ -185,6 +188,7 @@ enum AdminCommand {
     EnableUser {
         #[command(flatten)]
         env: AdminEnv,
+        /// The user's email address (their login).
         #[arg(long)]
         email: String,
     },
@@ -192,6 +196,7 @@ enum AdminCommand {
     CreateUser {
         #[command(flatten)]
         env: AdminEnv,
+        /// The user's email address (their login).
         #[arg(long)]
         email: String,
         /// May act in every tenant and review every audit trail.
@@ -211,6 +216,7 @@ enum AdminCommand {
         /// Comma-separated: keys:verify, keys:read, keys:write, audit:read, tenants:admin.
         #[arg(long, value_delimiter = ',', required = true)]
         permissions: Vec<String>,
+        /// A name for the token, shown in listings and the audit trail.
         #[arg(long, default_value = "bootstrap")]
         name: String,
         /// Lifetime in seconds (default: no expiry).
@@ -293,8 +299,8 @@ fn describe_invalid(errors: &ValidationErrors) -> String {
 
 /// Logs go to stderr: as JSON lines with `KEYWARD_LOG_FORMAT=json` and by default when stderr is
 /// not a terminal (a file, a pipe, a container's log driver), as text with `text` and by default
-/// on a terminal; colour only on a terminal.
-fn init_logging() {
+/// on a terminal; colour only on a terminal. `default_filter` applies unless `KEYWARD_LOG` is set.
+fn init_logging(default_filter: &str) {
     use std::io::IsTerminal;
     let terminal = std::io::stderr().is_terminal();
     let json = match std::env::var("KEYWARD_LOG_FORMAT").as_deref() {
@@ -306,7 +312,7 @@ fn init_logging() {
         }
         Err(_) => !terminal,
     };
-    let filter = EnvFilter::try_from_env("KEYWARD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_env("KEYWARD_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -318,9 +324,51 @@ fn init_logging() {
     }
 }
 
+/// Settings read from the environment outside the command line's own arguments, and those of
+/// the development scripts (`scripts/dev-db.sh`, the drills), which a shell may well export.
+const OTHER_SETTINGS: [&str; 6] = [
+    "KEYWARD_LOG",
+    "KEYWARD_LOG_FORMAT",
+    "KEYWARD_SIGNING_SECRET",
+    "KEYWARD_DEV_PG_PORT",
+    "KEYWARD_PG_BIN",
+    "KEYWARD_BIN",
+];
+
+/// `KEYWARD_*` variables that name no setting, by name only (never a value): a typo must not
+/// fall back to a default without a word.
+fn unknown_settings() -> Vec<String> {
+    fn settings_of(command: &clap::Command, known: &mut std::collections::HashSet<String>) {
+        for arg in command.get_arguments() {
+            if let Some(env) = arg.get_env() {
+                known.insert(env.to_string_lossy().into_owned());
+            }
+        }
+        for sub in command.get_subcommands() {
+            settings_of(sub, known);
+        }
+    }
+    let mut known: std::collections::HashSet<String> = OTHER_SETTINGS.iter().map(|s| s.to_string()).collect();
+    settings_of(&<Cli as clap::CommandFactory>::command(), &mut known);
+    let mut unknown: Vec<String> = std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .filter(|name| name.starts_with("KEYWARD_") && !known.contains(name))
+        .collect();
+    unknown.sort();
+    unknown
+}
+
 fn main() -> ExitCode {
-    init_logging();
     let cli = Cli::parse();
+    // The server logs what it does; a command run by hand says only what went wrong (its answer
+    // is on stdout). PostgreSQL's notices (`relation "_sqlx_migrations" already exists`) are noise.
+    init_logging(match cli.command {
+        Command::Serve(_) => "info,sqlx::postgres::notice=warn",
+        _ => "warn",
+    });
+    for name in unknown_settings() {
+        tracing::warn!(variable = %name, "{name} names no setting of keyward and is ignored (a typo?)");
+    }
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

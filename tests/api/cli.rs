@@ -362,3 +362,23 @@ async fn serve_refuses_an_audit_key_file_that_is_not_a_key_naming_the_setting(po
     );
     let _ = std::fs::remove_file(&bad);
 }
+
+#[sqlx::test]
+async fn a_command_run_by_hand_prints_no_log_noise(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let mut command = app.command();
+    command.env_remove("KEYWARD_LOG").arg("migrate");
+
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+
+    assert!(output.status.success(), "{output:?}");
+    let said = String::from_utf8(output.stderr).unwrap();
+    assert!(!said.contains("already exists"), "{said}");
+    assert!(!said.contains("INFO"), "{said}");
+    assert!(
+        !said.contains('\u{1b}'),
+        "colour codes when not on a terminal: {said:?}"
+    );
+}

@@ -259,3 +259,29 @@ async fn the_log_is_text_when_asked_for(pool: PgPool) {
     assert!(!text.contains('\u{1b}'), "colour codes in a log file");
     let _ = std::fs::remove_file(&log);
 }
+
+#[sqlx::test]
+async fn a_keyward_variable_that_names_no_setting_is_warned_about_by_name_only(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let log = std::env::temp_dir().join(format!("keyward-typo-log-{}.log", rand::random::<u64>()));
+    let mut command = app.command();
+    command.env("KEYWARD_CACHE_KEYZ", "typo-value-4711");
+    let mut server = ServeProcess::start(command, std::fs::File::create(&log).unwrap().into()).await;
+    server.kill();
+
+    let warned: Vec<Value> = json_lines(&log)
+        .into_iter()
+        .filter(|line| line["level"] == "WARN" && line["fields"]["variable"] == "KEYWARD_CACHE_KEYZ")
+        .collect();
+    assert_eq!(warned.len(), 1, "{}", std::fs::read_to_string(&log).unwrap());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !text.contains("typo-value-4711"),
+        "the variable's value reached the log"
+    );
+    assert!(
+        !text.contains("KEYWARD_MASTER_KEYS names no setting"),
+        "a real setting was warned about"
+    );
+    let _ = std::fs::remove_file(&log);
+}
