@@ -84,7 +84,7 @@ help:
 	@echo "make bench    verify throughput as ratios to /healthz and SELECT 1 (release build)"
 	@echo "make db-stop  stop the dev database (data kept in .data/)"
 	@echo "make fmt      format the code"
-	@echo "make lint     rustfmt check + clippy with warnings as errors"
+	@echo "make lint     rustfmt check + clippy with warnings as errors + rust-version check"
 	@echo "make openapi  regenerate openapi/openapi.json"
 
 run:
@@ -129,6 +129,7 @@ fmt:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	python3 scripts/check-rust-version.py
 
 openapi:
 	@mkdir -p openapi

@@ -2,7 +2,7 @@
 
 use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
+use sqlx::{ConnectOptions, Connection, PgPool};
 use std::time::Duration;
 
 use crate::config::DatabaseConfig;
@@ -11,7 +11,21 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 pub async fn connect(config: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = config.database_url.expose_secret().parse()?;
+    // One connection first: a database that cannot be reached says why at once (refused,
+    // unknown host, wrong password) instead of the pool's "timed out" five seconds later.
+    let probe = tokio::time::timeout(Duration::from_secs(5), options.connect())
+        .await
+        .map_err(|_| sqlx::Error::PoolTimedOut)??;
+    let _ = probe.close().await;
     connect_with(options, config).await
+}
+
+/// Where `config`'s database is, for messages: `host:port` (no user, no password).
+pub fn target(config: &DatabaseConfig) -> String {
+    match config.database_url.expose_secret().parse::<PgConnectOptions>() {
+        Ok(options) => format!("{}:{}", options.get_host(), options.get_port()),
+        Err(_) => "the database of DATABASE_URL".to_owned(),
+    }
 }
 
 /// The pool for `options` with the limits of `config`: no request waits on the database longer

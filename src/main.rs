@@ -234,8 +234,8 @@ fn parse_tenant_id(text: &str) -> Result<TenantId, String> {
 enum CliError {
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
-    #[error("cannot connect to the database: {0}")]
-    Connect(sqlx::Error),
+    #[error("cannot connect to the database at {0}: {1}")]
+    Connect(String, sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("migration failed: {0}")]
@@ -829,7 +829,9 @@ fn read_secret(what: &str) -> Result<SecretString, CliError> {
 }
 
 async fn connect(database: &DatabaseConfig) -> Result<sqlx::PgPool, CliError> {
-    db::connect(database).await.map_err(CliError::Connect)
+    db::connect(database)
+        .await
+        .map_err(|error| CliError::Connect(db::target(database), error))
 }
 
 /// Binds the listening socket with a backlog for bursts of new connections (tokio's default is
@@ -866,7 +868,11 @@ async fn serve(config: ServeConfig) -> Result<(), CliError> {
     if !config.skip_migrations {
         db::migrate_for(&config.database, &pool).await?;
     }
-    if db::may_alter_audit_trail(&pool).await.map_err(CliError::Connect)? {
+    let target = || db::target(&config.database);
+    if db::may_alter_audit_trail(&pool)
+        .await
+        .map_err(|error| CliError::Connect(target(), error))?
+    {
         tracing::warn!(
             "the database role of DATABASE_URL may change or remove audit events: run the server as a role \
              that may only read and append to them (KEYWARD_MIGRATION_DATABASE_URL, docs/audit.md)"

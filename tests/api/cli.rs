@@ -382,3 +382,20 @@ async fn a_command_run_by_hand_prints_no_log_noise(pool: PgPool) {
         "colour codes when not on a terminal: {said:?}"
     );
 }
+
+#[test]
+fn a_database_that_cannot_be_reached_is_named_with_why_at_once() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .arg("migrate")
+        .env("DATABASE_URL", "postgres://nobody:hunter2@127.0.0.1:1/nowhere")
+        .env_remove("KEYWARD_MIGRATION_DATABASE_URL")
+        .output()
+        .unwrap();
+
+    assert!(!output.status.success());
+    let said = String::from_utf8(output.stderr).unwrap();
+    assert!(said.contains("cannot connect to the database at 127.0.0.1:1"), "{said}");
+    assert!(said.to_lowercase().contains("refused"), "{said}");
+    assert!(!said.contains("pool timed out"), "{said}");
+    assert!(!said.contains("hunter2"), "the password reached the message");
+}

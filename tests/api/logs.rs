@@ -40,8 +40,13 @@ async fn run_cli(mut command: Command, stdin: Option<String>) -> (String, String
 }
 
 async fn serve(app: &TestApp) -> (ServeProcess, std::path::PathBuf) {
+    serve_logging(keyward(app)).await
+}
+
+/// Starts `command` as `keyward serve` with its log (stderr) in a file of its own.
+async fn serve_logging(command: Command) -> (ServeProcess, std::path::PathBuf) {
     let log = std::env::temp_dir().join(format!("keyward-log-test-{}.log", rand::random::<u64>()));
-    let server = ServeProcess::start(keyward(app), std::fs::File::create(&log).unwrap().into()).await;
+    let server = ServeProcess::start(command, std::fs::File::create(&log).unwrap().into()).await;
     (server, log)
 }
 
@@ -202,8 +207,7 @@ async fn each_request_is_logged_once_as_json_with_its_route_status_request_id_an
     let app = TestApp::spawn(pool).await;
     let tenant = app.tenant("acme").await;
     // stderr is a file, not a terminal: JSON lines, without KEYWARD_LOG_FORMAT and at the default level.
-    let log = std::env::temp_dir().join(format!("keyward-request-log-{}.log", rand::random::<u64>()));
-    let mut server = ServeProcess::start(app.command(), std::fs::File::create(&log).unwrap().into()).await;
+    let (mut server, log) = serve_logging(app.command()).await;
 
     let reply = reqwest::Client::new()
         .get(format!("{}/v1/tenants/{tenant}/keys?limit=5", server.base))
@@ -241,10 +245,9 @@ async fn each_request_is_logged_once_as_json_with_its_route_status_request_id_an
 #[sqlx::test]
 async fn the_log_is_text_when_asked_for(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
-    let log = std::env::temp_dir().join(format!("keyward-text-log-{}.log", rand::random::<u64>()));
     let mut command = app.command();
     command.env("KEYWARD_LOG_FORMAT", "text");
-    let mut server = ServeProcess::start(command, std::fs::File::create(&log).unwrap().into()).await;
+    let (mut server, log) = serve_logging(command).await;
     reqwest::get(format!("{}/healthz", server.base)).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     server.kill();
@@ -263,10 +266,9 @@ async fn the_log_is_text_when_asked_for(pool: PgPool) {
 #[sqlx::test]
 async fn a_keyward_variable_that_names_no_setting_is_warned_about_by_name_only(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
-    let log = std::env::temp_dir().join(format!("keyward-typo-log-{}.log", rand::random::<u64>()));
     let mut command = app.command();
     command.env("KEYWARD_CACHE_KEYZ", "typo-value-4711");
-    let mut server = ServeProcess::start(command, std::fs::File::create(&log).unwrap().into()).await;
+    let (mut server, log) = serve_logging(command).await;
     server.kill();
 
     let warned: Vec<Value> = json_lines(&log)
