@@ -867,6 +867,7 @@ async fn serve(config: ServeConfig) -> Result<(), CliError> {
     let pool = connect(&config.database).await?;
     if !config.skip_migrations {
         db::migrate_for(&config.database, &pool).await?;
+        tracing::info!("migrations applied");
     }
     let target = || db::target(&config.database);
     if db::may_alter_audit_trail(&pool)
@@ -883,6 +884,16 @@ async fn serve(config: ServeConfig) -> Result<(), CliError> {
     raise_open_file_limit(config.app.max_connections);
     let listener = listen(config.listen).map_err(|e| CliError::Listen(config.listen, e))?;
     tracing::info!(listen = %config.listen, "keyward serving");
+    // Said once the server is up, where a first run's build output cannot bury it.
+    match keyward::repo::keys::any_credential(&app.ctx.pool).await {
+        Ok(false) => tracing::info!(
+            "no service token or user exists yet: make the first with `keyward admin create-service-token --platform \
+             --name bootstrap --permissions tenants:admin,keys:read,keys:write,keys:verify,audit:read` (or `keyward \
+             admin create-user --email you@example.com --platform-admin`), with DATABASE_URL as for serve"
+        ),
+        Ok(true) => {}
+        Err(error) => tracing::warn!(%error, "could not check whether any credential exists"),
+    }
     app.serve(listener, app::shutdown_signal())
         .await
         .map_err(CliError::Serve)

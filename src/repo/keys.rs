@@ -107,6 +107,14 @@ pub(crate) const COLUMNS: &str = key_columns!(
 /// A key as verification reads it: its last use is not needed there, and not looked up.
 pub(crate) const VERIFY_COLUMNS: &str = key_columns!("k.last_used_at");
 
+/// Whether anyone can act at all: a service token or a user exists (a fresh deployment has
+/// neither until the first is made with the command line).
+pub async fn any_credential(db: impl PgExecutor<'_>) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM api_keys WHERE kind = 'service') OR EXISTS (SELECT 1 FROM users)")
+        .fetch_one(db)
+        .await
+}
+
 pub async fn insert(conn: &mut PgConnection, key: &Key, hash: &TokenHash) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO api_keys (id, tenant_id, kind, name, environment, prefix, start, token_hash, scopes,

@@ -287,3 +287,48 @@ async fn a_keyward_variable_that_names_no_setting_is_warned_about_by_name_only(p
     );
     let _ = std::fs::remove_file(&log);
 }
+
+/// The messages of a JSON log, in order.
+fn messages(log: &std::path::Path) -> Vec<String> {
+    json_lines(log)
+        .iter()
+        .filter_map(|line| line["fields"]["message"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[sqlx::test]
+async fn a_server_with_no_credential_yet_says_how_to_make_the_first_once_it_serves(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    // The harness's own tokens: a fresh deployment has none.
+    sqlx::query("DELETE FROM api_keys").execute(&app.pool).await.unwrap();
+
+    let (mut server, log) = serve_logging(app.command()).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    server.kill();
+
+    let said = messages(&log);
+    let serving = said
+        .iter()
+        .position(|m| m == "keyward serving")
+        .unwrap_or_else(|| panic!("{said:?}"));
+    let hint = said
+        .iter()
+        .position(|m| m.contains("admin create-service-token --platform"))
+        .unwrap_or_else(|| panic!("{said:?}"));
+    assert!(hint > serving, "the hint came before the server was up: {said:?}");
+    let _ = std::fs::remove_file(&log);
+}
+
+#[sqlx::test]
+async fn a_server_that_has_credentials_gives_no_first_credential_hint(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+
+    let (mut server, log) = serve_logging(app.command()).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    server.kill();
+
+    let said = messages(&log);
+    assert!(said.iter().any(|m| m == "keyward serving"), "{said:?}");
+    assert!(!said.iter().any(|m| m.contains("create-service-token")), "{said:?}");
+    let _ = std::fs::remove_file(&log);
+}
