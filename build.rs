@@ -14,5 +14,7 @@ fn main() {
         .map(|text| text.trim().to_owned())
         .filter(|text| !text.is_empty())
         .unwrap_or_else(|| "unknown".to_owned());
-    println!("cargo:rustc-env=KEYWARD_GIT_COMMIT={commit}");
+    // Not named KEYWARD_*: `cargo run` also sets it for the program, which would warn of it as
+    // an unknown setting.
+    println!("cargo:rustc-env=BUILT_FROM_COMMIT={commit}");
 }

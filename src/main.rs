@@ -21,7 +21,7 @@ use keyward::{app, db, service};
 #[derive(Parser)]
 #[command(
     name = "keyward",
-    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("KEYWARD_GIT_COMMIT"), ")"),
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("BUILT_FROM_COMMIT"), ")"),
     about = "Multi-tenant API-key management"
 )]
 struct Cli {

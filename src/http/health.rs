@@ -36,7 +36,7 @@ pub struct Version {
 async fn version() -> Json<Version> {
     Json(Version {
         version: env!("CARGO_PKG_VERSION"),
-        commit: env!("KEYWARD_GIT_COMMIT"),
+        commit: env!("BUILT_FROM_COMMIT"),
     })
 }
 
@@ -46,8 +46,9 @@ async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// The process is up, its database answers, and its change listener is subscribed (without it,
-/// revocations made elsewhere would not reach this replica's memory).
+/// The process is up, its database answers, its change listener is subscribed (without it,
+/// revocations made elsewhere would not reach this replica's memory), and its background writers
+/// run (the replay store's, without which no signed request is answered, and the usage writer).
 #[utoipa::path(
     get, path = "/readyz", tag = "health",
     responses(
@@ -56,7 +57,7 @@ async fn healthz() -> Json<Health> {
     )
 )]
 async fn readyz(State(ctx): State<Context>) -> Result<Json<Health>, ApiError> {
-    if !ctx.verify.listening() {
+    if !ctx.verify.listening() || !ctx.verify.background_running() {
         return Err(ApiError::Unavailable);
     }
     sqlx::query("SELECT 1")

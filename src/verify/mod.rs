@@ -119,6 +119,44 @@ pub(crate) struct Memory {
     pub reachability: Arc<Reachability>,
     /// This replica, in the notifications it publishes (see `changes`).
     pub origin: u64,
+    /// The background tasks running now (see [`Running`]).
+    pub running: Arc<Running>,
+}
+
+/// How many of the engine's background tasks besides the listener (the limit give-back, the
+/// replay writer and the usage writer) are running: each holds a guard while it runs, given back
+/// however it ends (returned, panicked, aborted). `/readyz` is not ready without all of them:
+/// without the replay writer no signed request is answered, without the usage writer nothing is
+/// counted.
+#[derive(Debug, Default)]
+pub(crate) struct Running(std::sync::atomic::AtomicUsize);
+
+/// The tasks `Tasks::start` starts that hold a [`Running`] guard.
+const BACKGROUND_TASKS: usize = 3;
+
+struct RunningGuard(Arc<Running>);
+
+impl Running {
+    fn enter(self: &Arc<Self>) -> RunningGuard {
+        self.0.fetch_add(1, Ordering::AcqRel);
+        RunningGuard(self.clone())
+    }
+
+    fn count(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        self.0 .0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Runs `task` holding `guard` (taken before the task is spawned, so that it counts at once).
+async fn in_background<T>(guard: RunningGuard, task: impl std::future::Future<Output = T>) -> T {
+    let _guard = guard;
+    task.await
 }
 
 impl Memory {
@@ -145,6 +183,7 @@ impl Engine {
             listening: Arc::default(),
             reachability: Arc::default(),
             origin: rand::random(),
+            running: Arc::default(),
         };
         let (usage, writer) = usage::channel();
         let (replays, replay_writer) = replays::channel();
@@ -397,6 +436,11 @@ impl Engine {
     pub fn listening(&self) -> bool {
         self.memory.listening.load(Ordering::Acquire)
     }
+
+    /// Whether every background task besides the listener is running (`/readyz`).
+    pub fn background_running(&self) -> bool {
+        self.memory.running.count() == BACKGROUND_TASKS
+    }
 }
 
 /// Lets `caller` verify (it needs `keys:verify`; the open gateway only where the deployment
@@ -509,14 +553,46 @@ impl Tasks {
     /// `LISTENER_START` passed): a cache filled before then would be cleared when it subscribes.
     pub async fn start(self, pool: PgPool, usage_flush: Duration, clock: Clock, spool_dir: Option<std::path::PathBuf>) {
         let (ready, subscribed) = tokio::sync::oneshot::channel();
-        tokio::spawn(limits::give_back_expired(
-            self.memory.limits.clone(),
-            pool.clone(),
-            clock.clone(),
+        let running = self.memory.running.clone();
+        tokio::spawn(in_background(
+            running.enter(),
+            limits::give_back_expired(self.memory.limits.clone(), pool.clone(), clock.clone()),
         ));
         tokio::spawn(changes::listen(self.memory, pool.clone(), ready, self.drains));
-        tokio::spawn(self.replays.run(pool.clone()));
-        tokio::spawn(self.writer.run(pool, usage_flush, clock, spool_dir));
+        tokio::spawn(in_background(running.enter(), self.replays.run(pool.clone())));
+        tokio::spawn(in_background(
+            running.enter(),
+            self.writer.run(pool, usage_flush, clock, spool_dir),
+        ));
         let _ = tokio::time::timeout(LISTENER_START, subscribed).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_background_task_that_ends_or_is_aborted_no_longer_counts_as_running() {
+        let running = Arc::new(Running::default());
+        let done = tokio::spawn(in_background(running.enter(), async {}));
+        let forever = tokio::spawn(in_background(running.enter(), std::future::pending::<()>()));
+        assert_eq!(running.count(), 2);
+
+        done.await.unwrap();
+        assert_eq!(running.count(), 1);
+        forever.abort();
+        let _ = forever.await;
+        assert_eq!(running.count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_background_task_no_longer_counts_as_running() {
+        let running = Arc::new(Running::default());
+        let panicked = tokio::spawn(in_background(running.enter(), async { panic!("a writer's bug") }));
+
+        assert!(panicked.await.is_err());
+
+        assert_eq!(running.count(), 0);
     }
 }
