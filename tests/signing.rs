@@ -24,15 +24,32 @@ fn window(now: DateTime<Utc>) -> Window {
     Window::new(now, skew())
 }
 
-/// `<manifest>/../shared/testdata`, or `None` (with a notice) when this checkout has none.
+/// `<manifest>/../shared/testdata`, or `None` (with a notice) when this checkout has none; under
+/// `CI=true` its absence fails the test instead (CI always has it beside the clone).
 fn testdata() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipping: ../shared/testdata not found");
-        None
+    // As the other tests that need something CI installs: any `CI` counts (CI sets `CI=true`).
+    let ci = std::env::var_os("CI").is_some();
+    testdata_at(&dir, ci).unwrap_or_else(|missing| panic!("{missing}"))
+}
+
+fn testdata_at(dir: &Path, ci: bool) -> Result<Option<PathBuf>, String> {
+    match (dir.is_dir(), ci) {
+        (true, _) => Ok(Some(dir.to_owned())),
+        (false, true) => Err(format!("{} is required under CI=true", dir.display())),
+        (false, false) => {
+            eprintln!("skipping: {} not found", dir.display());
+            Ok(None)
+        }
     }
+}
+
+#[test]
+fn missing_test_data_skips_on_a_users_clone_and_fails_under_ci() {
+    let nowhere = Path::new(env!("CARGO_MANIFEST_DIR")).join("no-such-testdata");
+
+    assert_eq!(testdata_at(&nowhere, false), Ok(None));
+    assert!(testdata_at(&nowhere, true).is_err());
 }
 
 fn read(path: &Path) -> String {
