@@ -52,6 +52,20 @@ pub fn is_timeout(error: &sqlx::Error) -> bool {
     }
 }
 
+/// The same failure again, for each waiter of a batch that failed (`sqlx::Error` cannot be
+/// cloned), keeping what decides the answer: the pool timing out (the database is away), the
+/// database unreachable or too slow (503), or anything else (500).
+pub fn same_kind(error: &sqlx::Error) -> sqlx::Error {
+    match error {
+        sqlx::Error::PoolTimedOut => sqlx::Error::PoolTimedOut,
+        sqlx::Error::PoolClosed => sqlx::Error::PoolClosed,
+        error if is_unreachable(error) || is_timeout(error) => {
+            sqlx::Error::Io(std::io::Error::other(error.to_string()))
+        }
+        error => sqlx::Error::Protocol(error.to_string()),
+    }
+}
+
 /// Whether `error` says the database cannot be reached or used right now (connection refused,
 /// reset or terminated, the pool timed out or closed, the server shutting down or full): the
 /// request may succeed later, so the client is told to retry (503) rather than of a failure (500).

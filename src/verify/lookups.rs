@@ -123,7 +123,10 @@ impl HashLookups {
     async fn answer(&self, pool: &PgPool, batch: Vec<Waiting>) {
         self.inner.batches.fetch_add(1, Ordering::Relaxed);
         let hashes: Vec<TokenHash> = batch.iter().map(|waiting| waiting.hash).collect();
-        match store::find_by_hashes(pool, &hashes).await {
+        // Bounded like a lone lookup, so that a hung database cannot hold a batch slot for ever
+        // (its callers have given up by then; the next lookups would queue behind it).
+        let read = tokio::time::timeout(super::LOOKUP_TIMEOUT, store::find_by_hashes(pool, &hashes));
+        match read.await.unwrap_or(Err(sqlx::Error::PoolTimedOut)) {
             Ok(found) => {
                 let found: HashMap<(KeyKind, TokenHash), Arc<Verifiable>> = found
                     .into_iter()
@@ -136,23 +139,9 @@ impl HashLookups {
             }
             Err(error) => {
                 for waiting in batch {
-                    let _ = waiting.answer.send(Err(copy_of(&error)));
+                    let _ = waiting.answer.send(Err(crate::db::same_kind(&error)));
                 }
             }
         }
-    }
-}
-
-/// The same failure for each lookup of a failed batch (`sqlx::Error` cannot be cloned), keeping
-/// what decides the answer: the pool timing out (the database is away), the database unreachable
-/// or too slow (503, stale answers allowed), or anything else (500).
-fn copy_of(error: &sqlx::Error) -> sqlx::Error {
-    match error {
-        sqlx::Error::PoolTimedOut => sqlx::Error::PoolTimedOut,
-        sqlx::Error::PoolClosed => sqlx::Error::PoolClosed,
-        error if crate::db::is_unreachable(error) || crate::db::is_timeout(error) => {
-            sqlx::Error::Io(std::io::Error::other(error.to_string()))
-        }
-        error => sqlx::Error::Protocol(error.to_string()),
     }
 }

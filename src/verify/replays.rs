@@ -88,16 +88,11 @@ async fn write(pool: &PgPool, batch: Vec<Pending>) {
         }
         Err(error) => {
             tracing::warn!(%error, signatures = unique.len(), "could not store signatures");
-            let unreachable = crate::db::is_unreachable(&error) || crate::db::is_timeout(&error);
-            let message = error.to_string();
+            let copy = crate::db::same_kind(&error);
             let mut error = Some(error);
             for pending in unique {
-                // The first caller gets the error itself, the others one of the same kind (503
-                // when the database is away or slow, 500 otherwise).
-                let error = error.take().unwrap_or_else(|| match unreachable {
-                    true => sqlx::Error::PoolTimedOut,
-                    false => sqlx::Error::Protocol(message.clone()),
-                });
+                // The first caller gets the error itself, the others one of the same kind.
+                let error = error.take().unwrap_or_else(|| crate::db::same_kind(&copy));
                 let _ = pending.answer.send(Err(error));
             }
         }

@@ -288,6 +288,14 @@ async fn a_keyward_variable_that_names_no_setting_is_warned_about_by_name_only(p
     let _ = std::fs::remove_file(&log);
 }
 
+/// Starts `command` as `keyward serve`, lets it run a moment, stops it; its log file.
+async fn serve_briefly(command: Command) -> std::path::PathBuf {
+    let (mut server, log) = serve_logging(command).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    server.kill();
+    log
+}
+
 /// The messages of a JSON log, in order.
 fn messages(log: &std::path::Path) -> Vec<String> {
     json_lines(log)
@@ -302,10 +310,7 @@ async fn a_server_with_no_credential_yet_says_how_to_make_the_first_once_it_serv
     // The harness's own tokens: a fresh deployment has none.
     sqlx::query("DELETE FROM api_keys").execute(&app.pool).await.unwrap();
 
-    let (mut server, log) = serve_logging(app.command()).await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    server.kill();
-
+    let log = serve_briefly(app.command()).await;
     let said = messages(&log);
     let serving = said
         .iter()
@@ -323,10 +328,7 @@ async fn a_server_with_no_credential_yet_says_how_to_make_the_first_once_it_serv
 async fn a_server_that_has_credentials_gives_no_first_credential_hint(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
 
-    let (mut server, log) = serve_logging(app.command()).await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    server.kill();
-
+    let log = serve_briefly(app.command()).await;
     let said = messages(&log);
     assert!(said.iter().any(|m| m == "keyward serving"), "{said:?}");
     assert!(!said.iter().any(|m| m.contains("create-service-token")), "{said:?}");
